@@ -1,0 +1,73 @@
+/* loss.c: the fused cross-entropy kernels: forward (mean NLL and per-row log-sum-exp) and
+ * backward (softmax minus one-hot, scaled), over contiguous logits [N, V]. */
+#include <math.h>
+
+#include "cpu.h"
+
+static int64_t count_targets(const int32_t *t, int64_t n, int64_t V, int32_t ignore) {
+    int64_t cnt = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (t[i] == ignore) continue;
+        SGT_CHECK(t[i] >= 0 && t[i] < V, "cross_entropy: target %d at row %lld is outside [0, %lld)", t[i],
+                  (long long)i, (long long)V);
+        cnt++;
+    }
+    return cnt;
+}
+
+#define CE(T, F)                                                                                 \
+    static void ce_##T(const sgt_opcall *call) {                                                 \
+        const sgt_tensor *lt = call->src[0];                                                     \
+        const int64_t N = lt->shape[0], V = lt->shape[1];                                        \
+        const T *x = sgt_ptr(lt);                                                                \
+        const int32_t *tg = sgt_ptr(call->src[1]), ignore = (int32_t)call->ip[0];                \
+        T *loss = sgt_ptr(call->dst[0]), *lse = sgt_ptr(call->dst[1]);                           \
+        const int64_t cnt = count_targets(tg, N, V, ignore);                                     \
+        double total = 0;                                                                        \
+        _Pragma("omp parallel for schedule(static) reduction(+ : total) if (N * V >= SGT_OMP_MIN)") \
+        for (int64_t r = 0; r < N; r++) {                                                        \
+            const T *xr = x + r * V;                                                             \
+            T mx = -INFINITY;                                                                    \
+            for (int64_t i = 0; i < V; i++) mx = xr[i] > mx ? xr[i] : mx;                        \
+            double s = 0;                                                                        \
+            for (int64_t i = 0; i < V; i++) s += exp##F(xr[i] - mx);                             \
+            double l = (double)mx + log(s);                                                      \
+            lse[r] = (T)l;                                                                       \
+            if (tg[r] != ignore) total += l - (double)xr[tg[r]];                                 \
+        }                                                                                        \
+        *loss = (T)(cnt ? total / (double)cnt : NAN);                                            \
+    }                                                                                            \
+    static void ce_bwd_##T(const sgt_opcall *call) {                                             \
+        const sgt_tensor *lt = call->src[0];                                                     \
+        const int64_t N = lt->shape[0], V = lt->shape[1];                                        \
+        const T *x = sgt_ptr(lt), *lse = sgt_ptr(call->src[2]);                                  \
+        const int32_t *tg = sgt_ptr(call->src[1]), ignore = (int32_t)call->ip[0];                \
+        const T dl = *(const T *)sgt_ptr(call->src[3]);                                          \
+        T *dx = sgt_ptr(call->dst[0]);                                                           \
+        const int64_t cnt = count_targets(tg, N, V, ignore);                                     \
+        const T scale = cnt ? dl / (T)cnt : (T)0;                                                \
+        _Pragma("omp parallel for schedule(static) if (N * V >= SGT_OMP_MIN)")                  \
+        for (int64_t r = 0; r < N; r++) {                                                        \
+            const T *xr = x + r * V;                                                             \
+            T *o = dx + r * V;                                                                   \
+            if (tg[r] == ignore) {                                                               \
+                for (int64_t i = 0; i < V; i++) o[i] = 0;                                        \
+                continue;                                                                        \
+            }                                                                                    \
+            const T l = lse[r];                                                                  \
+            for (int64_t i = 0; i < V; i++) o[i] = exp##F(xr[i] - l) * scale;                    \
+            o[tg[r]] -= scale;                                                                   \
+        }                                                                                        \
+    }
+CE(float, f)
+CE(double, )
+
+void sgt_cpu_cross_entropy(const sgt_opcall *call) {
+    if (call->src[0]->dtype == SGT_F32) ce_float(call);
+    else ce_double(call);
+}
+
+void sgt_cpu_cross_entropy_bwd(const sgt_opcall *call) {
+    if (call->src[0]->dtype == SGT_F32) ce_bwd_float(call);
+    else ce_bwd_double(call);
+}

@@ -1,0 +1,89 @@
+/* matmul.c: CPU matmul through OpenBLAS (cblas_sgemm / cblas_dgemm), batched with broadcast
+ * batch dims. Operands need a unit stride in one of their last two dims (ops.c makes them so);
+ * the other stride becomes the leading dimension, so transposed views cost nothing.
+ * When b has no batch (a Linear layer) and a's batch folds into rows, one GEMM does it all. */
+#include <cblas.h>
+
+#include "cpu.h"
+
+typedef struct {
+    bool trans;  /* as stored in memory: row-major, or its transpose */
+    int64_t ld;
+} mat_layout;
+
+/* the layout of the logical matrix (rows x cols) = last two dims of x, possibly transposed */
+static mat_layout layout(const sgt_tensor *x, bool t) {
+    int64_t s0 = x->stride[x->ndim - 2], s1 = x->stride[x->ndim - 1];
+    int64_t n0 = x->shape[x->ndim - 2], n1 = x->shape[x->ndim - 1];
+    mat_layout l;
+    if (s1 == 1 || n1 == 1) {
+        l.trans = t;
+        l.ld = n0 == 1 ? (n1 > 1 ? n1 : 1) : s0;
+        if (l.ld < n1) l.ld = n1;
+    } else {
+        l.trans = !t;
+        l.ld = n1 == 1 ? (n0 > 1 ? n0 : 1) : s1;
+        if (l.ld < n0) l.ld = n0;
+    }
+    return l;
+}
+
+static void gemm(sgt_dtype dt, mat_layout la, mat_layout lb, int64_t M, int64_t N, int64_t K, const void *A,
+                 const void *B, void *C, int64_t ldc) {
+    if (M == 0 || N == 0) return;
+    CBLAS_TRANSPOSE ta = la.trans ? CblasTrans : CblasNoTrans, tb = lb.trans ? CblasTrans : CblasNoTrans;
+    if (dt == SGT_F32)
+        cblas_sgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, 1.0f, A, (int)la.ld, B, (int)lb.ld, 0.0f, C,
+                    (int)ldc);
+    else
+        cblas_dgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, 1.0, A, (int)la.ld, B, (int)lb.ld, 0.0, C,
+                    (int)ldc);
+}
+
+void sgt_cpu_matmul(const sgt_opcall *call) {
+    const sgt_tensor *a = call->src[0], *b = call->src[1];
+    sgt_tensor *y = call->dst[0];
+    const bool ta = call->ip[0], tb = call->ip[1];
+    const int64_t M = y->shape[y->ndim - 2], N = y->shape[y->ndim - 1];
+    const int64_t K = a->shape[a->ndim - (ta ? 2 : 1)];
+    const size_t es = sgt_dtype_size(y->dtype);
+    mat_layout la = layout(a, ta), lb = layout(b, tb);
+    const int nb = y->ndim - 2;
+    int64_t batch = 1;
+    for (int d = 0; d < nb; d++) batch *= y->shape[d];
+    if (K == 0) {
+        sgt_opcall fill = {.op = SGT_OP_FILL, .ndst = 1, .dst = {y}};
+        sgt_cpu_fill(&fill);
+        return;
+    }
+
+    /* b unbatched, a row-major with its batch dims folding into M rows: one GEMM */
+    bool b_flat = true;
+    for (int d = 0; d < b->ndim - 2; d++) b_flat &= b->shape[d] == 1 || b->stride[d] == 0;
+    if (nb > 0 && b_flat && !la.trans && a->ndim == y->ndim) {
+        bool fold = true;
+        int64_t expect = a->stride[a->ndim - 2] * a->shape[a->ndim - 2];
+        for (int d = a->ndim - 3; d >= 0 && fold; d--) {
+            fold = a->shape[d] == 1 || a->stride[d] == expect;
+            expect *= a->shape[d];
+        }
+        if (fold && a->shape[a->ndim - 2] > 1) {
+            gemm(y->dtype, la, lb, batch * M, N, K, sgt_ptr(a), sgt_ptr(b), sgt_ptr(y), N);
+            return;
+        }
+    }
+
+    const int lead_a = nb - (a->ndim - 2), lead_b = nb - (b->ndim - 2);
+    for (int64_t bi = 0; bi < batch; bi++) {
+        int64_t oa = 0, ob = 0, r = bi;
+        for (int d = nb - 1; d >= 0; d--) {
+            int64_t i = r % y->shape[d];
+            r /= y->shape[d];
+            int ja = d - lead_a, jb = d - lead_b;
+            if (ja >= 0 && a->shape[ja] != 1) oa += i * a->stride[ja];
+            if (jb >= 0 && b->shape[jb] != 1) ob += i * b->stride[jb];
+        }
+        gemm(y->dtype, la, lb, M, N, K, (const char *)sgt_ptr(a) + oa * (int64_t)es,
+             (const char *)sgt_ptr(b) + ob * (int64_t)es, (char *)sgt_ptr(y) + bi * M * N * (int64_t)es, N);
+    }
+}

@@ -1,0 +1,18 @@
+/* device.h: where a tensor's bytes live, and the per-device memory primitives.
+ * The CPU backend is always built; CUDA entries are filled in when the CUDA backend is built. */
+#ifndef SGT_DEVICE_H
+#define SGT_DEVICE_H
+
+#include <stddef.h>
+
+typedef enum { SGT_CPU = 0, SGT_CUDA = 1, SGT_NDEVICE } sgt_device;
+
+const char *sgt_device_name(sgt_device d);
+
+/* Raw allocation on a device (used by arenas only; ops never allocate). */
+void *sgt_device_alloc(sgt_device d, size_t nbytes);
+void sgt_device_free(sgt_device d, void *p);
+/* Whether a device can be used in this build and on this machine. */
+int sgt_device_available(sgt_device d);
+
+#endif

@@ -1,0 +1,56 @@
+/* op_list.h: THE op table. One line per op: enum suffix, printable name, whether it is a view
+ * (metadata only, no kernel). Kernels are bound per backend in cpu/cpu_backend.c (and the CUDA
+ * backend), backward rules in autograd/rules.c; both tables are indexed by this enum and checked
+ * for completeness by tests/tensor/test_op_table.c.
+ * Parameters travel in sgt_opcall.ip (integers) and .fp (doubles); each line says which. */
+/*      ENUM               name                 view  params / sources -> destinations */
+SGT_OP(RESHAPE,          "reshape",           1) /* x -> view with new shape */
+SGT_OP(PERMUTE,          "permute",           1) /* x -> view; ip[0..n) = permutation */
+SGT_OP(NARROW,           "narrow",            1) /* x -> view; ip = dim, start, len */
+SGT_OP(EXPAND,           "expand",            1) /* x -> broadcast view (stride 0) */
+SGT_OP(COPY,             "copy",              0) /* x -> dst (any strides, same shape) */
+SGT_OP(CAST,             "cast",              0) /* x -> dst of another dtype */
+SGT_OP(FILL,             "fill",              0) /* -> dst = fp[0] */
+SGT_OP(RNG_UNIFORM,      "rng_uniform",       0) /* -> dst ~ U[fp0, fp1); ip = seed, stream */
+SGT_OP(RNG_NORMAL,       "rng_normal",        0) /* -> dst ~ N(fp0, fp1^2); ip = seed, stream */
+SGT_OP(ADD,              "add",               0) /* a, b (broadcast) -> a+b */
+SGT_OP(SUB,              "sub",               0)
+SGT_OP(MUL,              "mul",               0)
+SGT_OP(DIV,              "div",               0)
+SGT_OP(ADD_SCALAR,       "add_scalar",        0) /* x -> x + fp[0] */
+SGT_OP(MUL_SCALAR,       "mul_scalar",        0) /* x -> x * fp[0] */
+SGT_OP(POW_SCALAR,       "pow_scalar",        0) /* x -> x ^ fp[0] */
+SGT_OP(NEG,              "neg",               0)
+SGT_OP(EXP,              "exp",               0)
+SGT_OP(LOG,              "log",               0)
+SGT_OP(SQRT,             "sqrt",              0)
+SGT_OP(RSQRT,            "rsqrt",             0)
+SGT_OP(TANH,             "tanh",              0)
+SGT_OP(SIGMOID,          "sigmoid",           0)
+SGT_OP(SILU,             "silu",              0)
+SGT_OP(GELU,             "gelu",              0) /* tanh approximation */
+SGT_OP(RELU,             "relu",              0)
+SGT_OP(UNARY_BWD,        "unary_bwd",         0) /* x, y, dy -> dx; ip[0] = forward op, fp[0] its scalar */
+SGT_OP(SUM,              "sum",               0) /* x -> reduced; ip = dims bitmask, keepdim */
+SGT_OP(MEAN,             "mean",              0)
+SGT_OP(MAX,              "max",               0)
+SGT_OP(ARGMAX,           "argmax",            0) /* x -> i32; ip = dim, keepdim */
+SGT_OP(SOFTMAX,          "softmax",           0) /* x -> softmax over last dim; ip[0] = causal */
+SGT_OP(LOG_SOFTMAX,      "log_softmax",       0)
+SGT_OP(SOFTMAX_BWD,      "softmax_bwd",       0) /* y, dy -> dx; ip[0] = 1 if y is log_softmax */
+SGT_OP(MATMUL,           "matmul",            0) /* a, b -> a@b; ip = transpose a, transpose b */
+SGT_OP(EMBEDDING,        "embedding",         0) /* table [V,C], idx i32 [...] -> [..., C] */
+SGT_OP(INDEX_ADD_ROWS,   "index_add_rows",    0) /* dst [V,C] += rows [..., C] at idx [...] */
+SGT_OP(CROSS_ENTROPY,    "cross_entropy",     0) /* logits [N,V], tgt i32 [N] -> loss [], lse [N]; ip[0] = ignore */
+SGT_OP(CROSS_ENTROPY_BWD,"cross_entropy_bwd", 0) /* logits, tgt, lse, dloss -> dlogits; ip[0] = ignore */
+SGT_OP(RMSNORM,          "rmsnorm",           0) /* x [...,C], w [C] -> y, rstd [...]; fp[0] = eps */
+SGT_OP(RMSNORM_BWD,      "rmsnorm_bwd",       0) /* x, w, rstd, dy -> dx, dw */
+SGT_OP(LAYERNORM,        "layernorm",         0) /* x, w, b -> y, mean, rstd; fp[0] = eps */
+SGT_OP(LAYERNORM_BWD,    "layernorm_bwd",     0) /* x, w, mean, rstd, dy -> dx, dw, db */
+SGT_OP(TOPK,             "topk",              0) /* x [...,N] -> values [...,k], idx i32; ip[0] = k */
+SGT_OP(GATHER_LAST,      "gather_last",       0) /* x [...,N], idx [...,k] -> [...,k] */
+SGT_OP(SCATTER_ADD_LAST, "scatter_add_last",  0) /* v [...,k], idx [...,k] -> zeros [...,N] + v at idx; ip[0] = N */
+SGT_OP(CMP,              "cmp",               0) /* a, b (broadcast) -> 0/1 in a's dtype; ip[0] = sgt_cmp_kind */
+SGT_OP(WHERE,            "where",             0) /* cond, a, b (broadcast) -> cond != 0 ? a : b */
+SGT_OP(MASKED_FILL,      "masked_fill",       0) /* x, mask (broadcast) -> mask != 0 ? fp[0] : x */
+SGT_OP(CONCAT,           "concat",            0) /* x0..xn -> concat along ip[0] */

@@ -1,0 +1,102 @@
+/* ops.h: the tensor ops. Each allocates its output(s) in ctx->arena and goes through sgt_dispatch.
+ *
+ * Legend for shape comments: B batch, T time (sequence), C channels, V vocabulary, N rows, K inner.
+ * Binary ops broadcast numpy-style. Float ops take f32 or f64 (all inputs the same dtype). */
+#ifndef SGT_OPS_H
+#define SGT_OPS_H
+
+#include "tensor.h"
+
+typedef enum { SGT_CMP_EQ, SGT_CMP_NE, SGT_CMP_LT, SGT_CMP_LE, SGT_CMP_GT, SGT_CMP_GE } sgt_cmp_kind;
+
+#define SGT_ALL_DIMS (-1000) /* for reductions: reduce every dimension */
+
+/* copies and fills */
+sgt_tensor *sgt_copy(sgt_ctx *c, sgt_tensor *x);                  /* always a new contiguous tensor */
+void sgt_copy_into(sgt_ctx *c, sgt_tensor *dst, sgt_tensor *src); /* dst <- src, same shape */
+sgt_tensor *sgt_cast(sgt_ctx *c, sgt_tensor *x, sgt_dtype t);
+void sgt_fill(sgt_ctx *c, sgt_tensor *dst, double v);
+/* Counter-based (Philox4x32-10) fills; element i depends only on (seed, stream, i). */
+void sgt_rng_uniform(sgt_ctx *c, sgt_tensor *dst, uint64_t seed, uint64_t stream, double lo, double hi);
+void sgt_rng_normal(sgt_ctx *c, sgt_tensor *dst, uint64_t seed, uint64_t stream, double mean, double std);
+
+/* elementwise */
+sgt_tensor *sgt_add(sgt_ctx *c, sgt_tensor *a, sgt_tensor *b);
+sgt_tensor *sgt_sub(sgt_ctx *c, sgt_tensor *a, sgt_tensor *b);
+sgt_tensor *sgt_mul(sgt_ctx *c, sgt_tensor *a, sgt_tensor *b);
+sgt_tensor *sgt_div(sgt_ctx *c, sgt_tensor *a, sgt_tensor *b);
+void sgt_add_into(sgt_ctx *c, sgt_tensor *dst, sgt_tensor *x);   /* dst += x (x broadcast to dst) */
+sgt_tensor *sgt_add_scalar(sgt_ctx *c, sgt_tensor *x, double s);
+sgt_tensor *sgt_mul_scalar(sgt_ctx *c, sgt_tensor *x, double s);
+sgt_tensor *sgt_pow_scalar(sgt_ctx *c, sgt_tensor *x, double p);
+sgt_tensor *sgt_neg(sgt_ctx *c, sgt_tensor *x);
+sgt_tensor *sgt_exp(sgt_ctx *c, sgt_tensor *x);
+sgt_tensor *sgt_log(sgt_ctx *c, sgt_tensor *x);
+sgt_tensor *sgt_sqrt(sgt_ctx *c, sgt_tensor *x);
+sgt_tensor *sgt_rsqrt(sgt_ctx *c, sgt_tensor *x);
+sgt_tensor *sgt_tanh(sgt_ctx *c, sgt_tensor *x);
+sgt_tensor *sgt_sigmoid(sgt_ctx *c, sgt_tensor *x);
+sgt_tensor *sgt_silu(sgt_ctx *c, sgt_tensor *x);
+sgt_tensor *sgt_gelu(sgt_ctx *c, sgt_tensor *x);
+sgt_tensor *sgt_relu(sgt_ctx *c, sgt_tensor *x);
+sgt_tensor *sgt_unary(sgt_ctx *c, sgt_op op, sgt_tensor *x, double s); /* any of the above by op */
+/* dx = dy * f'(x) for unary op `op` (y = f(x) may be used instead of x). */
+sgt_tensor *sgt_unary_bwd(sgt_ctx *c, sgt_op op, double s, sgt_tensor *x, sgt_tensor *y, sgt_tensor *dy);
+
+/* comparison and selection */
+sgt_tensor *sgt_cmp(sgt_ctx *c, sgt_cmp_kind k, sgt_tensor *a, sgt_tensor *b);
+sgt_tensor *sgt_where(sgt_ctx *c, sgt_tensor *cond, sgt_tensor *a, sgt_tensor *b);
+sgt_tensor *sgt_masked_fill(sgt_ctx *c, sgt_tensor *x, sgt_tensor *mask, double v);
+
+/* reductions: over `dim` (or SGT_ALL_DIMS), optionally keeping it as size 1 */
+sgt_tensor *sgt_sum(sgt_ctx *c, sgt_tensor *x, int dim, bool keepdim);
+sgt_tensor *sgt_mean(sgt_ctx *c, sgt_tensor *x, int dim, bool keepdim);
+sgt_tensor *sgt_max(sgt_ctx *c, sgt_tensor *x, int dim, bool keepdim);
+sgt_tensor *sgt_argmax(sgt_ctx *c, sgt_tensor *x, int dim, bool keepdim); /* i32; first max wins */
+/* Sum over a bitmask of dims (bit i = dim i), keeping them as size 1 when keepdim. */
+sgt_tensor *sgt_sum_dims(sgt_ctx *c, sgt_tensor *x, uint32_t mask, bool keepdim);
+/* Sums a broadcast result back to `shape` (the reverse of expand). */
+sgt_tensor *sgt_sum_to(sgt_ctx *c, sgt_tensor *x, int ndim, const int64_t *shape);
+
+/* softmax family, over the last dim */
+sgt_tensor *sgt_softmax(sgt_ctx *c, sgt_tensor *x);
+sgt_tensor *sgt_log_softmax(sgt_ctx *c, sgt_tensor *x);
+/* x [..., Tq, Tk]: query i sees keys j <= i + (Tk - Tq); masked entries are exactly 0. */
+sgt_tensor *sgt_softmax_causal(sgt_ctx *c, sgt_tensor *x);
+sgt_tensor *sgt_softmax_bwd(sgt_ctx *c, sgt_tensor *y, sgt_tensor *dy, bool log);
+
+/* matmul: a [..., M, K] (or [..., K, M] if ta), b [..., K, N] (or [..., N, K] if tb) -> [..., M, N].
+ * Batch dims broadcast. */
+sgt_tensor *sgt_matmul(sgt_ctx *c, sgt_tensor *a, sgt_tensor *b, bool ta, bool tb);
+
+/* embedding and its backward */
+sgt_tensor *sgt_embedding(sgt_ctx *c, sgt_tensor *table, sgt_tensor *idx); /* [V,C], [...] -> [..., C] */
+void sgt_index_add_rows(sgt_ctx *c, sgt_tensor *dst, sgt_tensor *idx, sgt_tensor *rows);
+
+/* Fused cross-entropy: logits [N, V], targets i32 [N] -> mean NLL over targets != ignore_index
+ * (ignore_index < 0 and not -100 style: pass SGT_NO_IGNORE for none). lse_out (optional) gets the
+ * per-row log-sum-exp [N], which the backward reuses. */
+#define SGT_NO_IGNORE INT32_MIN
+sgt_tensor *sgt_cross_entropy(sgt_ctx *c, sgt_tensor *logits, sgt_tensor *targets, int32_t ignore_index,
+                              sgt_tensor **lse_out);
+sgt_tensor *sgt_cross_entropy_bwd(sgt_ctx *c, sgt_tensor *logits, sgt_tensor *targets, sgt_tensor *lse,
+                                  sgt_tensor *dloss, int32_t ignore_index);
+
+/* norms over the last dim: x [..., C], w [C] (b [C]). Saved statistics are optional outputs. */
+sgt_tensor *sgt_rmsnorm(sgt_ctx *c, sgt_tensor *x, sgt_tensor *w, double eps, sgt_tensor **rstd_out);
+void sgt_rmsnorm_bwd(sgt_ctx *c, sgt_tensor *x, sgt_tensor *w, sgt_tensor *rstd, sgt_tensor *dy,
+                     sgt_tensor **dx, sgt_tensor **dw);
+sgt_tensor *sgt_layernorm(sgt_ctx *c, sgt_tensor *x, sgt_tensor *w, sgt_tensor *b, double eps,
+                          sgt_tensor **mean_out, sgt_tensor **rstd_out);
+void sgt_layernorm_bwd(sgt_ctx *c, sgt_tensor *x, sgt_tensor *w, sgt_tensor *mean, sgt_tensor *rstd,
+                       sgt_tensor *dy, sgt_tensor **dx, sgt_tensor **dw, sgt_tensor **db);
+
+/* top-k over the last dim, largest first; ties go to the lower index. */
+void sgt_topk(sgt_ctx *c, sgt_tensor *x, int k, sgt_tensor **values, sgt_tensor **indices);
+sgt_tensor *sgt_gather_last(sgt_ctx *c, sgt_tensor *x, sgt_tensor *idx);
+sgt_tensor *sgt_scatter_add_last(sgt_ctx *c, sgt_tensor *v, sgt_tensor *idx, int64_t n);
+
+/* concat along dim; split is in tensor.h (views) */
+sgt_tensor *sgt_concat(sgt_ctx *c, int n, sgt_tensor **xs, int dim);
+
+#endif

@@ -1,0 +1,118 @@
+/* tensor.h: the tensor, the op context, and views.
+ *
+ * A tensor is a strided view of bytes owned by an arena: dtype, device, shape, element strides and
+ * an element offset from `data`. Views (reshape, permute, narrow, expand) share the bytes.
+ * tensor/ knows nothing of gradients: `ext` is an opaque slot that the layer above (autograd) owns.
+ *
+ * Every op goes through one dispatch point, sgt_dispatch(), which picks the kernel for the
+ * output's device from the op table (op_list.h) and then calls the context's observer, through
+ * which autograd records its tape. */
+#ifndef SGT_TENSOR_H
+#define SGT_TENSOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "arena.h"
+#include "device.h"
+#include "dtype.h"
+#include "error.h"
+
+#define SGT_MAX_DIMS 6
+#define SGT_MAX_SRC 8
+#define SGT_MAX_DST 3
+
+typedef struct sgt_tensor {
+    sgt_dtype dtype;
+    sgt_device device;
+    int ndim;
+    int64_t shape[SGT_MAX_DIMS];
+    int64_t stride[SGT_MAX_DIMS]; /* in elements; 0 on broadcast dims */
+    int64_t offset;               /* in elements, from data */
+    void *data;                   /* base of the storage (arena-owned) */
+    void *ext;                    /* owned by the layer above (autograd); tensor/ never reads it */
+    const char *name;             /* optional, e.g. a parameter's hierarchical name */
+} sgt_tensor;
+
+typedef enum {
+#define SGT_OP(e, n, v) SGT_OP_##e,
+#include "op_list.h"
+#undef SGT_OP
+    SGT_NOPS
+} sgt_op;
+
+typedef struct sgt_opcall {
+    sgt_op op;
+    int nsrc, ndst;
+    sgt_tensor *src[SGT_MAX_SRC];
+    sgt_tensor *dst[SGT_MAX_DST];
+    int64_t ip[SGT_MAX_DIMS + 2];
+    double fp[2];
+} sgt_opcall;
+
+typedef void (*sgt_kernel)(const sgt_opcall *call);
+typedef void (*sgt_op_observer)(void *user, const sgt_opcall *call);
+
+typedef struct {
+    const char *name;
+    bool is_view;
+} sgt_op_info;
+
+extern const sgt_op_info sgt_ops[SGT_NOPS];
+/* Kernel tables, one per backend, indexed by sgt_op. NULL for views. */
+extern const sgt_kernel sgt_cpu_kernels[SGT_NOPS];
+extern const sgt_kernel *sgt_cuda_kernels; /* NULL when the CUDA backend is not built */
+
+/* The op context: where outputs are allocated, and who observes ops. */
+typedef struct sgt_ctx {
+    sgt_arena *arena;          /* per-step (or persistent while building parameters) */
+    sgt_device device;         /* device of tensors created from nothing (zeros, rng) */
+    sgt_op_observer observer;  /* called after every dispatched op (autograd's tape) */
+    void *observer_user;
+} sgt_ctx;
+
+/* ---- creation (bytes from ctx->arena, contiguous) ---- */
+sgt_tensor *sgt_empty(sgt_ctx *c, sgt_dtype t, int ndim, const int64_t *shape);
+sgt_tensor *sgt_empty_like(sgt_ctx *c, const sgt_tensor *x);
+sgt_tensor *sgt_zeros(sgt_ctx *c, sgt_dtype t, int ndim, const int64_t *shape);
+sgt_tensor *sgt_full(sgt_ctx *c, sgt_dtype t, int ndim, const int64_t *shape, double v);
+sgt_tensor *sgt_scalar(sgt_ctx *c, sgt_dtype t, double v);
+/* A new tensor struct over the same bytes (no op recorded, ext cleared). */
+sgt_tensor *sgt_alias(sgt_ctx *c, const sgt_tensor *x);
+/* Copies host values in/out (f64 in and out for convenience; converts to the dtype). */
+sgt_tensor *sgt_from_f64(sgt_ctx *c, sgt_dtype t, int ndim, const int64_t *shape, const double *v);
+sgt_tensor *sgt_from_i32(sgt_ctx *c, int ndim, const int64_t *shape, const int32_t *v);
+void sgt_to_f64(const sgt_tensor *x, double *out);   /* logical (row-major) order */
+double sgt_item(const sgt_tensor *x);                 /* value of a 1-element tensor */
+double sgt_get(const sgt_tensor *x, const int64_t *idx);
+void sgt_set(sgt_tensor *x, const int64_t *idx, double v);
+
+/* ---- shape queries ---- */
+int64_t sgt_numel(const sgt_tensor *x);
+bool sgt_is_contiguous(const sgt_tensor *x);
+bool sgt_same_shape(const sgt_tensor *a, const sgt_tensor *b);
+/* Writes "[2,3,4] f32" into buf; returns buf (for error messages). */
+const char *sgt_shape_str(const sgt_tensor *x, char *buf, int n);
+static inline void *sgt_ptr(const sgt_tensor *x) {
+    return (char *)x->data + x->offset * (int64_t)sgt_dtype_size(x->dtype);
+}
+/* Normalises a possibly negative dim; fails naming the op if out of range. */
+int sgt_dim(const sgt_tensor *x, int dim, const char *op);
+
+/* ---- views (no copy; recorded as ops) ---- */
+sgt_tensor *sgt_reshape(sgt_ctx *c, sgt_tensor *x, int ndim, const int64_t *shape); /* one -1 allowed; copies if not viewable */
+sgt_tensor *sgt_permute(sgt_ctx *c, sgt_tensor *x, const int *perm);
+sgt_tensor *sgt_transpose(sgt_ctx *c, sgt_tensor *x, int d0, int d1);
+sgt_tensor *sgt_narrow(sgt_ctx *c, sgt_tensor *x, int dim, int64_t start, int64_t len);
+sgt_tensor *sgt_expand(sgt_ctx *c, sgt_tensor *x, int ndim, const int64_t *shape);
+sgt_tensor *sgt_contiguous(sgt_ctx *c, sgt_tensor *x); /* x itself when already contiguous */
+/* split along dim into pieces of the given sizes (views); out must hold n tensors */
+void sgt_split(sgt_ctx *c, sgt_tensor *x, int dim, int n, const int64_t *sizes, sgt_tensor **out);
+
+/* ---- the dispatch point ---- */
+void sgt_dispatch(sgt_ctx *c, sgt_opcall *call);
+
+/* Convenience for fixed shapes: SGT_SHAPE(2, 3) -> 2, (int64_t[]){2, 3} */
+#define SGT_SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}
+
+#endif
