@@ -218,4 +218,5 @@ const ag_rule ag_rules[SGT_NOPS] = {
     [SGT_OP_WHERE] = D(where_bwd), /* the condition carries no gradient */
     [SGT_OP_MASKED_FILL] = D(masked_fill_bwd),
     [SGT_OP_CONCAT] = D(concat_bwd),
+    [SGT_OP_ADAMW] = UNSUPPORTED, /* an in-place update: run it with no grad */
 };

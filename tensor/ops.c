@@ -541,3 +541,21 @@ sgt_tensor *sgt_concat(sgt_ctx *c, int n, sgt_tensor **xs, int dim) {
     run(c, SGT_OP_CONCAT, n, src, 1, &y, &ip, 1, NULL, 0);
     return y;
 }
+
+/* ---- optimizer ---- */
+
+void sgt_adamw_update(sgt_ctx *c, sgt_tensor *param, sgt_tensor *grad, sgt_tensor *m, sgt_tensor *v, double lr,
+                      double b1, double b2, double eps, double wd, double bc1, double bc2) {
+    sgt_tensor *t[4] = {param, grad, m, v};
+    for (int i = 0; i < 4; i++) {
+        check_float("adamw", t[i]);
+        check_same_dtype("adamw", param, t[i]);
+        char b0[96], b1s[96];
+        SGT_CHECK(sgt_same_shape(param, t[i]) && sgt_is_contiguous(t[i]),
+                  "adamw: %s and %s must be contiguous and of one shape", sgt_shape_str(param, b0, sizeof b0),
+                  sgt_shape_str(t[i], b1s, sizeof b1s));
+    }
+    double fp[7] = {lr, b1, b2, eps, wd, bc1, bc2};
+    sgt_tensor *dst[3] = {param, m, v};
+    run(c, SGT_OP_ADAMW, 4, t, 3, dst, NULL, 0, fp, 7);
+}

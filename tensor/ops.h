@@ -96,6 +96,13 @@ void sgt_topk(sgt_ctx *c, sgt_tensor *x, int k, sgt_tensor **values, sgt_tensor 
 sgt_tensor *sgt_gather_last(sgt_ctx *c, sgt_tensor *x, sgt_tensor *idx);
 sgt_tensor *sgt_scatter_add_last(sgt_ctx *c, sgt_tensor *v, sgt_tensor *idx, int64_t n);
 
+/* One AdamW update in place (decoupled weight decay), all f32 or all f64, same shape, contiguous:
+ *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
+ *   p -= lr * (m / bc1) / (sqrt(v / bc2) + eps) + lr * wd * p
+ * bc1 = 1 - b1^t and bc2 = 1 - b2^t are the bias corrections for step t. */
+void sgt_adamw_update(sgt_ctx *c, sgt_tensor *param, sgt_tensor *grad, sgt_tensor *m, sgt_tensor *v, double lr,
+                      double b1, double b2, double eps, double wd, double bc1, double bc2);
+
 /* concat along dim; split is in tensor.h (views) */
 sgt_tensor *sgt_concat(sgt_ctx *c, int n, sgt_tensor **xs, int dim);
 

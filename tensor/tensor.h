@@ -47,7 +47,7 @@ typedef struct sgt_opcall {
     sgt_tensor *src[SGT_MAX_SRC];
     sgt_tensor *dst[SGT_MAX_DST];
     int64_t ip[SGT_MAX_DIMS + 2];
-    double fp[2];
+    double fp[8];
 } sgt_opcall;
 
 typedef void (*sgt_kernel)(const sgt_opcall *call);
@@ -108,6 +108,10 @@ sgt_tensor *sgt_expand(sgt_ctx *c, sgt_tensor *x, int ndim, const int64_t *shape
 sgt_tensor *sgt_contiguous(sgt_ctx *c, sgt_tensor *x); /* x itself when already contiguous */
 /* split along dim into pieces of the given sizes (views); out must hold n tensors */
 void sgt_split(sgt_ctx *c, sgt_tensor *x, int dim, int n, const int64_t *sizes, sgt_tensor **out);
+
+/* CPU threads for kernels and BLAS (0 keeps the OpenMP default). */
+void sgt_set_threads(int n);
+int sgt_get_threads(void);
 
 /* ---- the dispatch point ---- */
 void sgt_dispatch(sgt_ctx *c, sgt_opcall *call);

@@ -48,4 +48,5 @@ const sgt_kernel sgt_cpu_kernels[SGT_NOPS] = {
     [SGT_OP_WHERE] = sgt_cpu_where,
     [SGT_OP_MASKED_FILL] = sgt_cpu_masked_fill,
     [SGT_OP_CONCAT] = sgt_cpu_concat,
+    [SGT_OP_ADAMW] = sgt_cpu_adamw,
 };

@@ -99,8 +99,15 @@ static void rng_fill(const sgt_opcall *call, bool normal) {
         if (normal) v = a + b * sgt_rng_normal_at((uint64_t)i, stream, seed);
         else if (f32) v = a + (b - a) * (double)sgt_rng_uniform_f32_at((uint64_t)i, stream, seed);
         else v = a + (b - a) * sgt_rng_uniform_at((uint64_t)i, stream, seed);
-        if (f32) ((float *)base)[i] = (float)v;
-        else ((double *)base)[i] = v;
+        if (f32) {
+            float fv = (float)v;
+            /* rounding to f32 may reach hi: uniform draws stay in [lo, hi) */
+            if (!normal && fv >= (float)b && b > a) fv = nextafterf((float)b, -INFINITY);
+            ((float *)base)[i] = fv;
+        } else {
+            if (!normal && v >= b && b > a) v = nextafter(b, -INFINITY);
+            ((double *)base)[i] = v;
+        }
     }
 }
 

@@ -3,6 +3,7 @@
  * the other stride becomes the leading dimension, so transposed views cost nothing.
  * When b has no batch (a Linear layer) and a's batch folds into rows, one GEMM does it all. */
 #include <cblas.h>
+#include <omp.h>
 
 #include "cpu.h"
 
@@ -87,3 +88,11 @@ void sgt_cpu_matmul(const sgt_opcall *call) {
              (const char *)sgt_ptr(b) + ob * (int64_t)es, (char *)sgt_ptr(y) + bi * M * N * (int64_t)es, N);
     }
 }
+
+void sgt_set_threads(int n) {
+    if (n <= 0) return;
+    omp_set_num_threads(n);
+    openblas_set_num_threads(n);
+}
+
+int sgt_get_threads(void) { return omp_get_max_threads(); }

@@ -1,0 +1,605 @@
+/* eval.c: apps/eval, the SGT v2 evaluation. Loads outputs/{dense,sparse}/checkpoint.safetensors,
+ * answers the seed's five questions, writes outputs/eval_results.json, outputs/report.html with
+ * two SVG pictures (loss curves; layer x block selection heat map) and prints a table:
+ *
+ *   1. perplexity parity   validation NLL and PPL of each model, the relative gap, PASS/FAIL at 2%
+ *                          (PPL = exp(mean NLL over every predicted token of the windows
+ *                          0, T, 2T, ...; the last incomplete window is dropped; see experiment.h)
+ *   2. training throughput tokens/s of each model from training_summary.json, router overhead
+ *   3. decode latency      batch 1 with the KV cache: median and p90 ms/token, prefill tokens/s
+ *   4. block utilisation   per layer: selection frequency of every block, normalised entropy,
+ *                          coefficient of variation, max-violation (max load / mean - 1), dead
+ *   5. learned structure   per layer: router confidence (logit margin between the k-th and
+ *                          (k+1)-th block), overlap of selected sets between random token pairs
+ *                          (Jaccard), token dependence (same-token overlap beyond chance), and a
+ *                          plain-words verdict on whether routing depends on the layer */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "../nn/checkpoint.h"
+#include "../tensor/rng.h"
+#include "cli.h"
+#include "experiment.h"
+
+#define FAIL(...) do { fprintf(stderr, "eval: " __VA_ARGS__); fputc('\n', stderr); exit(1); } while (0)
+
+typedef struct {
+    const char *dataset, *eval_dataset, *output_dir, *device, *text_field, *tokenizer, *sample;
+    int64_t eval_tokens, batch_size, seq_len, decode_tokens, prompt_tokens, sample_tokens, threads, seed;
+    double val_fraction, temperature;
+} eval_args;
+
+typedef struct {
+    const char *kind;
+    bool present;
+    gpt_model *m;
+    nn_params *p;
+    double nll, ppl;
+    int64_t predicted;
+    double decode_ms_median, decode_ms_p90, prefill_tps;
+} loaded_model;
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static bool load_model(loaded_model *lm, const char *dir, sgt_device dev) {
+    char path[4200], err[1024];
+    snprintf(path, sizeof path, "%s/%s/checkpoint.safetensors", dir, lm->kind);
+    struct stat st;
+    if (stat(path, &st)) return false;
+    char *meta = NULL;
+    if (nn_read_metadata(path, &meta, err, sizeof err)) FAIL("%s", err);
+    cJSON *mj = cJSON_Parse(meta);
+    free(meta);
+    const cJSON *cs = mj ? cJSON_GetObjectItemCaseSensitive(mj, "config") : NULL;
+    cJSON *cj = cJSON_IsString(cs) ? cJSON_Parse(cs->valuestring) : NULL;
+    gpt_config cfg;
+    if (!cj || exp_config_from_json(cj, &cfg, err, sizeof err))
+        FAIL("%s: no usable model config in the metadata (%s)", path, cj ? err : "missing");
+    cJSON_Delete(cj);
+    cJSON_Delete(mj);
+    lm->p = nn_params_create(1, SGT_F32, dev);
+    lm->p->skip_init = true;
+    lm->m = gpt_build(&cfg, lm->p);
+    if (nn_load_params(lm->p, path, err, sizeof err)) FAIL("%s", err);
+    lm->present = true;
+    return true;
+}
+
+/* greedy (temperature 0) or sampled next token from logits [V] */
+static int32_t pick(const sgt_tensor *logits, double temperature, uint64_t seed, uint64_t i) {
+    const int64_t V = sgt_numel(logits);
+    const float *l = sgt_ptr(logits);
+    int32_t best = 0;
+    for (int64_t v = 1; v < V; v++)
+        if (l[v] > l[best]) best = (int32_t)v;
+    if (temperature <= 0) return best;
+    double s = 0, u = sgt_rng_uniform_at(i, 77, seed);
+    for (int64_t v = 0; v < V; v++) s += exp((l[v] - l[best]) / temperature);
+    double acc = 0;
+    for (int64_t v = 0; v < V; v++) {
+        acc += exp((l[v] - l[best]) / temperature) / s;
+        if (acc >= u) return (int32_t)v;
+    }
+    return best;
+}
+
+/* Prefill `np` prompt tokens then generate `ngen` tokens at batch 1 with the KV cache; per-token
+ * times in ms go to times[ngen]; returns the prefill time in seconds; generated ids to out. */
+static double decode_run(const gpt_model *m, sgt_device dev, const int32_t *prompt, int64_t np, int64_t ngen,
+                         double temperature, uint64_t seed, double *times, int32_t *out) {
+    sgt_arena *kva = sgt_arena_create("kv-cache", dev, 0, 0), *step = sgt_arena_create("decode", dev, 0, 0);
+    sgt_ctx kc = {.arena = kva, .device = dev}, c = {.arena = step, .device = dev};
+    gpt_kv kv;
+    gpt_kv_init(&kv, &kc, m, 1, np + ngen);
+    double t0 = exp_now();
+    sgt_tensor *idx = sgt_from_i32(&c, SGT_SHAPE(1, np), prompt);
+    gpt_forward_opts o = {.kv = &kv, .last_only = true};
+    sgt_tensor *lg = gpt_forward(&c, m, idx, &o).logits;
+    int32_t next = pick(lg, temperature, seed, 0);
+    double prefill = exp_now() - t0;
+    for (int64_t i = 0; i < ngen; i++) {
+        sgt_arena_reset(step);
+        double t = exp_now();
+        out[i] = next;
+        sgt_tensor *x = sgt_from_i32(&c, SGT_SHAPE(1, 1), &next);
+        lg = gpt_forward(&c, m, x, &o).logits;
+        next = pick(lg, temperature, seed, (uint64_t)i + 1);
+        times[i] = 1e3 * (exp_now() - t);
+    }
+    sgt_arena_destroy(step);
+    sgt_arena_destroy(kva);
+    return prefill;
+}
+
+/* ---- routing statistics of the sparse model on evaluation windows ---- */
+
+typedef struct {
+    int64_t L, nb, k, ntok;
+    double *count;      /* [L, nb] */
+    double *margin;     /* [L] sum of k-th minus (k+1)-th logit */
+    uint8_t *sel;       /* [L, ntok, nb] 0/1 */
+    int32_t *tok;       /* [ntok] input token ids */
+} route_stats;
+
+static void collect_routes(route_stats *rs, const gpt_model *m, sgt_device dev, const uint16_t *tokens, uint64_t n,
+                           int64_t B, int64_t T, int64_t max_tokens) {
+    const gpt_config *cfg = &m->cfg;
+    rs->L = cfg->n_layers;
+    rs->nb = cfg->num_blocks;
+    rs->k = cfg->top_k;
+    int64_t cap = max_tokens > 0 ? max_tokens : (int64_t)n;
+    if (cap > 16384) cap = 16384; /* enough for stable statistics */
+    rs->count = calloc((size_t)(rs->L * rs->nb), sizeof(double));
+    rs->margin = calloc((size_t)rs->L, sizeof(double));
+    rs->sel = calloc((size_t)(rs->L * (cap + B * T) * rs->nb), 1);
+    rs->tok = calloc((size_t)(cap + B * T), sizeof(int32_t));
+    rs->ntok = 0;
+    sgt_arena *a = sgt_arena_create("routes", dev, 0, 0);
+    sgt_ctx c = {.arena = a, .device = dev};
+    sgt_val_iter it;
+    sgt_val_iter_init(&it, tokens, n, (int)T);
+    int32_t *buf = malloc(sizeof(int32_t) * (size_t)(B * (T + 1)));
+    int rows;
+    double *lg = malloc(sizeof(double) * (size_t)(B * T * rs->nb)), *hd = malloc(sizeof(double) * (size_t)(B * T * rs->nb));
+    while (rs->ntok < cap && (rows = sgt_val_iter_next(&it, (int)B, buf)) > 0) {
+        sgt_tensor *all = sgt_from_i32(&c, SGT_SHAPE(rows, T + 1), buf);
+        sgt_tensor *x = sgt_contiguous(&c, sgt_narrow(&c, all, 1, 0, T));
+        gpt_output out = gpt_forward(&c, m, x, NULL);
+        const int64_t N = rows * T;
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t t = 0; t < T; t++) rs->tok[rs->ntok + r * T + t] = buf[r * (T + 1) + t];
+        for (int64_t l = 0; l < rs->L; l++) {
+            sgt_to_f64(out.route[l].logits, lg);
+            sgt_to_f64(out.route[l].hard, hd);
+            for (int64_t i = 0; i < N; i++) {
+                double *li = lg + i * rs->nb, kth = -INFINITY, next = -INFINITY;
+                for (int64_t j = 0; j < rs->nb; j++) {
+                    uint8_t on = hd[i * rs->nb + j] != 0;
+                    rs->sel[(l * (cap + B * T) + rs->ntok + i) * rs->nb + j] = on;
+                    rs->count[l * rs->nb + j] += on;
+                    if (on) kth = kth == -INFINITY || li[j] < kth ? li[j] : kth; /* smallest selected */
+                    else next = li[j] > next ? li[j] : next;                    /* largest unselected */
+                }
+                if (rs->k < rs->nb) rs->margin[l] += kth - next;
+            }
+        }
+        rs->ntok += N;
+        sgt_arena_reset(a);
+    }
+    /* compact sel rows to ntok per layer */
+    for (int64_t l = 1; l < rs->L; l++)
+        memmove(rs->sel + l * rs->ntok * rs->nb, rs->sel + l * (cap + B * T) * rs->nb, (size_t)(rs->ntok * rs->nb));
+    free(buf);
+    free(lg);
+    free(hd);
+    sgt_arena_destroy(a);
+}
+
+static double jaccard(const uint8_t *a, const uint8_t *b, int64_t nb) {
+    int64_t in = 0, un = 0;
+    for (int64_t j = 0; j < nb; j++) {
+        in += a[j] & b[j];
+        un += a[j] | b[j];
+    }
+    return un ? (double)in / (double)un : 1.0;
+}
+
+/* ---- SVG pictures ---- */
+
+static void svg_loss_curves(const char *path, const char *outdir) {
+    FILE *f = fopen(path, "w");
+    if (!f) FAIL("%s: cannot write", path);
+    const char *kinds[2] = {"dense", "sparse"}, *colors[2] = {"#1f77b4", "#d62728"};
+    cJSON *logs[2] = {0};
+    double xmax = 1, ymin = INFINITY, ymax = -INFINITY;
+    char p[4200], err[512];
+    for (int k = 0; k < 2; k++) {
+        snprintf(p, sizeof p, "%s/%s/train_log.json", outdir, kinds[k]);
+        logs[k] = exp_read_json(p, err, sizeof err);
+        const cJSON *e, *arr = logs[k] ? cJSON_GetObjectItemCaseSensitive(logs[k], "log") : NULL;
+        cJSON_ArrayForEach(e, arr) {
+            double x = cJSON_GetObjectItemCaseSensitive(e, "tokens")->valuedouble;
+            double y = cJSON_GetObjectItemCaseSensitive(e, "loss")->valuedouble;
+            xmax = x > xmax ? x : xmax;
+            ymin = y < ymin ? y : ymin;
+            ymax = y > ymax ? y : ymax;
+        }
+    }
+    if (!isfinite(ymin)) ymin = 0, ymax = 1;
+    if (ymax - ymin < 1e-6) ymax = ymin + 1;
+    const double W = 640, H = 400, L0 = 60, R0 = 20, T0 = 30, B0 = 50;
+#define PX(x) (L0 + (x) / xmax * (W - L0 - R0))
+#define PY(y) (T0 + (ymax - (y)) / (ymax - ymin) * (H - T0 - B0))
+    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%g' height='%g' font-family='sans-serif' font-size='12'>\n", W, H);
+    fprintf(f, "<rect width='100%%' height='100%%' fill='white'/>\n<text x='%g' y='18'>Training loss (lines) and validation loss (dots) vs tokens</text>\n", L0);
+    fprintf(f, "<line x1='%g' y1='%g' x2='%g' y2='%g' stroke='black'/><line x1='%g' y1='%g' x2='%g' y2='%g' stroke='black'/>\n",
+            L0, H - B0, W - R0, H - B0, L0, T0, L0, H - B0);
+    for (int i = 0; i <= 4; i++) {
+        double y = ymin + (ymax - ymin) * i / 4, x = xmax * i / 4;
+        fprintf(f, "<text x='5' y='%g'>%.2f</text><text x='%g' y='%g'>%.3g</text>\n", PY(y) + 4, y, PX(x) - 10, H - B0 + 18, x);
+    }
+    for (int k = 0; k < 2; k++) {
+        const cJSON *e, *arr = logs[k] ? cJSON_GetObjectItemCaseSensitive(logs[k], "log") : NULL;
+        if (!arr) continue;
+        fprintf(f, "<polyline fill='none' stroke='%s' stroke-width='1.5' points='", colors[k]);
+        cJSON_ArrayForEach(e, arr) fprintf(f, "%.1f,%.1f ", PX(cJSON_GetObjectItemCaseSensitive(e, "tokens")->valuedouble),
+                                           PY(cJSON_GetObjectItemCaseSensitive(e, "loss")->valuedouble));
+        fprintf(f, "'/>\n");
+        cJSON_ArrayForEach(e, arr) {
+            const cJSON *v = cJSON_GetObjectItemCaseSensitive(e, "val_loss");
+            if (cJSON_IsNumber(v) && v->valuedouble >= ymin && v->valuedouble <= ymax)
+                fprintf(f, "<circle cx='%.1f' cy='%.1f' r='3' fill='%s'/>\n",
+                        PX(cJSON_GetObjectItemCaseSensitive(e, "tokens")->valuedouble), PY(v->valuedouble), colors[k]);
+        }
+        fprintf(f, "<text x='%g' y='%g' fill='%s'>%s</text>\n", W - 120, T0 + 15 + 15 * k, colors[k], kinds[k]);
+        cJSON_Delete(logs[k]);
+    }
+#undef PX
+#undef PY
+    fprintf(f, "</svg>\n");
+    fclose(f);
+}
+
+static void svg_heatmap(const char *path, const route_stats *rs) {
+    FILE *f = fopen(path, "w");
+    if (!f) FAIL("%s: cannot write", path);
+    const double cell = rs->nb > 48 ? 8 : 16, L0 = 70, T0 = 40;
+    const double W = L0 + cell * (double)rs->nb + 120, H = T0 + cell * (double)rs->L + 40;
+    const double expect = (double)rs->k / (double)rs->nb;
+    fprintf(f, "<svg xmlns='http://www.w3.org/2000/svg' width='%g' height='%g' font-family='sans-serif' font-size='11'>\n", W, H);
+    fprintf(f, "<rect width='100%%' height='100%%' fill='white'/>\n");
+    fprintf(f, "<text x='%g' y='18'>Selection frequency per layer (rows) and block (columns); uniform = %.3f</text>\n", L0, expect);
+    for (int64_t l = 0; l < rs->L; l++) {
+        fprintf(f, "<text x='5' y='%g'>layer %lld</text>\n", T0 + cell * (double)l + cell * 0.8, (long long)l);
+        for (int64_t j = 0; j < rs->nb; j++) {
+            double fr = rs->ntok ? rs->count[l * rs->nb + j] / (double)rs->ntok : 0;
+            double t = fr / (2 * expect); /* 0 .. 1 maps 0 .. twice uniform */
+            t = t < 0 ? 0 : t > 1 ? 1 : t;
+            int r = (int)(255 * t), b = (int)(255 * (1 - t)), g = (int)(255 * (1 - fabs(2 * t - 1)));
+            fprintf(f, "<rect x='%g' y='%g' width='%g' height='%g' fill='rgb(%d,%d,%d)'><title>layer %lld block %lld: %.4f</title></rect>\n",
+                    L0 + cell * (double)j, T0 + cell * (double)l, cell, cell, r, g, b, (long long)l, (long long)j, fr);
+        }
+    }
+    fprintf(f, "<text x='%g' y='%g'>blue 0, green %.3f (uniform), red &gt;= %.3f</text>\n", L0, H - 12, expect, 2 * expect);
+    fprintf(f, "</svg>\n");
+    fclose(f);
+}
+
+int main(int argc, char **argv) {
+    eval_args a = {.output_dir = "outputs", .device = "auto", .text_field = "text", .eval_tokens = 0, .batch_size = 8,
+                   .decode_tokens = 64, .prompt_tokens = 32, .sample_tokens = 48, .seed = 1337,
+                   .val_fraction = SGT_VAL_FRACTION_DEFAULT, .temperature = 0.8};
+    cli_flag flags[] = {
+        {"dataset", CLI_STRING, &a.dataset, "the training JSONL; its validation split is evaluated (same --val_fraction as train)", 0, 0, 0, 0},
+        {"eval_dataset", CLI_STRING, &a.eval_dataset, "evaluate on the whole of this JSONL file instead of the split", 0, 0, 0, 0},
+        {"eval_tokens", CLI_INT, &a.eval_tokens, "cap on predicted tokens for perplexity (0: all)", 0, 0, 1e15, 0},
+        {"batch_size", CLI_INT, &a.batch_size, "windows per batch", 0, 1, 1 << 20, 0},
+        {"seq_len", CLI_INT, &a.seq_len, "window length T (0: the model's context length)", 0, 0, 1 << 20, 0},
+        {"decode_tokens", CLI_INT, &a.decode_tokens, "tokens generated for the decode-latency measurement", 0, 1, 1 << 20, 0},
+        {"prompt_tokens", CLI_INT, &a.prompt_tokens, "prompt length for decode latency and prefill", 0, 1, 1 << 20, 0},
+        {"sample", CLI_STRING, &a.sample, "print text generated by each model from this prompt", 0, 0, 0, 0},
+        {"sample_tokens", CLI_INT, &a.sample_tokens, "tokens to generate for --sample", 0, 1, 1 << 20, 0},
+        {"temperature", CLI_DOUBLE, &a.temperature, "sampling temperature for --sample (0: greedy)", 0, 0, 100, 0},
+        {"output_dir", CLI_STRING, &a.output_dir, "where train wrote its outputs", 0, 0, 0, 0},
+        {"device", CLI_CHOICE, &a.device, "where to evaluate", "auto|cpu|cuda", 0, 0, 0},
+        {"val_fraction", CLI_DOUBLE, &a.val_fraction, "share of documents held out (as in train)", 0, 0, 0.9, 0},
+        {"text_field", CLI_STRING, &a.text_field, "JSON key of the text", 0, 0, 0, 0},
+        {"tokenizer", CLI_STRING, &a.tokenizer, "GPT-2 tokenizer directory", 0, 0, 0, 0},
+        {"seed", CLI_INT, &a.seed, "seed for sampling and pair selection", 0, 0, 1e18, 0},
+        {"threads", CLI_INT, &a.threads, "CPU threads (0: all)", 0, 0, 4096, 0},
+    };
+    int nf = (int)(sizeof flags / sizeof *flags);
+    int rc = cli_parse("eval", "evaluate the dense and SGT models trained by apps/train (the seed's five questions)", flags,
+                       nf, argc, argv);
+    if (rc) return rc > 0 ? 0 : 2;
+    if (!a.dataset && !a.eval_dataset) {
+        fprintf(stderr, "eval: --dataset (or --eval_dataset) is required (see --help)\n");
+        return 2;
+    }
+    char err[1024];
+    sgt_device dev;
+    if (exp_resolve_device(a.device, &dev, err, sizeof err)) {
+        fprintf(stderr, "eval: %s\n", err);
+        return 2;
+    }
+    sgt_set_threads((int)a.threads);
+
+    loaded_model lm[2] = {{.kind = "dense"}, {.kind = "sparse"}};
+    for (int k = 0; k < 2; k++) load_model(&lm[k], a.output_dir, dev);
+    if (!lm[0].present && !lm[1].present)
+        FAIL("no checkpoint in %s/dense or %s/sparse: run apps/train first", a.output_dir, a.output_dir);
+    const gpt_model *any = lm[0].present ? lm[0].m : lm[1].m;
+    const int64_t T = a.seq_len > 0 ? a.seq_len : any->cfg.ctx_len;
+    if (T > any->cfg.ctx_len) FAIL("--seq_len %lld exceeds the model's context length %lld", (long long)T, (long long)any->cfg.ctx_len);
+
+    exp_data data;
+    const char *src = a.eval_dataset ? a.eval_dataset : a.dataset;
+    if (exp_data_open(&data, src, a.text_field, a.tokenizer, a.output_dir, a.eval_dataset ? 0.0 : a.val_fraction,
+                      a.eval_dataset ? 0 : (uint64_t)(2 * T + 1), true, err, sizeof err))
+        FAIL("%s", err);
+    const uint16_t *etok = a.eval_dataset ? data.cache.tokens : data.split.val;
+    const uint64_t en = a.eval_dataset ? data.cache.n_tokens : data.split.n_val;
+    if (en < (uint64_t)T + 1)
+        FAIL("%s: %llu evaluation tokens is less than one window of %lld", src, (unsigned long long)en, (long long)(T + 1));
+
+    /* 1. perplexity and 3. decode latency */
+    sgt_arena *arena = sgt_arena_create("eval", dev, 0, 0);
+    sgt_ctx ctx = {.arena = arena, .device = dev};
+    int64_t np = a.prompt_tokens, ng = a.decode_tokens;
+    if (np + ng > any->cfg.ctx_len) ng = any->cfg.ctx_len - np;
+    if (ng < 1) FAIL("--prompt_tokens %lld leaves no room to decode within the context %lld", (long long)np, (long long)any->cfg.ctx_len);
+    int32_t *prompt = malloc(sizeof(int32_t) * (size_t)np), *gen = malloc(sizeof(int32_t) * (size_t)ng);
+    double *times = malloc(sizeof(double) * (size_t)ng);
+    for (int64_t i = 0; i < np; i++) prompt[i] = etok[(uint64_t)i % en];
+    for (int k = 0; k < 2; k++) {
+        if (!lm[k].present) continue;
+        lm[k].nll = exp_val_nll(&ctx, lm[k].m, etok, en, a.batch_size, T, a.eval_tokens, &lm[k].predicted);
+        lm[k].ppl = exp(lm[k].nll);
+        sgt_arena_reset(arena);
+        decode_run(lm[k].m, dev, prompt, np, ng, 0, 1, times, gen); /* warm-up */
+        double pre = decode_run(lm[k].m, dev, prompt, np, ng, 0, 1, times, gen);
+        qsort(times, (size_t)ng, sizeof(double), cmp_double);
+        lm[k].decode_ms_median = times[ng / 2];
+        lm[k].decode_ms_p90 = times[(int64_t)(0.9 * (double)(ng - 1))];
+        lm[k].prefill_tps = (double)np / pre;
+    }
+
+    cJSON *res = cJSON_CreateObject();
+    cJSON_AddStringToObject(res, "eval_data", src);
+    cJSON_AddStringToObject(res, "eval_split", a.eval_dataset ? "whole file" : "validation split");
+    cJSON *jp = cJSON_AddObjectToObject(res, "perplexity");
+    cJSON_AddStringToObject(jp, "definition", "windows at 0, T, 2T, ...; each predicts its next T tokens; last incomplete window dropped; PPL = exp(mean NLL over predicted tokens)");
+    cJSON_AddNumberToObject(jp, "T", (double)T);
+    for (int k = 0; k < 2; k++)
+        if (lm[k].present) {
+            cJSON *o = cJSON_AddObjectToObject(jp, lm[k].kind);
+            cJSON_AddNumberToObject(o, "val_loss", lm[k].nll);
+            cJSON_AddNumberToObject(o, "ppl", lm[k].ppl);
+            cJSON_AddNumberToObject(o, "predicted_tokens", (double)lm[k].predicted);
+        }
+    double gap = NAN;
+    if (lm[0].present && lm[1].present) {
+        gap = lm[1].ppl / lm[0].ppl - 1;
+        cJSON_AddNumberToObject(jp, "relative_gap", gap);
+        cJSON_AddNumberToObject(jp, "target", 0.02);
+        cJSON_AddStringToObject(jp, "verdict", gap <= 0.02 ? "PASS" : "FAIL");
+    }
+
+    /* 2. training throughput */
+    char path[4200];
+    snprintf(path, sizeof path, "%s/training_summary.json", a.output_dir);
+    cJSON *sum = exp_read_json(path, err, sizeof err);
+    cJSON *jt = cJSON_AddObjectToObject(res, "training_throughput");
+    double tps[2] = {NAN, NAN};
+    for (int k = 0; k < 2; k++) {
+        const cJSON *mo = sum ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(sum, "models"), lm[k].kind) : NULL;
+        const cJSON *v = mo ? cJSON_GetObjectItemCaseSensitive(mo, "tokens_per_s") : NULL;
+        if (cJSON_IsNumber(v)) {
+            tps[k] = v->valuedouble;
+            cJSON_AddNumberToObject(jt, lm[k].kind, tps[k]);
+        }
+    }
+    if (isfinite(tps[0]) && isfinite(tps[1])) {
+        cJSON_AddNumberToObject(jt, "sparse_to_dense", tps[1] / tps[0]);
+        cJSON_AddNumberToObject(jt, "router_overhead", 1 - tps[1] / tps[0]);
+    }
+    cJSON_Delete(sum);
+
+    cJSON *jd = cJSON_AddObjectToObject(res, "decode_latency");
+    cJSON_AddNumberToObject(jd, "batch", 1);
+    cJSON_AddNumberToObject(jd, "prompt_tokens", (double)np);
+    cJSON_AddNumberToObject(jd, "generated_tokens", (double)ng);
+    for (int k = 0; k < 2; k++)
+        if (lm[k].present) {
+            cJSON *o = cJSON_AddObjectToObject(jd, lm[k].kind);
+            cJSON_AddNumberToObject(o, "ms_per_token_median", lm[k].decode_ms_median);
+            cJSON_AddNumberToObject(o, "ms_per_token_p90", lm[k].decode_ms_p90);
+            cJSON_AddNumberToObject(o, "prefill_tokens_per_s", lm[k].prefill_tps);
+            cJSON_AddStringToObject(o, "path", lm[k].m->cfg.sparse ? "mask-and-multiply" : "dense");
+        }
+    if (lm[0].present && lm[1].present)
+        cJSON_AddNumberToObject(jd, "sparse_to_dense_ms", lm[1].decode_ms_median / lm[0].decode_ms_median);
+
+    /* 4. block utilisation and 5. learned structure */
+    route_stats rs = {0};
+    cJSON *ju = NULL, *js = NULL;
+    char verdict[1024] = "no sparse model";
+    if (lm[1].present) {
+        collect_routes(&rs, lm[1].m, dev, etok, en, a.batch_size, T, a.eval_tokens);
+        ju = cJSON_AddArrayToObject(res, "block_utilisation");
+        js = cJSON_AddArrayToObject(res, "learned_structure");
+        double *tdep = calloc((size_t)rs.L, sizeof(double)), *ent = calloc((size_t)rs.L, sizeof(double));
+        const double kk = (double)rs.k, nbb = (double)rs.nb, e_in = kk * kk / nbb;
+        const double j_chance = e_in / (2 * kk - e_in);
+        /* same-token pairs: a bounded sample of positions with equal ids */
+        for (int64_t l = 0; l < rs.L; l++) {
+            const double *cnt = &rs.count[l * rs.nb];
+            double tot = 0, mx = 0, h = 0, var = 0;
+            int dead = 0;
+            for (int64_t j = 0; j < rs.nb; j++) tot += cnt[j], mx = cnt[j] > mx ? cnt[j] : mx, dead += cnt[j] == 0;
+            double mean = tot / nbb;
+            for (int64_t j = 0; j < rs.nb; j++) {
+                if (cnt[j] > 0) h -= cnt[j] / tot * log(cnt[j] / tot);
+                var += (cnt[j] - mean) * (cnt[j] - mean) / nbb;
+            }
+            ent[l] = rs.nb > 1 ? h / log(nbb) : 1;
+            cJSON *o = cJSON_CreateObject();
+            cJSON_AddNumberToObject(o, "layer", (double)l);
+            cJSON *fr = cJSON_AddArrayToObject(o, "selection_frequency");
+            for (int64_t j = 0; j < rs.nb; j++) cJSON_AddItemToArray(fr, cJSON_CreateNumber(cnt[j] / (double)rs.ntok));
+            cJSON_AddNumberToObject(o, "normalised_entropy", ent[l]);
+            cJSON_AddNumberToObject(o, "cv", mean > 0 ? sqrt(var) / mean : 0);
+            cJSON_AddNumberToObject(o, "max_violation", mean > 0 ? mx / mean - 1 : 0);
+            cJSON_AddNumberToObject(o, "dead_blocks", dead);
+            cJSON_AddItemToArray(ju, o);
+
+            const uint8_t *sel = rs.sel + l * rs.ntok * rs.nb;
+            double jr = 0, jsame = 0;
+            int64_t nr = 0, ns = 0;
+            for (int64_t q = 0; q < 4096 && rs.ntok > 1; q++) {
+                int64_t i = (int64_t)(sgt_rng_uniform_at((uint64_t)q, 11, (uint64_t)a.seed) * (double)rs.ntok);
+                int64_t j = (int64_t)(sgt_rng_uniform_at((uint64_t)q, 12, (uint64_t)a.seed) * (double)rs.ntok);
+                if (i == j) continue;
+                jr += jaccard(sel + i * rs.nb, sel + j * rs.nb, rs.nb);
+                nr++;
+            }
+            for (int64_t i = 0; i < rs.ntok && ns < 4096; i++)
+                for (int64_t j = i + 1; j < rs.ntok && j < i + 512 && ns < 4096; j++)
+                    if (rs.tok[i] == rs.tok[j]) {
+                        jsame += jaccard(sel + i * rs.nb, sel + j * rs.nb, rs.nb);
+                        ns++;
+                        break;
+                    }
+            jr = nr ? jr / (double)nr : NAN;
+            jsame = ns ? jsame / (double)ns : NAN;
+            tdep[l] = (isfinite(jsame) && jr < 1) ? (jsame - jr) / (1 - jr) : NAN;
+            cJSON *s = cJSON_CreateObject();
+            cJSON_AddNumberToObject(s, "layer", (double)l);
+            cJSON_AddNumberToObject(s, "router_confidence", rs.k < rs.nb ? rs.margin[l] / (double)rs.ntok : 0);
+            cJSON_AddNumberToObject(s, "overlap_random_pairs", jr);
+            cJSON_AddNumberToObject(s, "overlap_chance", j_chance);
+            cJSON_AddNumberToObject(s, "overlap_same_token", jsame);
+            cJSON_AddNumberToObject(s, "token_dependence", tdep[l]);
+            cJSON_AddItemToArray(js, s);
+        }
+        /* the verdict: does routing change with depth? */
+        double dmin = INFINITY, dmax = -INFINITY, emin = INFINITY, emax = -INFINITY;
+        int64_t ldmin = 0, ldmax = 0;
+        for (int64_t l = 0; l < rs.L; l++) {
+            if (isfinite(tdep[l]) && tdep[l] < dmin) dmin = tdep[l], ldmin = l;
+            if (isfinite(tdep[l]) && tdep[l] > dmax) dmax = tdep[l], ldmax = l;
+            emin = ent[l] < emin ? ent[l] : emin;
+            emax = ent[l] > emax ? ent[l] : emax;
+        }
+        if (isfinite(dmin) && dmax - dmin >= 0.15)
+            snprintf(verdict, sizeof verdict,
+                     "Routing depends on the layer: token dependence ranges from %.2f (layer %lld) to %.2f (layer %lld); "
+                     "%s layers route more by token identity, %s layers more by context.",
+                     dmin, (long long)ldmin, dmax, (long long)ldmax, ldmax < ldmin ? "earlier" : "later",
+                     ldmax < ldmin ? "later" : "earlier");
+        else if (isfinite(dmin))
+            snprintf(verdict, sizeof verdict,
+                     "No clear layer dependence: token dependence stays within %.2f..%.2f and usage entropy within "
+                     "%.2f..%.2f across layers.", dmin, dmax, emin, emax);
+        else
+            snprintf(verdict, sizeof verdict, "Too few evaluation tokens to judge the routing structure.");
+        cJSON_AddStringToObject(res, "structure_verdict", verdict);
+        free(tdep);
+        free(ent);
+    }
+
+    /* pictures and report */
+    char svg1[4200], svg2[4200];
+    snprintf(svg1, sizeof svg1, "%s/loss_curves.svg", a.output_dir);
+    svg_loss_curves(svg1, a.output_dir);
+    if (lm[1].present) {
+        snprintf(svg2, sizeof svg2, "%s/block_heatmap.svg", a.output_dir);
+        svg_heatmap(svg2, &rs);
+    }
+    snprintf(path, sizeof path, "%s/eval_results.json", a.output_dir);
+    if (exp_write_json(path, res, err, sizeof err)) FAIL("%s", err);
+
+    /* the table */
+    printf("\nSGT v2 evaluation (%s: %s)\n", a.eval_dataset ? "whole file" : "validation split", src);
+    printf("%-28s %14s %14s\n", "", "dense", "sparse");
+#define ROW(label, fmt, field)                                                                   \
+    do {                                                                                         \
+        printf("%-28s", label);                                                                  \
+        for (int k = 0; k < 2; k++) {                                                            \
+            if (lm[k].present) printf(" %14" fmt, lm[k].field);                                  \
+            else printf(" %14s", "-");                                                           \
+        }                                                                                        \
+        printf("\n");                                                                            \
+    } while (0)
+    ROW("1. validation loss", ".4f", nll);
+    ROW("   perplexity", ".2f", ppl);
+    if (isfinite(gap)) printf("   relative gap %+.2f%% (target <= 2%%): %s\n", 100 * gap, gap <= 0.02 ? "PASS" : "FAIL");
+    printf("%-28s %14.0f %14.0f\n", "2. training tokens/s", tps[0], tps[1]);
+    if (isfinite(tps[0]) && isfinite(tps[1])) printf("   router overhead %.1f%%\n", 100 * (1 - tps[1] / tps[0]));
+    ROW("3. decode ms/token (median)", ".3f", decode_ms_median);
+    ROW("   decode ms/token (p90)", ".3f", decode_ms_p90);
+    ROW("   prefill tokens/s", ".0f", prefill_tps);
+#undef ROW
+    if (lm[1].present) {
+        printf("4. block utilisation (sparse, %lld tokens)\n   %-6s %9s %7s %9s %5s\n", (long long)rs.ntok, "layer",
+               "entropy", "cv", "max-viol", "dead");
+        const cJSON *o;
+        cJSON_ArrayForEach(o, ju) printf("   %-6d %9.3f %7.3f %9.3f %5d\n",
+                                         cJSON_GetObjectItemCaseSensitive(o, "layer")->valueint,
+                                         cJSON_GetObjectItemCaseSensitive(o, "normalised_entropy")->valuedouble,
+                                         cJSON_GetObjectItemCaseSensitive(o, "cv")->valuedouble,
+                                         cJSON_GetObjectItemCaseSensitive(o, "max_violation")->valuedouble,
+                                         cJSON_GetObjectItemCaseSensitive(o, "dead_blocks")->valueint);
+        printf("5. learned structure\n   %-6s %11s %15s %12s %10s\n", "layer", "confidence", "overlap(rand)",
+               "overlap(tok)", "token-dep");
+        cJSON_ArrayForEach(o, js) printf("   %-6d %11.3f %15.3f %12.3f %10.3f\n",
+                                         cJSON_GetObjectItemCaseSensitive(o, "layer")->valueint,
+                                         cJSON_GetObjectItemCaseSensitive(o, "router_confidence")->valuedouble,
+                                         cJSON_GetObjectItemCaseSensitive(o, "overlap_random_pairs")->valuedouble,
+                                         cJSON_GetObjectItemCaseSensitive(o, "overlap_same_token")->valuedouble,
+                                         cJSON_GetObjectItemCaseSensitive(o, "token_dependence")->valuedouble);
+        printf("   %s\n", verdict);
+    }
+
+    /* report.html */
+    snprintf(path, sizeof path, "%s/report.html", a.output_dir);
+    FILE *hf = fopen(path, "w");
+    if (!hf) FAIL("%s: cannot write", path);
+    char *rtxt = cJSON_Print(res);
+    fprintf(hf, "<!doctype html><html><head><meta charset='utf-8'><title>SGT v2 evaluation</title></head><body>\n"
+                "<h1>SGT v2 evaluation</h1><p>Data: %s (%s)</p>\n"
+                "<h2>Loss curves</h2><img src='loss_curves.svg' alt='loss curves'>\n", src,
+            a.eval_dataset ? "whole file" : "validation split");
+    if (lm[1].present) fprintf(hf, "<h2>Block selection frequency</h2><img src='block_heatmap.svg' alt='heat map'>\n<p>%s</p>\n", verdict);
+    fprintf(hf, "<h2>All results (eval_results.json)</h2><pre>%s</pre></body></html>\n", rtxt);
+    fclose(hf);
+    free(rtxt);
+    printf("wrote %s/eval_results.json, %s/report.html, %s/loss_curves.svg%s\n", a.output_dir, a.output_dir, a.output_dir,
+           lm[1].present ? " and block_heatmap.svg" : "");
+
+    /* samples */
+    if (a.sample) {
+        sgt_tok_ids ids = {0};
+        if (sgt_tokenizer_encode(data.tok, a.sample, strlen(a.sample), &ids) < 0 || ids.len == 0)
+            FAIL("--sample: could not encode the prompt");
+        int64_t sn = a.sample_tokens;
+        if ((int64_t)ids.len + sn > any->cfg.ctx_len) sn = any->cfg.ctx_len - (int64_t)ids.len;
+        if (sn < 1) FAIL("--sample: the prompt fills the context (%lld tokens)", (long long)any->cfg.ctx_len);
+        int32_t *out = malloc(sizeof(int32_t) * (size_t)sn);
+        double *tt = malloc(sizeof(double) * (size_t)sn);
+        for (int k = 0; k < 2; k++) {
+            if (!lm[k].present) continue;
+            decode_run(lm[k].m, dev, ids.data, (int64_t)ids.len, sn, a.temperature, (uint64_t)a.seed, tt, out);
+            sgt_tok_bytes txt = {0};
+            sgt_tokenizer_decode(data.tok, out, (size_t)sn, &txt, err, sizeof err);
+            printf("\n[%s] %s%.*s\n", lm[k].kind, a.sample, (int)txt.len, txt.data ? txt.data : "");
+            sgt_tok_bytes_free(&txt);
+        }
+        free(out);
+        free(tt);
+        sgt_tok_ids_free(&ids);
+    }
+
+    cJSON_Delete(res);
+    free(prompt);
+    free(gen);
+    free(times);
+    free(rs.count);
+    free(rs.margin);
+    free(rs.sel);
+    free(rs.tok);
+    sgt_arena_destroy(arena);
+    for (int k = 0; k < 2; k++)
+        if (lm[k].present) {
+            gpt_free(lm[k].m);
+            nn_params_destroy(lm[k].p);
+        }
+    exp_data_close(&data);
+    return 0;
+}

@@ -1,0 +1,482 @@
+/* train.c: apps/train, the SGT v2 trainer. Trains the dense baseline and the block-sparse (SGT)
+ * model side by side on the same data, in the same batch order, with the seed's flags:
+ *
+ *   train --dataset data.jsonl [--model dense|sparse|both] [--max_tokens 500M] [--top_k_blocks 16] ...
+ *
+ * Outputs (--output_dir, default outputs/):
+ *   {dense,sparse}/checkpoint.safetensors   weights, named as the parameters (see models/gpt.h)
+ *   {dense,sparse}/train_state.safetensors  AdamW moments + step, sampler position, config
+ *   {dense,sparse}/train_log.json           per logged step: step, tokens, loss, aux_loss, lr,
+ *                                           grad_norm, tokens_per_s, elapsed (+ val_loss, and the
+ *                                           block-usage summary for sparse)
+ *   training_summary.json                   per model: params, tokens, final losses, throughput,
+ *                                           wall time; the sparse/dense throughput ratio
+ *   cache/<dataset>.tokens                  the tokenised dataset (reused while it is unchanged)
+ *
+ * A NaN/Inf loss or gradient stops the run with an error before anything is saved, so the last
+ * good checkpoint is never overwritten. --resume continues from the checkpoints exactly: the
+ * resumed loss curve equals an uninterrupted one. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "../nn/checkpoint.h"
+#include "../nn/optim.h"
+#include "cli.h"
+#include "experiment.h"
+
+typedef struct {
+    const char *dataset, *model, *config, *output_dir, *device, *text_field, *tokenizer;
+    int64_t max_tokens, top_k, num_blocks, block_size, batch_size, seq_len, tokens_per_step, warmup, seed;
+    int64_t eval_every, log_every, eval_tokens, ckpt_every, stop_at_step, threads;
+    double lr, min_lr, weight_decay, aux_w, val_fraction, grad_clip;
+    bool resume, progress;
+} train_args;
+
+typedef struct {
+    const char *kind;
+    int64_t params, router_params, tokens, steps;
+    double final_loss, final_val, tokens_per_s, wall;
+    bool done;
+} model_result;
+
+#define FAIL(...) do { fprintf(stderr, "train: " __VA_ARGS__); fputc('\n', stderr); exit(1); } while (0)
+
+static bool file_exists(const char *p) {
+    struct stat st;
+    return stat(p, &st) == 0;
+}
+
+static void fmt_eta(char *buf, size_t n, double s) {
+    if (!isfinite(s) || s < 0) s = 0;
+    if (s >= 3600) snprintf(buf, n, "%dh%02dm", (int)(s / 3600), (int)fmod(s / 60, 60));
+    else snprintf(buf, n, "%dm%02ds", (int)(s / 60), (int)fmod(s, 60));
+}
+
+/* normalised entropy, dead blocks and max load / mean - 1 of one layer's counts */
+static void usage_stats(const double *cnt, int64_t nb, double *entropy, int *dead, double *maxviol) {
+    double tot = 0, mx = 0, h = 0;
+    *dead = 0;
+    for (int64_t j = 0; j < nb; j++) {
+        tot += cnt[j];
+        mx = cnt[j] > mx ? cnt[j] : mx;
+        *dead += cnt[j] == 0;
+    }
+    for (int64_t j = 0; j < nb && tot > 0; j++)
+        if (cnt[j] > 0) h -= cnt[j] / tot * log(cnt[j] / tot);
+    *entropy = nb > 1 ? h / log((double)nb) : 1.0;
+    *maxviol = tot > 0 ? mx / (tot / (double)nb) - 1 : 0;
+}
+
+static cJSON *state_json(const train_args *a, const gpt_config *cfg, int64_t step, int64_t tokens, double elapsed,
+                         const sgt_sampler_state *ss) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "step", (double)step);
+    cJSON_AddNumberToObject(j, "tokens", (double)tokens);
+    cJSON_AddNumberToObject(j, "elapsed", elapsed);
+    cJSON_AddItemToObject(j, "config", exp_config_to_json(cfg));
+    cJSON *s = cJSON_AddObjectToObject(j, "sampler");
+    char buf[32];
+#define U64(name, v) snprintf(buf, sizeof buf, "%llu", (unsigned long long)(v)), cJSON_AddStringToObject(s, name, buf)
+    U64("seed", ss->seed);
+    U64("B", ss->B);
+    U64("T", ss->T);
+    U64("n_windows", ss->n_windows);
+    U64("epoch", ss->epoch);
+    U64("index", ss->index);
+#undef U64
+    cJSON *h = cJSON_AddObjectToObject(j, "hyper");
+    cJSON_AddNumberToObject(h, "lr", a->lr);
+    cJSON_AddNumberToObject(h, "min_lr", a->min_lr);
+    cJSON_AddNumberToObject(h, "warmup", (double)a->warmup);
+    cJSON_AddNumberToObject(h, "weight_decay", a->weight_decay);
+    cJSON_AddNumberToObject(h, "aux_loss_weight", a->aux_w);
+    cJSON_AddNumberToObject(h, "tokens_per_step", (double)a->tokens_per_step);
+    cJSON_AddNumberToObject(h, "max_tokens", (double)a->max_tokens);
+    cJSON_AddNumberToObject(h, "seed", (double)a->seed);
+    return j;
+}
+
+static uint64_t json_u64(const cJSON *o, const char *name) {
+    const cJSON *x = cJSON_GetObjectItemCaseSensitive(o, name);
+    return cJSON_IsString(x) ? strtoull(x->valuestring, NULL, 10) : 0;
+}
+
+static void save_all(const char *dir, nn_params *p, nn_adamw *opt, cJSON *state, cJSON *log) {
+    char path[4200], err[512];
+    char *st = cJSON_PrintUnformatted(state);
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(meta, "format", "sgt-gpt");
+    char *cfg_text = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(state, "config"));
+    cJSON_AddStringToObject(meta, "config", cfg_text); /* safetensors metadata values are strings */
+    free(cfg_text);
+    char *mt = cJSON_PrintUnformatted(meta);
+    snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
+    if (nn_save_params(p, path, mt, err, sizeof err)) FAIL("%s", err);
+    snprintf(path, sizeof path, "%s/train_state.safetensors", dir);
+    if (nn_save_train_state(opt, path, st, err, sizeof err)) FAIL("%s", err);
+    snprintf(path, sizeof path, "%s/train_log.json", dir);
+    if (exp_write_json(path, log, err, sizeof err)) FAIL("%s", err);
+    free(st);
+    free(mt);
+    cJSON_Delete(meta);
+}
+
+static model_result train_model(const train_args *a, exp_data *data, sgt_device dev, bool sparse) {
+    model_result res = {.kind = sparse ? "sparse" : "dense"};
+    char err[512], dir[4096], path[4200];
+    snprintf(dir, sizeof dir, "%s/%s", a->output_dir, res.kind);
+    if (exp_mkdirs(dir, err, sizeof err)) FAIL("%s", err);
+    gpt_config cfg;
+    if (exp_model_config(&cfg, a->config, sparse, a->num_blocks, a->block_size, a->top_k, a->seq_len, err,
+                         sizeof err))
+        FAIL("%s", err);
+    cfg.vocab = sgt_tokenizer_vocab_size(data->tok); /* the presets' vocab serves unit tests; the data decides */
+    const int64_t B = a->batch_size, T = a->seq_len > 0 ? a->seq_len : cfg.ctx_len;
+    if (a->tokens_per_step % (B * T))
+        FAIL("--tokens_per_step %lld is not a multiple of --batch_size x --seq_len = %lld", (long long)a->tokens_per_step,
+             (long long)(B * T));
+    const int64_t accum = a->tokens_per_step / (B * T);
+    const int64_t total_steps = a->max_tokens / a->tokens_per_step > 0 ? a->max_tokens / a->tokens_per_step : 1;
+
+    nn_params *p = nn_params_create((uint64_t)a->seed, SGT_F32, dev);
+    char ckpt[4200], stpath[4200];
+    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", dir);
+    snprintf(stpath, sizeof stpath, "%s/train_state.safetensors", dir);
+    bool resuming = a->resume && file_exists(ckpt) && file_exists(stpath);
+    p->skip_init = resuming;
+    gpt_model *m = gpt_build(&cfg, p);
+    res.params = gpt_param_count(m);
+    res.router_params = gpt_router_param_count(m);
+    nn_adamw *opt = nn_adamw_create(p, 0.9, 0.95, 1e-8, a->weight_decay);
+    sgt_arena *arena = sgt_arena_create("step", dev, 0, 0);
+    sgt_ctx ctx = {.arena = arena, .device = dev};
+    ag_tape tape;
+    ag_tape_init(&tape, &ctx);
+    sgt_batch_sampler sampler;
+    if (sgt_batch_sampler_init(&sampler, data->split.train, data->split.n_train, (int)B, (int)T, (uint64_t)a->seed,
+                               err, sizeof err) < 0)
+        FAIL("%s: %s", a->dataset, err);
+
+    cJSON *log = cJSON_CreateObject();
+    cJSON_AddStringToObject(log, "model", res.kind);
+    cJSON_AddItemToObject(log, "config", exp_config_to_json(&cfg));
+    cJSON_AddNumberToObject(log, "params", (double)res.params);
+    cJSON_AddNumberToObject(log, "router_params", (double)res.router_params);
+    cJSON *entries = cJSON_AddArrayToObject(log, "log");
+    int64_t start_step = 0, tokens = 0;
+    double elapsed0 = 0;
+
+    if (resuming) {
+        char *stj = NULL;
+        if (nn_load_params(p, ckpt, err, sizeof err)) FAIL("--resume: %s", err);
+        if (nn_load_train_state(opt, stpath, &stj, err, sizeof err)) FAIL("--resume: %s", err);
+        cJSON *st = cJSON_Parse(stj);
+        free(stj);
+        if (!st) FAIL("--resume: %s: the training state is not valid JSON", stpath);
+        gpt_config saved;
+        if (exp_config_from_json(cJSON_GetObjectItemCaseSensitive(st, "config"), &saved, err, sizeof err))
+            FAIL("--resume: %s: %s", stpath, err);
+        saved.sparse = cfg.sparse;
+        if (memcmp(&saved.n_layers, &cfg.n_layers, sizeof cfg - offsetof(gpt_config, n_layers)))
+            FAIL("--resume: %s was trained with another model config than the flags give", stpath);
+        const cJSON *s = cJSON_GetObjectItemCaseSensitive(st, "sampler");
+        sgt_sampler_state ss = {json_u64(s, "seed"), json_u64(s, "B"), json_u64(s, "T"),
+                                json_u64(s, "n_windows"), json_u64(s, "epoch"), json_u64(s, "index")};
+        if (sgt_batch_sampler_restore(&sampler, &ss, err, sizeof err) < 0) FAIL("--resume: %s: %s", stpath, err);
+        start_step = (int64_t)cJSON_GetObjectItemCaseSensitive(st, "step")->valuedouble;
+        tokens = (int64_t)cJSON_GetObjectItemCaseSensitive(st, "tokens")->valuedouble;
+        elapsed0 = cJSON_GetObjectItemCaseSensitive(st, "elapsed")->valuedouble;
+        cJSON_Delete(st);
+        /* keep the log up to the checkpoint */
+        snprintf(path, sizeof path, "%s/train_log.json", dir);
+        cJSON *old = exp_read_json(path, err, sizeof err);
+        const cJSON *oe = old ? cJSON_GetObjectItemCaseSensitive(old, "log") : NULL;
+        const cJSON *e;
+        cJSON_ArrayForEach(e, oe) {
+            if (cJSON_GetObjectItemCaseSensitive(e, "step")->valuedouble <= (double)start_step)
+                cJSON_AddItemToArray(entries, cJSON_Duplicate(e, 1));
+        }
+        cJSON_Delete(old);
+        fprintf(stderr, "%s: resuming at step %lld of %lld (%lld tokens)\n", res.kind, (long long)start_step,
+                (long long)total_steps, (long long)tokens);
+    }
+
+    fprintf(stderr, "%s: %s, %lld params (router %lld), %lld steps of %lld tokens (B %lld x T %lld x %lld micro)\n",
+            res.kind, cfg.name, (long long)res.params, (long long)res.router_params, (long long)total_steps,
+            (long long)a->tokens_per_step, (long long)B, (long long)T, (long long)accum);
+    nn_lr_schedule sched = {a->lr, a->min_lr, a->warmup, total_steps};
+    int32_t *buf = malloc(sizeof(int32_t) * (size_t)(B * (T + 1)));
+    const int64_t nb = cfg.num_blocks, L = cfg.n_layers;
+    double *usage = calloc((size_t)(L * nb), sizeof(double)), *cnt = malloc(sizeof(double) * (size_t)nb),
+           *prob = malloc(sizeof(double) * (size_t)nb);
+    const bool tty = a->progress && isatty(2);
+    double t_start = exp_now(), win_loss = 0, win_aux = 0, win_time = 0, last_val = NAN;
+    int64_t win_steps = 0, win_tokens = 0;
+    double throughput_sum = 0;
+    int64_t throughput_n = 0;
+
+    for (int64_t step = start_step; step < total_steps; step++) {
+        double t0 = exp_now(), loss_sum = 0, aux_sum = 0;
+        for (int64_t mi = 0; mi < accum; mi++) {
+            sgt_batch_sampler_next(&sampler, buf);
+            sgt_tensor *all = sgt_from_i32(&ctx, SGT_SHAPE(B, T + 1), buf);
+            sgt_tensor *x = sgt_contiguous(&ctx, sgt_narrow(&ctx, all, 1, 0, T));
+            sgt_tensor *y = sgt_contiguous(&ctx, sgt_narrow(&ctx, all, 1, 1, T));
+            gpt_forward_opts o = {.targets = y, .aux_weight = a->aux_w};
+            gpt_output out = gpt_forward(&ctx, m, x, &o);
+            double l = sgt_item(out.ce), ax = out.aux ? sgt_item(out.aux) : 0;
+            if (!isfinite(l) || !isfinite(ax))
+                FAIL("%s: the loss is %g at step %lld; stopping without saving (the last good checkpoint in %s is kept)",
+                     res.kind, l, (long long)step, dir);
+            loss_sum += l;
+            aux_sum += ax;
+            if (sparse)
+                for (int64_t li = 0; li < L; li++) {
+                    nn_route_stats(&out.route[li], cnt, prob);
+                    for (int64_t j = 0; j < nb; j++) usage[li * nb + j] += cnt[j];
+                }
+            ag_backward(&tape, accum > 1 ? sgt_mul_scalar(&ctx, out.loss, 1.0 / (double)accum) : out.loss);
+            ag_step_end(&tape);
+        }
+        double gn = nn_clip_grad_norm(p, &ctx, a->grad_clip);
+        if (!isfinite(gn))
+            FAIL("%s: the gradient norm is %g at step %lld; stopping without saving (the last good checkpoint in %s is kept)",
+                 res.kind, gn, (long long)step, dir);
+        double lr = nn_lr_at(&sched, step);
+        nn_adamw_step(opt, lr);
+        nn_params_zero_grad(p);
+        sgt_arena_reset(arena);
+        double dt = exp_now() - t0;
+        tokens += a->tokens_per_step;
+        win_loss += loss_sum / (double)accum;
+        win_aux += aux_sum / (double)accum;
+        win_time += dt;
+        win_steps++;
+        win_tokens += a->tokens_per_step;
+        if (step > start_step || total_steps - start_step == 1) {
+            throughput_sum += (double)a->tokens_per_step / dt;
+            throughput_n++;
+        }
+        bool last = step + 1 == total_steps, stop = a->stop_at_step > 0 && step + 1 == a->stop_at_step;
+        bool do_log = (step + 1) % a->log_every == 0 || last || stop;
+        bool do_eval = (a->eval_every > 0 && (step + 1) % a->eval_every == 0) || last || stop;
+        if (do_eval) {
+            ag_no_grad_begin(&tape);
+            last_val = exp_val_nll(&ctx, m, data->split.val, data->split.n_val, B, T, a->eval_tokens, NULL);
+            ag_no_grad_end(&tape);
+            sgt_arena_reset(arena);
+        }
+        if (do_log) {
+            double elapsed = elapsed0 + exp_now() - t_start;
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "step", (double)(step + 1));
+            cJSON_AddNumberToObject(e, "tokens", (double)tokens);
+            cJSON_AddNumberToObject(e, "loss", win_loss / (double)win_steps);
+            cJSON_AddNumberToObject(e, "aux_loss", win_aux / (double)win_steps);
+            cJSON_AddNumberToObject(e, "lr", lr);
+            cJSON_AddNumberToObject(e, "grad_norm", gn);
+            cJSON_AddNumberToObject(e, "tokens_per_s", (double)win_tokens / win_time);
+            cJSON_AddNumberToObject(e, "elapsed", elapsed);
+            if (do_eval) cJSON_AddNumberToObject(e, "val_loss", last_val);
+            if (sparse) {
+                cJSON *bu = cJSON_AddObjectToObject(e, "block_usage");
+                cJSON *je = cJSON_AddArrayToObject(bu, "entropy"), *jd = cJSON_AddArrayToObject(bu, "dead"),
+                      *jm = cJSON_AddArrayToObject(bu, "max_violation");
+                for (int64_t li = 0; li < L; li++) {
+                    double h, mv;
+                    int dead;
+                    usage_stats(&usage[li * nb], nb, &h, &dead, &mv);
+                    cJSON_AddItemToArray(je, cJSON_CreateNumber(h));
+                    cJSON_AddItemToArray(jd, cJSON_CreateNumber(dead));
+                    cJSON_AddItemToArray(jm, cJSON_CreateNumber(mv));
+                }
+                memset(usage, 0, sizeof(double) * (size_t)(L * nb));
+            }
+            cJSON_AddItemToArray(entries, e);
+            res.final_loss = win_loss / (double)win_steps;
+            double tps = (double)win_tokens / win_time;
+            char eta[32], vbuf[48] = "";
+            fmt_eta(eta, sizeof eta, (double)(total_steps - step - 1) * win_time / (double)win_steps);
+            if (do_eval) snprintf(vbuf, sizeof vbuf, " val %.4f", last_val);
+            if (tty) {
+                int w = 30, fill = (int)((double)w * (double)(step + 1) / (double)total_steps);
+                fprintf(stderr, "\r%s [%.*s%*s] %lld/%lld loss %.4f%s %.0f tok/s ETA %s   ", res.kind, fill,
+                        "==============================", w - fill, "", (long long)(step + 1), (long long)total_steps,
+                        res.final_loss, vbuf, tps, eta);
+                if (last || stop) fputc('\n', stderr);
+            } else {
+                fprintf(stderr, "%s step %lld/%lld tokens %lld loss %.4f aux %.4f%s lr %.2e gnorm %.3f %.0f tok/s ETA %s\n",
+                        res.kind, (long long)(step + 1), (long long)total_steps, (long long)tokens, res.final_loss,
+                        win_aux / (double)win_steps, vbuf, lr, gn, tps, eta);
+            }
+            win_loss = win_aux = win_time = 0;
+            win_steps = win_tokens = 0;
+        }
+        if ((a->ckpt_every > 0 && (step + 1) % a->ckpt_every == 0) || last || stop) {
+            sgt_sampler_state ss = sgt_batch_sampler_state(&sampler);
+            cJSON *st = state_json(a, &cfg, step + 1, tokens, elapsed0 + exp_now() - t_start, &ss);
+            save_all(dir, p, opt, st, log);
+            cJSON_Delete(st);
+        }
+        res.steps = step + 1;
+        if (stop) {
+            fprintf(stderr, "%s: stopped at step %lld (--stop_at_step); continue with --resume\n", res.kind,
+                    (long long)(step + 1));
+            break;
+        }
+    }
+    res.tokens = tokens;
+    res.final_val = last_val;
+    res.tokens_per_s = throughput_n ? throughput_sum / (double)throughput_n : 0;
+    res.wall = elapsed0 + exp_now() - t_start;
+    res.done = res.steps == total_steps;
+    free(buf);
+    free(usage);
+    free(cnt);
+    free(prob);
+    cJSON_Delete(log);
+    sgt_batch_sampler_free(&sampler);
+    ag_tape_detach(&tape);
+    sgt_arena_destroy(arena);
+    nn_adamw_destroy(opt);
+    gpt_free(m);
+    nn_params_destroy(p);
+    return res;
+}
+
+static cJSON *result_json(const model_result *r) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddNumberToObject(j, "params", (double)r->params);
+    cJSON_AddNumberToObject(j, "router_params", (double)r->router_params);
+    cJSON_AddNumberToObject(j, "tokens", (double)r->tokens);
+    cJSON_AddNumberToObject(j, "steps", (double)r->steps);
+    cJSON_AddNumberToObject(j, "final_train_loss", r->final_loss);
+    cJSON_AddNumberToObject(j, "final_val_loss", r->final_val);
+    cJSON_AddNumberToObject(j, "tokens_per_s", r->tokens_per_s);
+    cJSON_AddNumberToObject(j, "wall_time_s", r->wall);
+    cJSON_AddBoolToObject(j, "complete", r->done);
+    return j;
+}
+
+int main(int argc, char **argv) {
+    train_args a = {
+        .model = "both", .config = "sgt-150m", .output_dir = "outputs", .device = "auto", .text_field = "text",
+        .max_tokens = 500000000, .batch_size = 8, .warmup = 100, .seed = 1337, .eval_every = 200, .log_every = 10,
+        .eval_tokens = 65536, .lr = 6e-4, .min_lr = 6e-5, .weight_decay = 0.1, .aux_w = 0.01,
+        .val_fraction = SGT_VAL_FRACTION_DEFAULT, .grad_clip = 1.0, .progress = true,
+    };
+    cli_flag flags[] = {
+        {"dataset", CLI_STRING, &a.dataset, "JSONL file, one {\"text\": ...} object per line (required)", 0, 0, 0, 0},
+        {"model", CLI_CHOICE, &a.model, "which model(s) to train", "dense|sparse|both", 0, 0, 0},
+        {"max_tokens", CLI_INT, &a.max_tokens, "training tokens per model (500M, 1e6 style suffixes k/M/G)", 0, 1, 1e15, 0},
+        {"top_k_blocks", CLI_INT, &a.top_k, "active FFN blocks per token (0: the preset's)", 0, 0, 4096, 0},
+        {"num_blocks", CLI_INT, &a.num_blocks, "FFN blocks (0: the preset's)", 0, 0, 4096, 0},
+        {"block_size", CLI_INT, &a.block_size, "FFN block width (0: the preset's)", 0, 0, 65536, 0},
+        {"config", CLI_STRING, &a.config, "model preset: sgt-150m, small, tiny or nano", 0, 0, 0, 0},
+        {"batch_size", CLI_INT, &a.batch_size, "sequences per micro-batch", 0, 1, 1 << 20, 0},
+        {"seq_len", CLI_INT, &a.seq_len, "tokens per sequence (0: the preset's context length)", 0, 0, 1 << 20, 0},
+        {"tokens_per_step", CLI_INT, &a.tokens_per_step, "tokens per optimizer step; a multiple of batch_size*seq_len gives gradient accumulation (0: one micro-batch)", 0, 0, 1e12, 0},
+        {"lr", CLI_DOUBLE, &a.lr, "peak learning rate", 0, 1e-12, 10, 0},
+        {"min_lr", CLI_DOUBLE, &a.min_lr, "final learning rate of the cosine decay", 0, 0, 10, 0},
+        {"warmup", CLI_INT, &a.warmup, "linear warmup steps", 0, 0, 1e12, 0},
+        {"weight_decay", CLI_DOUBLE, &a.weight_decay, "AdamW decoupled weight decay (not on norms, biases, embeddings)", 0, 0, 10, 0},
+        {"aux_loss_weight", CLI_DOUBLE, &a.aux_w, "weight of the load-balancing loss (sparse)", 0, 0, 1000, 0},
+        {"grad_clip", CLI_DOUBLE, &a.grad_clip, "global gradient-norm clip", 0, 1e-12, 1e12, 0},
+        {"output_dir", CLI_STRING, &a.output_dir, "where checkpoints, logs and the token cache go", 0, 0, 0, 0},
+        {"device", CLI_CHOICE, &a.device, "where to train", "auto|cpu|cuda", 0, 0, 0},
+        {"seed", CLI_INT, &a.seed, "seed of the initialisation and the batch order", 0, 0, 1e18, 0},
+        {"resume", CLI_BOOL, &a.resume, "continue from the checkpoints in output_dir", 0, 0, 0, 0},
+        {"eval_every", CLI_INT, &a.eval_every, "validation every N steps (and at the end)", 0, 0, 1e12, 0},
+        {"eval_tokens", CLI_INT, &a.eval_tokens, "validation tokens per periodic evaluation (0: all)", 0, 0, 1e15, 0},
+        {"log_every", CLI_INT, &a.log_every, "log every N steps", 0, 1, 1e12, 0},
+        {"ckpt_every", CLI_INT, &a.ckpt_every, "checkpoint every N steps (0: at the end only)", 0, 0, 1e12, 0},
+        {"stop_at_step", CLI_INT, &a.stop_at_step, "stop after this step with a checkpoint, as an interruption would (0: never)", 0, 0, 1e12, 0},
+        {"val_fraction", CLI_DOUBLE, &a.val_fraction, "share of documents held out for validation", 0, 0, 0.9, 0},
+        {"text_field", CLI_STRING, &a.text_field, "JSON key of the text", 0, 0, 0, 0},
+        {"tokenizer", CLI_STRING, &a.tokenizer, "GPT-2 tokenizer directory (default: $SGT_TOKENIZER, $SGT_SHARED/tokenizer/gpt2, ../shared/tokenizer/gpt2)", 0, 0, 0, 0},
+        {"threads", CLI_INT, &a.threads, "CPU threads (0: all)", 0, 0, 4096, 0},
+        {"progress", CLI_BOOL, &a.progress, "progress bar on a terminal", 0, 0, 0, 0},
+    };
+    int nf = (int)(sizeof flags / sizeof *flags);
+    int rc = cli_parse("train", "train the dense and block-sparse (SGT v2) GPT side by side", flags, nf, argc, argv);
+    if (rc) return rc > 0 ? 0 : 2;
+    if (!a.dataset) {
+        fprintf(stderr, "train: --dataset is required (see --help)\n");
+        return 2;
+    }
+    char err[1024];
+    sgt_device dev;
+    if (exp_resolve_device(a.device, &dev, err, sizeof err)) {
+        fprintf(stderr, "train: %s\n", err);
+        return 2;
+    }
+    sgt_set_threads((int)a.threads);
+    gpt_config probe;
+    if (exp_model_config(&probe, a.config, true, a.num_blocks, a.block_size, a.top_k, a.seq_len, err, sizeof err)) {
+        fprintf(stderr, "train: %s\n", err);
+        return 2;
+    }
+    if (a.seq_len <= 0) a.seq_len = probe.ctx_len;
+    if (a.tokens_per_step <= 0) a.tokens_per_step = a.batch_size * a.seq_len;
+    if (exp_mkdirs(a.output_dir, err, sizeof err)) FAIL("--output_dir: %s", err);
+
+    exp_data data;
+    if (exp_data_open(&data, a.dataset, a.text_field, a.tokenizer, a.output_dir, a.val_fraction,
+                      (uint64_t)(2 * a.seq_len + 1), a.progress, err, sizeof err))
+        FAIL("%s", err);
+    const sgt_jsonl_stats *js = &data.cache.stats;
+    fprintf(stderr, "data: %s: %llu documents, %llu tokens (train %llu, validation %llu in %llu docs)%s\n", a.dataset,
+            (unsigned long long)data.cache.n_docs, (unsigned long long)data.cache.n_tokens,
+            (unsigned long long)data.split.n_train, (unsigned long long)data.split.n_val,
+            (unsigned long long)data.split.n_val_docs, data.cache.origin == SGT_CACHE_LOADED ? " [cached]" : "");
+    if (js->bad_json || js->missing_field || js->bad_utf8)
+        fprintf(stderr, "data: skipped %llu malformed JSON lines, %llu without \"%s\", %llu with invalid UTF-8\n",
+                (unsigned long long)js->bad_json, (unsigned long long)js->missing_field, a.text_field,
+                (unsigned long long)js->bad_utf8);
+
+    model_result res[2] = {{0}};
+    bool want[2] = {strcmp(a.model, "sparse") != 0, strcmp(a.model, "dense") != 0};
+    for (int k = 0; k < 2; k++)
+        if (want[k]) res[k] = train_model(&a, &data, dev, k == 1);
+
+    /* training_summary.json: merge with what an earlier run wrote for the other model */
+    char path[4200];
+    snprintf(path, sizeof path, "%s/training_summary.json", a.output_dir);
+    cJSON *sum = file_exists(path) ? exp_read_json(path, err, sizeof err) : NULL;
+    if (!sum || !cJSON_IsObject(sum)) {
+        cJSON_Delete(sum);
+        sum = cJSON_CreateObject();
+    }
+    cJSON_DeleteItemFromObjectCaseSensitive(sum, "dataset");
+    cJSON_AddStringToObject(sum, "dataset", a.dataset);
+    cJSON *models = cJSON_GetObjectItemCaseSensitive(sum, "models");
+    if (!cJSON_IsObject(models)) {
+        cJSON_DeleteItemFromObjectCaseSensitive(sum, "models");
+        models = cJSON_AddObjectToObject(sum, "models");
+    }
+    for (int k = 0; k < 2; k++)
+        if (want[k]) {
+            cJSON_DeleteItemFromObjectCaseSensitive(models, res[k].kind);
+            cJSON_AddItemToObject(models, res[k].kind, result_json(&res[k]));
+        }
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(models, "dense"), *s = cJSON_GetObjectItemCaseSensitive(models, "sparse");
+    cJSON_DeleteItemFromObjectCaseSensitive(sum, "sparse_to_dense_throughput");
+    if (d && s) {
+        double td = cJSON_GetObjectItemCaseSensitive(d, "tokens_per_s")->valuedouble;
+        double ts = cJSON_GetObjectItemCaseSensitive(s, "tokens_per_s")->valuedouble;
+        cJSON_AddNumberToObject(sum, "sparse_to_dense_throughput", td > 0 ? ts / td : 0);
+    }
+    if (exp_write_json(path, sum, err, sizeof err)) FAIL("%s", err);
+    cJSON_Delete(sum);
+    for (int k = 0; k < 2; k++)
+        if (want[k])
+            fprintf(stderr, "%s: %lld tokens, train loss %.4f, val loss %.4f, %.0f tokens/s, %.1f s\n", res[k].kind,
+                    (long long)res[k].tokens, res[k].final_loss, res[k].final_val, res[k].tokens_per_s, res[k].wall);
+    fprintf(stderr, "wrote %s\n", path);
+    exp_data_close(&data);
+    return 0;
+}

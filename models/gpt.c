@@ -1,0 +1,146 @@
+/* gpt.c: presets, the builder and the forward pass of the dense and SGT GPT (see gpt.h). */
+#include "gpt.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const gpt_config presets[] = {
+    /* name       L   C    H   d_ff  V      ctx   sparse nb  bs  k  tie    std   eps */
+    {"sgt-150m", 12, 768, 12, 2048, 50257, 1024, false, 32, 64, 16, false, 0.02, 1e-5},
+    {"small",     6, 384,  6, 1024, 50257,  512, false, 16, 64,  8, false, 0.02, 1e-5},
+    {"tiny",      4, 256,  4,  512, 50257,  256, false,  8, 64,  4, false, 0.02, 1e-5},
+    {"nano",      2,  32,  2,   64,   101,   32, false,  4, 16,  2, false, 0.02, 1e-5},
+};
+
+const char *gpt_preset_names(void) { return "sgt-150m, small, tiny, nano"; }
+
+int gpt_preset(const char *name, gpt_config *cfg) {
+    for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
+        if (!strcmp(presets[i].name, name)) {
+            *cfg = presets[i];
+            return 0;
+        }
+    return -1;
+}
+
+int gpt_config_validate(const gpt_config *c, char *err, size_t errn) {
+#define BAD(...) do { snprintf(err, errn, __VA_ARGS__); return -1; } while (0)
+    if (c->n_layers < 1 || c->n_layers > GPT_MAX_LAYERS) BAD("n_layers %lld is outside 1..%d", (long long)c->n_layers, GPT_MAX_LAYERS);
+    if (c->d_model < 1 || c->n_heads < 1 || c->d_model % c->n_heads) BAD("d_model %lld is not divisible by n_heads %lld", (long long)c->d_model, (long long)c->n_heads);
+    if (c->vocab < 2 || c->ctx_len < 1) BAD("vocab %lld / ctx_len %lld must be positive", (long long)c->vocab, (long long)c->ctx_len);
+    if (c->vocab > INT32_MAX) BAD("vocab %lld does not fit i32 ids", (long long)c->vocab);
+    if (c->sparse) {
+        if (c->num_blocks < 1 || c->block_size < 1) BAD("num_blocks %lld and block_size %lld must be positive", (long long)c->num_blocks, (long long)c->block_size);
+        if (c->top_k < 1 || c->top_k > c->num_blocks) BAD("top_k_blocks %lld is outside 1..num_blocks (%lld)", (long long)c->top_k, (long long)c->num_blocks);
+    } else if (c->d_ff < 1) {
+        BAD("d_ff %lld must be positive", (long long)c->d_ff);
+    }
+    return 0;
+#undef BAD
+}
+
+gpt_model *gpt_build(const gpt_config *cfg, nn_params *p) {
+    char err[256], pre[NN_NAME_MAX], buf[NN_NAME_MAX];
+    SGT_CHECK(gpt_config_validate(cfg, err, sizeof err) == 0, "model config '%s': %s", cfg->name, err);
+    gpt_model *m = calloc(1, sizeof *m);
+    SGT_CHECK(m, "out of host memory building the model");
+    m->cfg = *cfg;
+    m->params = p;
+    const int64_t C = cfg->d_model, L = cfg->n_layers;
+    const double std = cfg->init_std, res_std = cfg->init_std / sqrt(2.0 * (double)L);
+    const int64_t I = cfg->sparse ? cfg->num_blocks * cfg->block_size : cfg->d_ff;
+    nn_embedding_init(&m->wte, p, "wte", cfg->vocab, C, std);
+    nn_embedding_init(&m->wpe, p, "wpe", cfg->ctx_len, C, std);
+    for (int64_t i = 0; i < L; i++) {
+        gpt_layer *l = &m->layers[i];
+        snprintf(pre, sizeof pre, "layers.%lld", (long long)i);
+        nn_rmsnorm_init(&l->ln1, p, nn_join(buf, sizeof buf, pre, "ln1"), C, cfg->norm_eps);
+        nn_attention_init(&l->attn, p, nn_join(buf, sizeof buf, pre, "attn"), C, cfg->n_heads, std, res_std);
+        nn_rmsnorm_init(&l->ln2, p, nn_join(buf, sizeof buf, pre, "ln2"), C, cfg->norm_eps);
+        if (cfg->sparse)
+            nn_bs_swiglu_init(&l->sffn, p, nn_join(buf, sizeof buf, pre, "ffn"), C, cfg->num_blocks,
+                              cfg->block_size, cfg->top_k, std, res_std);
+        else
+            nn_swiglu_init(&l->ffn, p, nn_join(buf, sizeof buf, pre, "ffn"), C, I, std, res_std);
+    }
+    nn_rmsnorm_init(&m->ln_f, p, "ln_f", C, cfg->norm_eps);
+    if (!cfg->tie_head) nn_linear_init(&m->head, p, "head", C, cfg->vocab, false, std);
+    return m;
+}
+
+void gpt_free(gpt_model *m) { free(m); }
+
+void gpt_kv_init(gpt_kv *kv, sgt_ctx *c, const gpt_model *m, int64_t B, int64_t max_len) {
+    SGT_CHECK(max_len <= m->cfg.ctx_len, "KV cache of %lld positions exceeds the context length %lld",
+              (long long)max_len, (long long)m->cfg.ctx_len);
+    for (int64_t i = 0; i < m->cfg.n_layers; i++)
+        nn_kv_cache_init(&kv->layer[i], c, m->params->dtype, B, m->cfg.n_heads, max_len,
+                         m->cfg.d_model / m->cfg.n_heads);
+    kv->len = 0;
+}
+
+gpt_output gpt_forward(sgt_ctx *c, const gpt_model *m, sgt_tensor *idx, const gpt_forward_opts *o) {
+    static const gpt_forward_opts none = {0};
+    if (!o) o = &none;
+    const gpt_config *cfg = &m->cfg;
+    char b[96];
+    SGT_CHECK(idx->ndim == 2 && idx->dtype == SGT_I32, "gpt_forward: idx must be i32 [B, T], got %s",
+              sgt_shape_str(idx, b, sizeof b));
+    const int64_t T = idx->shape[1], pos0 = o->kv ? o->kv->len : 0;
+    SGT_CHECK(pos0 + T <= cfg->ctx_len, "gpt_forward: positions %lld..%lld exceed the context length %lld",
+              (long long)pos0, (long long)(pos0 + T - 1), (long long)cfg->ctx_len);
+    gpt_output out;
+    memset(&out, 0, sizeof out);
+
+    int32_t *pos = sgt_arena_alloc(c->arena, sizeof(int32_t) * (size_t)T);
+    for (int64_t t = 0; t < T; t++) pos[t] = (int32_t)(pos0 + t);
+    sgt_tensor *pos_t = sgt_from_i32(c, SGT_SHAPE(T), pos);
+    sgt_tensor *x = sgt_add(c, nn_embedding_forward(c, &m->wte, idx), nn_embedding_forward(c, &m->wpe, pos_t));
+
+    sgt_tensor *aux = NULL;
+    for (int64_t i = 0; i < cfg->n_layers; i++) {
+        const gpt_layer *l = &m->layers[i];
+        x = sgt_add(c, x, nn_attention_forward(c, &l->attn, nn_rmsnorm_forward(c, &l->ln1, x),
+                                               o->kv ? &o->kv->layer[i] : NULL));
+        sgt_tensor *h = nn_rmsnorm_forward(c, &l->ln2, x);
+        if (cfg->sparse) {
+            x = sgt_add(c, x, nn_bs_swiglu_forward(c, &l->sffn, h, &out.route[i]));
+            if (o->targets && o->aux_weight > 0) {
+                sgt_tensor *a = nn_load_balance_loss(c, &out.route[i], cfg->top_k, o->aux_weight);
+                aux = aux ? sgt_add(c, aux, a) : a;
+            }
+        } else {
+            x = sgt_add(c, x, nn_swiglu_forward(c, &l->ffn, h));
+        }
+    }
+    if (o->kv) o->kv->len += T;
+    if (o->last_only && T > 1) x = sgt_narrow(c, x, 1, T - 1, 1);
+    x = nn_rmsnorm_forward(c, &m->ln_f, x);
+    out.logits = cfg->tie_head ? sgt_matmul(c, x, m->wte.w, false, true) : nn_linear_forward(c, &m->head, x);
+    if (o->targets) {
+        out.ce = nn_cross_entropy(c, out.logits, o->targets, SGT_NO_IGNORE);
+        out.loss = out.ce;
+        if (aux) {
+            out.aux = sgt_mul_scalar(c, aux, 1.0 / (double)cfg->n_layers);
+            out.loss = sgt_add(c, out.ce, out.aux);
+        }
+    }
+    return out;
+}
+
+int64_t gpt_param_count(const gpt_model *m) { return nn_params_count(m->params); }
+
+int64_t gpt_router_param_count(const gpt_model *m) { return nn_params_count_matching(m->params, ".router."); }
+
+int64_t gpt_config_param_count(const gpt_config *c) {
+    const int64_t C = c->d_model, L = c->n_layers, V = c->vocab;
+    const int64_t I = c->sparse ? c->num_blocks * c->block_size : c->d_ff;
+    int64_t per_layer = 2 * C            /* ln1, ln2 */
+                        + 3 * C * C      /* qkv */
+                        + C * C          /* proj */
+                        + 3 * C * I;     /* gate, up, down */
+    if (c->sparse) per_layer += (C * NN_ROUTER_HIDDEN + NN_ROUTER_HIDDEN) + (NN_ROUTER_HIDDEN * c->num_blocks + c->num_blocks);
+    return V * C + c->ctx_len * C + L * per_layer + C + (c->tie_head ? 0 : V * C);
+}

@@ -1,0 +1,91 @@
+/* gpt.h: the GPT of the SGT v2 experiment, assembled from the nn modules. One builder, one config:
+ * the dense model has SwiGLU FFNs, the SGT model block-sparse SwiGLU FFNs with top-k routers;
+ * everything else is identical.
+ *
+ *   x = wte[idx] + wpe[pos]
+ *   n_layers x { x += attn(rmsnorm(x));  x += ffn(rmsnorm(x)) }
+ *   logits = head(rmsnorm(x))                      (head untied unless tie_head)
+ *
+ * Parameter names (also the checkpoint tensor names):
+ *   wte.weight [V,C]  wpe.weight [ctx,C]  ln_f.weight [C]  head.weight [V,C] (absent when tied)
+ *   layers.{i}.ln1.weight [C]  layers.{i}.attn.qkv.weight [3C,C]  layers.{i}.attn.proj.weight [C,C]
+ *   layers.{i}.ln2.weight [C]  layers.{i}.ffn.{gate,up}.weight [I,C]  layers.{i}.ffn.down.weight [C,I]
+ *   SGT only: layers.{i}.ffn.router.fc1.{weight [128,C], bias [128]}
+ *             layers.{i}.ffn.router.fc2.{weight [nb,128], bias [nb]}
+ *
+ * Legend: B batch, T time, C d_model, V vocab, I d_ff = num_blocks * block_size (SGT). */
+#ifndef SGT_MODELS_GPT_H
+#define SGT_MODELS_GPT_H
+
+#include "../nn/router.h"
+
+#define GPT_MAX_LAYERS 64
+
+typedef struct {
+    char name[32];
+    int64_t n_layers, d_model, n_heads, d_ff, vocab, ctx_len;
+    bool sparse;
+    int64_t num_blocks, block_size, top_k;
+    bool tie_head;
+    double init_std;   /* 0.02; residual projections get init_std / sqrt(2 n_layers) */
+    double norm_eps;
+} gpt_config;
+
+/* Presets: "sgt-150m" (the seed's table), "small", "tiny", "nano" (tests). sparse is false; set
+ * it (or use gpt_config_for) to get the SGT variant. Returns 0, or -1 for an unknown name. */
+int gpt_preset(const char *name, gpt_config *cfg);
+const char *gpt_preset_names(void); /* "sgt-150m, small, tiny, nano" */
+/* Checks sizes (divisibility, d_ff = num_blocks * block_size for SGT...); fills err on failure. */
+int gpt_config_validate(const gpt_config *cfg, char *err, size_t errn);
+
+typedef struct {
+    nn_rmsnorm ln1, ln2;
+    nn_attention attn;
+    nn_swiglu ffn;       /* dense */
+    nn_bs_swiglu sffn;   /* SGT */
+} gpt_layer;
+
+typedef struct {
+    gpt_config cfg;
+    nn_params *params;
+    nn_embedding wte, wpe;
+    gpt_layer layers[GPT_MAX_LAYERS];
+    nn_rmsnorm ln_f;
+    nn_linear head;      /* unused when tied */
+} gpt_model;
+
+gpt_model *gpt_build(const gpt_config *cfg, nn_params *params);
+void gpt_free(gpt_model *m);
+
+/* KV caches of every layer, for incremental decoding (inference only: use a no-grad scope). */
+typedef struct {
+    nn_kv_cache layer[GPT_MAX_LAYERS];
+    int64_t len;
+} gpt_kv;
+void gpt_kv_init(gpt_kv *kv, sgt_ctx *c, const gpt_model *m, int64_t B, int64_t max_len);
+
+typedef struct {
+    sgt_tensor *logits;  /* [B, T, V], or [B, 1, V] with last_only */
+    sgt_tensor *ce;      /* mean cross-entropy (when targets are given) */
+    sgt_tensor *aux;     /* mean over layers of the load-balancing loss, times its weight (SGT) */
+    sgt_tensor *loss;    /* ce + aux */
+    nn_route route[GPT_MAX_LAYERS]; /* SGT: each layer's routing */
+} gpt_output;
+
+typedef struct {
+    sgt_tensor *targets; /* i32 [B, T] or NULL */
+    double aux_weight;   /* alpha of the load-balancing loss */
+    gpt_kv *kv;          /* incremental decoding, or NULL */
+    bool last_only;      /* logits of the last position only (decoding) */
+} gpt_forward_opts;
+
+/* idx: i32 [B, T]. */
+gpt_output gpt_forward(sgt_ctx *c, const gpt_model *m, sgt_tensor *idx, const gpt_forward_opts *o);
+
+/* Parameter counts: total, and the routers' share. */
+int64_t gpt_param_count(const gpt_model *m);
+int64_t gpt_router_param_count(const gpt_model *m);
+/* The parameter count implied by a config, computed from the formulas (for checks and --help). */
+int64_t gpt_config_param_count(const gpt_config *cfg);
+
+#endif

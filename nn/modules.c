@@ -1,0 +1,119 @@
+/* modules.c: Linear, Embedding, RMSNorm, causal attention with KV cache, SwiGLU, cross-entropy. */
+#include "modules.h"
+
+#include <math.h>
+
+/* ---- Linear ---- */
+
+void nn_linear_init(nn_linear *m, nn_params *p, const char *prefix, int64_t in, int64_t out, bool bias, double std) {
+    m->in = in;
+    m->out = out;
+    m->w = nn_param_new(p, prefix, "weight", SGT_SHAPE(out, in), NN_INIT_NORMAL, std, true);
+    m->b = bias ? nn_param_new(p, prefix, "bias", SGT_SHAPE(out), NN_INIT_ZEROS, 0, false) : NULL;
+}
+
+sgt_tensor *nn_linear_forward(sgt_ctx *c, const nn_linear *m, sgt_tensor *x) {
+    char b[96];
+    SGT_CHECK(x->ndim >= 1 && x->shape[x->ndim - 1] == m->in, "linear %s: input %s, expected last dim %lld",
+              m->w->name ? m->w->name : "", sgt_shape_str(x, b, sizeof b), (long long)m->in);
+    sgt_tensor *x2 = x->ndim == 1 ? sgt_reshape(c, x, SGT_SHAPE(1, m->in)) : x;
+    sgt_tensor *y = sgt_matmul(c, x2, m->w, false, true); /* [..., in] @ [out, in]^T */
+    if (x->ndim == 1) y = sgt_reshape(c, y, SGT_SHAPE(m->out));
+    return m->b ? sgt_add(c, y, m->b) : y;
+}
+
+/* ---- Embedding ---- */
+
+void nn_embedding_init(nn_embedding *m, nn_params *p, const char *prefix, int64_t n, int64_t dim, double std) {
+    m->w = nn_param_new(p, prefix, "weight", SGT_SHAPE(n, dim), NN_INIT_NORMAL, std, false);
+}
+
+sgt_tensor *nn_embedding_forward(sgt_ctx *c, const nn_embedding *m, sgt_tensor *idx) {
+    return sgt_embedding(c, m->w, idx);
+}
+
+/* ---- RMSNorm ---- */
+
+void nn_rmsnorm_init(nn_rmsnorm *m, nn_params *p, const char *prefix, int64_t dim, double eps) {
+    m->w = nn_param_new(p, prefix, "weight", SGT_SHAPE(dim), NN_INIT_ONES, 0, false);
+    m->eps = eps;
+}
+
+sgt_tensor *nn_rmsnorm_forward(sgt_ctx *c, const nn_rmsnorm *m, sgt_tensor *x) {
+    return sgt_rmsnorm(c, x, m->w, m->eps, NULL);
+}
+
+/* ---- attention ---- */
+
+void nn_kv_cache_init(nn_kv_cache *kv, sgt_ctx *c, sgt_dtype t, int64_t B, int64_t H, int64_t max_len, int64_t D) {
+    kv->k = sgt_zeros(c, t, SGT_SHAPE(B, H, max_len, D));
+    kv->v = sgt_zeros(c, t, SGT_SHAPE(B, H, max_len, D));
+    kv->len = 0;
+    kv->max_len = max_len;
+}
+
+void nn_attention_init(nn_attention *m, nn_params *p, const char *prefix, int64_t C, int64_t H, double std,
+                       double proj_std) {
+    SGT_CHECK(H > 0 && C % H == 0, "attention %s: width %lld is not divisible by %lld heads", prefix, (long long)C,
+              (long long)H);
+    char buf[NN_NAME_MAX];
+    m->C = C;
+    m->H = H;
+    m->D = C / H;
+    nn_linear_init(&m->qkv, p, nn_join(buf, sizeof buf, prefix, "qkv"), C, 3 * C, false, std);
+    nn_linear_init(&m->proj, p, nn_join(buf, sizeof buf, prefix, "proj"), C, C, false, proj_std);
+}
+
+sgt_tensor *nn_attention_forward(sgt_ctx *c, const nn_attention *m, sgt_tensor *x, nn_kv_cache *kv) {
+    const int64_t B = x->shape[0], T = x->shape[1], C = m->C, H = m->H, D = m->D;
+    sgt_tensor *qkv = nn_linear_forward(c, &m->qkv, x);                        /* [B, T, 3C] */
+    /* [B, T, 3, H, D] -> [3, B, H, T, D]: q, k, v are strided views, no copies */
+    sgt_tensor *heads = sgt_permute(c, sgt_reshape(c, qkv, SGT_SHAPE(B, T, 3, H, D)), (int[]){2, 0, 3, 1, 4});
+    sgt_tensor *parts[3];
+    sgt_split(c, heads, 0, 3, (int64_t[]){1, 1, 1}, parts);                     /* each [1, B, H, T, D] */
+    sgt_tensor *q = parts[0], *k = parts[1], *v = parts[2];
+    if (kv) {
+        SGT_CHECK(kv->len + T <= kv->max_len, "attention: KV cache full (%lld + %lld > %lld positions)",
+                  (long long)kv->len, (long long)T, (long long)kv->max_len);
+        sgt_tensor *kd = sgt_narrow(c, kv->k, 2, kv->len, T), *vd = sgt_narrow(c, kv->v, 2, kv->len, T);
+        sgt_copy_into(c, kd, sgt_reshape(c, k, SGT_SHAPE(B, H, T, D)));
+        sgt_copy_into(c, vd, sgt_reshape(c, v, SGT_SHAPE(B, H, T, D)));
+        kv->len += T;
+        k = sgt_narrow(c, kv->k, 2, 0, kv->len); /* [B, H, Tk, D] */
+        v = sgt_narrow(c, kv->v, 2, 0, kv->len);
+    }
+    sgt_tensor *att = sgt_matmul(c, q, k, false, true);                       /* [1, B, H, T, Tk] */
+    att = sgt_softmax_causal(c, sgt_mul_scalar(c, att, 1.0 / sqrt((double)D)));
+    sgt_tensor *y = sgt_matmul(c, att, v, false, false);                      /* [1, B, H, T, D] */
+    y = sgt_reshape(c, sgt_permute(c, y, (int[]){0, 1, 3, 2, 4}), SGT_SHAPE(B, T, C));
+    return nn_linear_forward(c, &m->proj, y);
+}
+
+/* ---- SwiGLU ---- */
+
+void nn_swiglu_init(nn_swiglu *m, nn_params *p, const char *prefix, int64_t C, int64_t I, double std,
+                    double down_std) {
+    char buf[NN_NAME_MAX];
+    m->C = C;
+    m->I = I;
+    nn_linear_init(&m->gate, p, nn_join(buf, sizeof buf, prefix, "gate"), C, I, false, std);
+    nn_linear_init(&m->up, p, nn_join(buf, sizeof buf, prefix, "up"), C, I, false, std);
+    nn_linear_init(&m->down, p, nn_join(buf, sizeof buf, prefix, "down"), I, C, false, down_std);
+}
+
+sgt_tensor *nn_swiglu_hidden(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x) {
+    return sgt_mul(c, sgt_silu(c, nn_linear_forward(c, &m->gate, x)), nn_linear_forward(c, &m->up, x));
+}
+
+sgt_tensor *nn_swiglu_forward(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x) {
+    return nn_linear_forward(c, &m->down, nn_swiglu_hidden(c, m, x));
+}
+
+/* ---- losses ---- */
+
+sgt_tensor *nn_cross_entropy(sgt_ctx *c, sgt_tensor *logits, sgt_tensor *targets, int32_t ignore_index) {
+    const int64_t V = logits->shape[logits->ndim - 1];
+    sgt_tensor *l2 = sgt_reshape(c, logits, SGT_SHAPE(-1, V));
+    sgt_tensor *t1 = sgt_reshape(c, targets, SGT_SHAPE(-1));
+    return sgt_cross_entropy(c, l2, t1, ignore_index, NULL);
+}

@@ -1,0 +1,99 @@
+/* router.c: TopKRouter with the straight-through estimator, the load-balancing loss and the
+ * block-sparse (mask-and-multiply) SwiGLU. See router.h for the formulas. */
+#include "router.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+void nn_router_init(nn_router *m, nn_params *p, const char *prefix, int64_t C, int64_t num_blocks, int64_t top_k,
+                    double std) {
+    SGT_CHECK(top_k >= 1 && top_k <= num_blocks, "router %s: top_k %lld is outside 1..%lld blocks", prefix,
+              (long long)top_k, (long long)num_blocks);
+    char buf[NN_NAME_MAX];
+    m->num_blocks = num_blocks;
+    m->top_k = top_k;
+    m->hard_only = false;
+    nn_linear_init(&m->fc1, p, nn_join(buf, sizeof buf, prefix, "fc1"), C, NN_ROUTER_HIDDEN, true, std);
+    nn_linear_init(&m->fc2, p, nn_join(buf, sizeof buf, prefix, "fc2"), NN_ROUTER_HIDDEN, num_blocks, true, std);
+}
+
+sgt_tensor *nn_topk_hard(sgt_ctx *c, sgt_tensor *logits, int64_t k, sgt_tensor **indices) {
+    sgt_tensor *l = ag_detach(c, logits), *vals, *idx;
+    sgt_topk(c, l, (int)k, &vals, &idx);
+    sgt_tensor *ones = sgt_full(c, l->dtype, idx->ndim, idx->shape, 1.0);
+    if (indices) *indices = idx;
+    return sgt_scatter_add_last(c, ones, idx, l->shape[l->ndim - 1]);
+}
+
+sgt_tensor *nn_ste_mask(sgt_ctx *c, sgt_tensor *hard, sgt_tensor *logits) {
+    sgt_tensor *s = sgt_sigmoid(c, logits);
+    /* s - stopgrad(s) is exactly 0 in the forward pass (same value twice), so the mask is exactly
+     * `hard`; its gradient with respect to s is 1. */
+    return sgt_add(c, hard, sgt_sub(c, s, ag_detach(c, s)));
+}
+
+nn_route nn_router_forward(sgt_ctx *c, const nn_router *m, sgt_tensor *x) {
+    nn_route r;
+    r.logits = nn_linear_forward(c, &m->fc2, sgt_gelu(c, nn_linear_forward(c, &m->fc1, x)));
+    r.hard = nn_topk_hard(c, r.logits, m->top_k, &r.indices);
+    r.mask = m->hard_only ? r.hard : nn_ste_mask(c, r.hard, r.logits);
+    return r;
+}
+
+sgt_tensor *nn_load_balance_loss(sgt_ctx *c, const nn_route *r, int64_t top_k, double alpha) {
+    const int64_t nb = r->logits->shape[r->logits->ndim - 1];
+    const int64_t N = sgt_numel(r->logits) / nb;
+    sgt_tensor *l2 = sgt_reshape(c, r->logits, SGT_SHAPE(N, nb));
+    sgt_tensor *h2 = sgt_reshape(c, r->hard, SGT_SHAPE(N, nb));
+    sgt_tensor *f = sgt_mul_scalar(c, sgt_sum(c, h2, 0, false), 1.0 / (double)(N * top_k)); /* [nb], constant */
+    sgt_tensor *P = sgt_mean(c, sgt_softmax(c, l2), 0, false);                              /* [nb] */
+    sgt_tensor *dot = sgt_sum(c, sgt_mul(c, f, P), SGT_ALL_DIMS, false);
+    return sgt_mul_scalar(c, dot, alpha * (double)nb);
+}
+
+void nn_bs_swiglu_init(nn_bs_swiglu *m, nn_params *p, const char *prefix, int64_t C, int64_t num_blocks,
+                       int64_t block_size, int64_t top_k, double std, double down_std) {
+    char buf[NN_NAME_MAX];
+    m->num_blocks = num_blocks;
+    m->block_size = block_size;
+    m->top_k = top_k;
+    nn_router_init(&m->router, p, nn_join(buf, sizeof buf, prefix, "router"), C, num_blocks, top_k, std);
+    nn_swiglu_init(&m->ffn, p, prefix, C, num_blocks * block_size, std, down_std);
+}
+
+sgt_tensor *nn_bs_swiglu_forward(sgt_ctx *c, const nn_bs_swiglu *m, sgt_tensor *x, nn_route *route_out) {
+    nn_route r = nn_router_forward(c, &m->router, x);
+    sgt_tensor *h = nn_swiglu_hidden(c, &m->ffn, x);                 /* [..., nb*bs] */
+    int nd = h->ndim;
+    int64_t shape[SGT_MAX_DIMS + 1], mshape[SGT_MAX_DIMS + 1];
+    for (int d = 0; d < nd - 1; d++) shape[d] = mshape[d] = h->shape[d];
+    shape[nd - 1] = mshape[nd - 1] = m->num_blocks;
+    shape[nd] = m->block_size;
+    mshape[nd] = 1;
+    SGT_CHECK(nd + 1 <= SGT_MAX_DIMS, "block-sparse FFN: input rank %d too large", x->ndim);
+    sgt_tensor *hb = sgt_reshape(c, h, nd + 1, shape);              /* [..., nb, bs] */
+    sgt_tensor *mb = sgt_reshape(c, r.mask, nd + 1, mshape);        /* [..., nb, 1] */
+    sgt_tensor *masked = sgt_reshape(c, sgt_mul(c, hb, mb), nd, h->shape);
+    if (route_out) *route_out = r;
+    return nn_linear_forward(c, &m->ffn.down, masked);
+}
+
+void nn_route_stats(const nn_route *r, double *counts, double *mean_probs) {
+    const int64_t nb = r->logits->shape[r->logits->ndim - 1], N = sgt_numel(r->logits) / nb;
+    double *h = malloc(sizeof(double) * (size_t)(N * nb)), *l = malloc(sizeof(double) * (size_t)(N * nb));
+    SGT_CHECK(h && l, "out of host memory for routing statistics");
+    sgt_to_f64(r->hard, h);
+    sgt_to_f64(r->logits, l);
+    for (int64_t j = 0; j < nb; j++) counts[j] = mean_probs[j] = 0;
+    for (int64_t i = 0; i < N; i++) {
+        double mx = l[i * nb], s = 0;
+        for (int64_t j = 1; j < nb; j++) mx = l[i * nb + j] > mx ? l[i * nb + j] : mx;
+        for (int64_t j = 0; j < nb; j++) s += exp(l[i * nb + j] - mx);
+        for (int64_t j = 0; j < nb; j++) {
+            counts[j] += h[i * nb + j];
+            mean_probs[j] += exp(l[i * nb + j] - mx) / s / (double)N;
+        }
+    }
+    free(h);
+    free(l);
+}

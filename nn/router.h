@@ -1,0 +1,66 @@
+/* router.h: the top-k block router with a straight-through estimator, the block-sparse SwiGLU FFN
+ * it drives (mask-and-multiply, as in the SGT v2 seed), and the load-balancing auxiliary loss.
+ *
+ * Router: logits l = fc2(act(fc1(x))), fc1: C -> 128, fc2: 128 -> num_blocks, act = GELU.
+ *   forward:  mask = hard, the 0/1 indicator of the top-k logits of each token (ties: lower index)
+ *   backward: mask = hard + sigmoid(l) - stopgrad(sigmoid(l)), so d mask / d l = sigmoid'(l)
+ *
+ * Load-balancing loss (Switch Transformer style), over the N tokens of a batch:
+ *   aux = alpha * nb * sum_i f_i * P_i
+ *   f_i = (number of top-k selections of block i) / (N * k)   (a constant: no gradient)
+ *   P_i = mean over tokens of softmax(l)_i                     (differentiable)
+ * With uniform use, f_i = P_i = 1/nb and aux = alpha; any imbalance that P follows raises it.
+ *
+ * Legend: N tokens, C width, nb num_blocks, bs block_size, I = nb * bs. */
+#ifndef SGT_NN_ROUTER_H
+#define SGT_NN_ROUTER_H
+
+#include "modules.h"
+
+#define NN_ROUTER_HIDDEN 128
+
+typedef struct {
+    nn_linear fc1, fc2;
+    int64_t num_blocks, top_k;
+    bool hard_only; /* no STE term: mask = hard exactly, with no gradient to the logits. Only for
+                     * finite-difference checks of the rest of the model (FD sees the true,
+                     * piecewise-constant mask; the STE is checked against its formula). */
+} nn_router;
+
+/* What one router forward produced, for the FFN, the aux loss and the logs. */
+typedef struct {
+    sgt_tensor *logits;   /* [..., nb] */
+    sgt_tensor *mask;     /* [..., nb]: hard 0/1 values, STE gradient */
+    sgt_tensor *hard;     /* [..., nb]: the 0/1 selection, no gradient */
+    sgt_tensor *indices;  /* i32 [..., k]: the selected blocks, best first */
+} nn_route;
+
+void nn_router_init(nn_router *m, nn_params *p, const char *prefix, int64_t C, int64_t num_blocks, int64_t top_k,
+                    double std);
+nn_route nn_router_forward(sgt_ctx *c, const nn_router *m, sgt_tensor *x);
+/* hard + sigmoid(l) - stopgrad(sigmoid(l)) for any 0/1 `hard` (exposed for the STE test) */
+sgt_tensor *nn_ste_mask(sgt_ctx *c, sgt_tensor *hard, sgt_tensor *logits);
+/* The 0/1 top-k indicator of logits [..., nb], no gradient. */
+sgt_tensor *nn_topk_hard(sgt_ctx *c, sgt_tensor *logits, int64_t k, sgt_tensor **indices);
+
+/* Switch-style load-balancing loss of one routing (see above); a scalar. */
+sgt_tensor *nn_load_balance_loss(sgt_ctx *c, const nn_route *r, int64_t top_k, double alpha);
+
+/* Block-sparse SwiGLU: the SwiGLU hidden (nb * bs wide) times the router mask expanded per block,
+ * then the down projection. */
+typedef struct {
+    nn_router router;
+    nn_swiglu ffn;
+    int64_t num_blocks, block_size, top_k;
+} nn_bs_swiglu;
+
+void nn_bs_swiglu_init(nn_bs_swiglu *m, nn_params *p, const char *prefix, int64_t C, int64_t num_blocks,
+                       int64_t block_size, int64_t top_k, double std, double down_std);
+/* x [..., C] -> [..., C]; *route_out (optional) receives the routing for the aux loss and stats. */
+sgt_tensor *nn_bs_swiglu_forward(sgt_ctx *c, const nn_bs_swiglu *m, sgt_tensor *x, nn_route *route_out);
+
+/* Per-block selection counts [nb] (f64 host array, summed over tokens) and mean router
+ * probabilities softmax(l) [nb], from a routing. */
+void nn_route_stats(const nn_route *r, double *counts, double *mean_probs);
+
+#endif

@@ -1,0 +1,222 @@
+/* test_gpt.c: the GPT builder. Parameter counts of both sgt-150m models against hand-computed
+ * numbers; float64 gradient checks of a 2-layer GPT, dense and SGT; KV-cache decoding equal to
+ * the full forward; a tiny dense and a tiny SGT model overfit one fixed batch. */
+#include "../../autograd/gradcheck.h"
+#include "../../models/gpt.h"
+#include "../common/test_util.h"
+
+/* ---- parameter counts ---- */
+
+static void t_param_counts_sgt150m(void **s) {
+    (void)s;
+    /* By hand, C = 768, L = 12, V = 50257, ctx = 1024, I = 2048 (= 32 blocks x 64):
+     *   wte 50257*768 = 38,597,376     wpe 1024*768 = 786,432     head 38,597,376    ln_f 768
+     *   per layer: ln1+ln2 1,536 + qkv 1,769,472 + proj 589,824 + gate/up/down 4,718,592 = 7,079,424
+     *   x12 = 84,953,088
+     *   dense total = 162,935,040
+     *   router per layer: fc1 768*128+128 = 98,432, fc2 128*32+32 = 4,128 -> 102,560; x12 = 1,230,720
+     *   SGT total = 164,165,760; router share 0.750% */
+    const int64_t want_dense = 162935040, want_router = 1230720, want_sparse = 164165760;
+    for (int sparse = 0; sparse < 2; sparse++) {
+        gpt_config cfg;
+        assert_int_equal(gpt_preset("sgt-150m", &cfg), 0);
+        cfg.sparse = sparse;
+        nn_params *p = nn_params_create(1, SGT_F32, SGT_CPU);
+        p->skip_init = true; /* counting only */
+        gpt_model *m = gpt_build(&cfg, p);
+        assert_int_equal(gpt_param_count(m), sparse ? want_sparse : want_dense);
+        assert_int_equal(gpt_router_param_count(m), sparse ? want_router : 0);
+        assert_int_equal(gpt_config_param_count(&cfg), gpt_param_count(m));
+        print_message("    sgt-150m %s: %lld params, router %lld (%.3f%%)\n", sparse ? "sparse" : "dense",
+                      (long long)gpt_param_count(m), (long long)gpt_router_param_count(m),
+                      100.0 * (double)gpt_router_param_count(m) / (double)gpt_param_count(m));
+        gpt_free(m);
+        nn_params_destroy(p);
+    }
+}
+
+static void t_param_names(void **s) {
+    (void)s;
+    gpt_config cfg;
+    gpt_preset("nano", &cfg);
+    cfg.sparse = true;
+    nn_params *p = nn_params_create(1, SGT_F32, SGT_CPU);
+    gpt_model *m = gpt_build(&cfg, p);
+    const char *names[] = {"wte.weight", "wpe.weight", "layers.1.attn.qkv.weight", "layers.0.ffn.router.fc1.weight",
+                           "layers.1.ffn.router.fc2.bias", "layers.0.ffn.down.weight", "ln_f.weight", "head.weight"};
+    for (unsigned i = 0; i < sizeof names / sizeof *names; i++)
+        if (!nn_params_find(p, names[i])) fail_msg("parameter %s missing", names[i]);
+    /* no decay on norms, biases and embeddings; decay on matrices */
+    assert_false(nn_params_find(p, "wte.weight")->decay);
+    assert_false(nn_params_find(p, "layers.0.ln1.weight")->decay);
+    assert_false(nn_params_find(p, "layers.1.ffn.router.fc2.bias")->decay);
+    assert_true(nn_params_find(p, "layers.0.attn.qkv.weight")->decay);
+    /* residual projections are initialised with std / sqrt(2 L) */
+    double sd[2] = {0};
+    const char *w[2] = {"layers.0.attn.qkv.weight", "layers.0.attn.proj.weight"};
+    for (int k = 0; k < 2; k++) {
+        sgt_tensor *t = nn_params_find(p, w[k])->t;
+        double *v = tu_host(t), ss = 0;
+        for (int64_t i = 0; i < sgt_numel(t); i++) ss += v[i] * v[i];
+        sd[k] = sqrt(ss / (double)sgt_numel(t));
+        free(v);
+    }
+    assert_true(fabs(sd[0] - 0.02) < 0.003);
+    assert_true(fabs(sd[1] - 0.02 / 2.0) < 0.002); /* L = 2: sqrt(2 L) = 2 */
+    gpt_free(m);
+    nn_params_destroy(p);
+}
+
+/* ---- whole-model gradient checks ---- */
+
+typedef struct {
+    gpt_model *m;
+    sgt_tensor *idx, *tgt;
+    double aux;
+} gc_user;
+
+static sgt_tensor *f_gpt(sgt_ctx *c, sgt_tensor **x, int n, void *u) {
+    (void)x, (void)n;
+    gc_user *g = u;
+    gpt_forward_opts o = {.targets = g->tgt, .aux_weight = g->aux};
+    return gpt_forward(c, g->m, g->idx, &o).loss;
+}
+
+static void gradcheck_model(bool sparse) {
+    tu_env *e = tu_env_new();
+    gpt_config cfg;
+    gpt_preset("nano", &cfg);
+    cfg.sparse = sparse;
+    cfg.init_std = 0.3; /* larger weights: gradients well above the finite-difference noise */
+    nn_params *p = nn_params_create(7, SGT_F64, SGT_CPU);
+    gpt_model *m = gpt_build(&cfg, p);
+    /* The STE's gradient is by design not the derivative of the forward pass; check the rest of the
+     * model with the true, piecewise-constant mask, and the STE against its formula (test_router). */
+    for (int64_t i = 0; i < cfg.n_layers; i++) m->layers[i].sffn.router.hard_only = true;
+    int32_t ids[10], tg[10];
+    for (int i = 0; i < 10; i++) {
+        ids[i] = (int32_t)((i * 37 + 11) % cfg.vocab);
+        tg[i] = (int32_t)((i * 53 + 5) % cfg.vocab);
+    }
+    gc_user u = {m, sgt_from_i32(&e->ctx, SGT_SHAPE(2, 5), ids), sgt_from_i32(&e->ctx, SGT_SHAPE(2, 5), tg), 0.5};
+    sgt_tensor *in[64];
+    SGT_CHECK(p->n <= 64, "too many parameters for the test");
+    for (int i = 0; i < p->n; i++) in[i] = p->items[i].t;
+    /* gradcheck holds at most 16 inputs: check them in groups */
+    for (int at = 0; at < p->n; at += 16) {
+        int cnt = p->n - at < 16 ? p->n - at : 16;
+        ag_gradcheck_opts o = {.max_elems = 12, .rtol = 1e-5, .atol = 1e-8};
+        ag_gradcheck_result r = ag_gradcheck(&e->ctx, f_gpt, &u, in + at, cnt, NULL, &o);
+        print_message("    %s params %d..%d: %s\n", sparse ? "sgt" : "dense", at, at + cnt - 1, r.report);
+        if (!r.pass) fail_msg("%s gradcheck failed at parameter %s: %s", sparse ? "sgt" : "dense",
+                              r.worst_input >= 0 ? p->items[at + r.worst_input].name : "?", r.report);
+    }
+    gpt_free(m);
+    nn_params_destroy(p);
+    tu_env_free(e);
+}
+
+static void t_gradcheck_dense(void **s) { (void)s; gradcheck_model(false); }
+static void t_gradcheck_sgt(void **s) { (void)s; gradcheck_model(true); }
+
+/* ---- KV-cache decoding ---- */
+
+static void decode_parity(bool sparse, sgt_dtype dt, double tol) {
+    tu_env *e = tu_env_new();
+    sgt_ctx *c = &e->ctx;
+    gpt_config cfg;
+    gpt_preset("nano", &cfg);
+    cfg.sparse = sparse;
+    nn_params *p = nn_params_create(3, dt, SGT_CPU);
+    gpt_model *m = gpt_build(&cfg, p);
+    const int B = 2, T = 9;
+    int32_t ids[18];
+    for (int i = 0; i < B * T; i++) ids[i] = (int32_t)((i * 29 + 3) % cfg.vocab);
+    sgt_tensor *idx = sgt_from_i32(c, SGT_SHAPE(B, T), ids);
+    double *full = tu_host(gpt_forward(c, m, idx, NULL).logits); /* [B, T, V] */
+    gpt_kv kv;
+    gpt_kv_init(&kv, c, m, B, cfg.ctx_len);
+    /* prefill 4 tokens, then one at a time */
+    int64_t at = 0;
+    while (at < T) {
+        int64_t n = at == 0 ? 4 : 1;
+        sgt_tensor *chunk = sgt_contiguous(c, sgt_narrow(c, idx, 1, at, n));
+        sgt_tensor *lg = gpt_forward(c, m, chunk, &(gpt_forward_opts){.kv = &kv}).logits; /* [B, n, V] */
+        double *got = tu_host(lg);
+        for (int b = 0; b < B; b++)
+            for (int64_t t = 0; t < n; t++)
+                for (int64_t v = 0; v < cfg.vocab; v++) {
+                    double a = got[(b * n + t) * cfg.vocab + v], w = full[(b * T + at + t) * cfg.vocab + v];
+                    if (fabs(a - w) > tol * (1 + fabs(w)))
+                        fail_msg("%s decode: b %d pos %lld vocab %lld: %.9g vs full %.9g", sparse ? "sgt" : "dense", b,
+                                 (long long)(at + t), (long long)v, a, w);
+                }
+        free(got);
+        at += n;
+    }
+    assert_int_equal(kv.len, T);
+    free(full);
+    gpt_free(m);
+    nn_params_destroy(p);
+    tu_env_free(e);
+}
+
+static void t_decode_dense(void **s) { (void)s; decode_parity(false, SGT_F64, 1e-10); decode_parity(false, SGT_F32, 1e-4); }
+static void t_decode_sgt(void **s) { (void)s; decode_parity(true, SGT_F64, 1e-10); decode_parity(true, SGT_F32, 1e-4); }
+
+/* ---- overfitting one batch ---- */
+
+#include "../../nn/optim.h"
+
+static void overfit(bool sparse) {
+    tu_env *e = tu_env_new();
+    sgt_ctx *c = &e->ctx;
+    gpt_config cfg;
+    gpt_preset("tiny", &cfg);
+    cfg.sparse = sparse;
+    cfg.vocab = 512; /* tiny's layers; a small vocabulary keeps the test fast */
+    cfg.ctx_len = 64;
+    nn_params *p = nn_params_create(11, SGT_F32, SGT_CPU);
+    gpt_model *m = gpt_build(&cfg, p);
+    nn_adamw *opt = nn_adamw_create(p, 0.9, 0.95, 1e-8, 0.0);
+    ag_tape tape;
+    ag_tape_init(&tape, c);
+    const int B = 4, T = 32;
+    int32_t ids[B * (T + 1)];
+    for (int i = 0; i < B * (T + 1); i++) ids[i] = (int32_t)(sgt_rng_uniform_at((uint64_t)i, 5, 99) * cfg.vocab);
+    double loss = 0, first = 0;
+    int step;
+    for (step = 0; step < 300; step++) {
+        sgt_tensor *all = sgt_from_i32(c, SGT_SHAPE(B, T + 1), ids);
+        sgt_tensor *x = sgt_contiguous(c, sgt_narrow(c, all, 1, 0, T)), *y = sgt_contiguous(c, sgt_narrow(c, all, 1, 1, T));
+        gpt_output out = gpt_forward(c, m, x, &(gpt_forward_opts){.targets = y, .aux_weight = 0.01});
+        loss = sgt_item(out.ce);
+        if (step == 0) first = loss;
+        if (loss < 0.1) break;
+        ag_backward(&tape, out.loss);
+        nn_adamw_step(opt, 3e-3);
+        nn_params_zero_grad(p);
+        ag_step_end(&tape);
+    }
+    print_message("    %s: loss %.3f -> %.4f in %d steps\n", sparse ? "sgt" : "dense", first, loss, step);
+    assert_true(first > 5.0);
+    assert_true(loss < 0.1);
+    ag_tape_detach(&tape);
+    nn_adamw_destroy(opt);
+    gpt_free(m);
+    nn_params_destroy(p);
+    tu_env_free(e);
+}
+
+static void t_overfit_dense(void **s) { (void)s; overfit(false); }
+static void t_overfit_sgt(void **s) { (void)s; overfit(true); }
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_param_counts_sgt150m), cmocka_unit_test(t_param_names),
+        cmocka_unit_test(t_gradcheck_dense),      cmocka_unit_test(t_gradcheck_sgt),
+        cmocka_unit_test(t_decode_dense),         cmocka_unit_test(t_decode_sgt),
+        cmocka_unit_test(t_overfit_dense),        cmocka_unit_test(t_overfit_sgt),
+    };
+    return cmocka_run_group_tests_name("gpt", tests, NULL, NULL);
+}

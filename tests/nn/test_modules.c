@@ -1,0 +1,360 @@
+/* test_modules.c: float64 gradient checks of every nn module (nn/modules.h, nn/router.h) with
+ * respect to its input and its parameters, plus the attention KV-cache path (token by token and
+ * prefill + decode agree with one full causal forward), causality of attention, and Linear against
+ * a naive x W^T + b.
+ *
+ * Module parameters are passed to ag_gradcheck as its inputs: the module holds pointers to the
+ * same tensors, so the forward function reaches them through the module (the `user` pointer).
+ * gradcheck replaces their autograd meta, so each check builds a fresh parameter store. */
+#include "../../autograd/gradcheck.h"
+#include "../../nn/router.h"
+#include "../common/test_util.h"
+
+static tu_env *env;
+
+static int setup(void **state) {
+    (void)state;
+    env = tu_env_new();
+    return 0;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    tu_env_free(env);
+    return 0;
+}
+
+#define C (&env->ctx)
+#define R(stream, ...) tu_rand(C, SGT_F64, SGT_SHAPE(__VA_ARGS__), stream, -1.0, 1.0)
+#define FN(name) static sgt_tensor *name(sgt_ctx *c, sgt_tensor **x, int n, void *u)
+
+static nn_params *store(void) { return nn_params_create(TEST_SEED, SGT_F64, SGT_CPU); }
+
+/* overwrites a parameter with seeded uniform values (zero- or one-initialised ones included) */
+static void randomize(nn_params *p, sgt_tensor *t, uint64_t stream, double lo, double hi) {
+    sgt_rng_uniform(&p->ctx, t, TEST_SEED, stream, lo, hi);
+}
+
+/* Every element of small inputs is checked (max_elems 512), on top of the directional check. */
+static void check(const char *what, ag_fn fn, void *user, sgt_tensor **in, int n, const bool *diff) {
+    sgt_arena_mark m = sgt_arena_get_mark(env->arena);
+    ag_gradcheck_opts o = {.max_elems = 512};
+    ag_gradcheck_result r = ag_gradcheck(C, fn, user, in, n, diff, &o);
+    print_message("    %s: %s\n", what, r.report);
+    if (!r.pass) fail_msg("gradcheck of %s failed (seed %u): %s", what, TEST_SEED, r.report);
+    assert_true(r.checked > 0);
+    sgt_arena_rewind(env->arena, m);
+}
+
+/* ---- Linear ---- */
+FN(f_linear) { (void)n; return nn_linear_forward(c, u, x[0]); }
+
+static void t_linear_grad(void **s) {
+    (void)s;
+    for (int bias = 0; bias < 2; bias++) {
+        nn_params *p = store();
+        nn_linear m;
+        nn_linear_init(&m, p, "lin", 5, 4, bias, 0.5);
+        if (bias) randomize(p, m.b, 1, -1, 1);
+        sgt_tensor *in[] = {R(2, 2, 3, 5), m.w, m.b}; /* 3-D input */
+        check(bias ? "linear with bias" : "linear without bias", f_linear, &m, in, bias ? 3 : 2, NULL);
+        nn_params_destroy(p);
+    }
+}
+
+/* y = x W^T + b against a triple loop; also a 1-D input */
+static void t_linear_naive(void **s) {
+    (void)s;
+    nn_params *p = store();
+    nn_linear m;
+    nn_linear_init(&m, p, "lin", 5, 4, true, 0.5);
+    randomize(p, m.b, 3, -1, 1);
+    sgt_tensor *x = R(4, 2, 3, 5);
+    sgt_tensor *y = nn_linear_forward(C, &m, x);
+    assert_int_equal(y->ndim, 3);
+    assert_int_equal(y->shape[2], 4);
+    const double *xv = sgt_ptr(x), *w = sgt_ptr(m.w), *b = sgt_ptr(m.b);
+    double want[6 * 4];
+    for (int r = 0; r < 6; r++)
+        for (int o = 0; o < 4; o++) {
+            double acc = b[o];
+            for (int i = 0; i < 5; i++) acc += xv[r * 5 + i] * w[o * 5 + i];
+            want[r * 4 + o] = acc;
+        }
+    tu_assert_close(y, want, 1e-12, 1e-13, "linear vs naive x W^T + b");
+    sgt_tensor *row1 = sgt_narrow(C, sgt_reshape(C, x, SGT_SHAPE(6, 5)), 0, 1, 1);
+    sgt_tensor *y1 = nn_linear_forward(C, &m, sgt_reshape(C, row1, SGT_SHAPE(5)));
+    assert_int_equal(y1->ndim, 1);
+    tu_assert_close(y1, want + 4, 1e-12, 1e-13, "linear of a 1-D input (row 1)");
+    nn_params_destroy(p);
+}
+
+/* ---- Embedding ---- */
+FN(f_embedding) { (void)n; return nn_embedding_forward(c, u, x[1]); }
+
+static void t_embedding_grad(void **s) {
+    (void)s;
+    nn_params *p = store();
+    nn_embedding m;
+    nn_embedding_init(&m, p, "emb", 6, 4, 1.0);
+    int32_t ids[] = {3, 0, 3, 5, 1, 3, 0, 2}; /* repeats: their gradients accumulate */
+    sgt_tensor *in[] = {m.w, sgt_from_i32(C, SGT_SHAPE(2, 4), ids)};
+    check("embedding", f_embedding, &m, in, 2, (bool[]){true, false});
+    nn_params_destroy(p);
+}
+
+/* ---- RMSNorm ---- */
+FN(f_rmsnorm) { (void)n; return nn_rmsnorm_forward(c, u, x[0]); }
+
+static void t_rmsnorm_grad(void **s) {
+    (void)s;
+    nn_params *p = store();
+    nn_rmsnorm m;
+    nn_rmsnorm_init(&m, p, "norm", 6, 1e-5);
+    randomize(p, m.w, 5, 0.5, 1.5);
+    sgt_tensor *in[] = {R(6, 2, 3, 6), m.w};
+    check("rmsnorm", f_rmsnorm, &m, in, 2, NULL);
+    nn_params_destroy(p);
+}
+
+/* ---- attention ---- */
+enum { AB = 2, AT = 5, AC = 8, AH = 2, AD = AC / AH };
+FN(f_attention) { (void)n; return nn_attention_forward(c, u, x[0], NULL); }
+
+/* weights large enough (std 0.4) that the attention pattern is far from uniform */
+static void attention_new(nn_params *p, nn_attention *m) { nn_attention_init(m, p, "attn", AC, AH, 0.4, 0.4); }
+
+static void t_attention_grad(void **s) {
+    (void)s;
+    nn_params *p = store();
+    nn_attention m;
+    attention_new(p, &m);
+    sgt_tensor *in[] = {R(7, AB, AT, AC), m.qkv.w, m.proj.w};
+    check("causal attention (x, qkv.weight, proj.weight)", f_attention, &m, in, 3, NULL);
+    nn_params_destroy(p);
+}
+
+/* element [b, t, :] of a contiguous [B, T, C] host array */
+static const double *row(const double *v, int64_t T, int64_t b, int64_t t) { return v + (b * T + t) * AC; }
+
+static void assert_rows_close(const double *got, int64_t Tg, int64_t tg, const double *want, int64_t Tw, int64_t tw,
+                              double tol, const char *what) {
+    for (int64_t b = 0; b < AB; b++)
+        for (int64_t ch = 0; ch < AC; ch++) {
+            double g = row(got, Tg, b, tg)[ch], w = row(want, Tw, b, tw)[ch];
+            if (!(fabs(g - w) <= tol))
+                fail_msg("%s: batch %lld position %lld channel %lld: %.17g vs full forward %.17g (seed %u)", what,
+                         (long long)b, (long long)tw, (long long)ch, g, w, TEST_SEED);
+        }
+}
+
+/* Decoding with a KV cache gives the full causal forward's outputs, token by token (with a tape
+ * attached, in a no-grad scope) and as a 3-token prefill followed by 2 single tokens (no tape). */
+static void t_attention_kv_cache(void **s) {
+    (void)s;
+    nn_params *p = store();
+    nn_attention m;
+    attention_new(p, &m);
+    sgt_tensor *x = R(8, AB, AT, AC);
+    double *full = tu_host(nn_attention_forward(C, &m, x, NULL));
+
+    ag_tape tape;
+    ag_tape_init(&tape, C);
+    ag_no_grad_begin(&tape);
+    nn_kv_cache kv;
+    nn_kv_cache_init(&kv, C, SGT_F64, AB, AH, AT, AD);
+    for (int64_t t = 0; t < AT; t++) {
+        sgt_tensor *y = nn_attention_forward(C, &m, sgt_contiguous(C, sgt_narrow(C, x, 1, t, 1)), &kv);
+        assert_int_equal(y->shape[1], 1);
+        double *yv = tu_host(y);
+        assert_rows_close(yv, 1, 0, full, AT, t, 1e-12, "token-by-token decode");
+        free(yv);
+    }
+    assert_int_equal(kv.len, AT);
+    assert_int_equal(tape.nnodes, 0); /* the no-grad scope recorded nothing */
+    ag_no_grad_end(&tape);
+    ag_tape_detach(&tape);
+    EXPECT_SGT_ERROR(nn_attention_forward(C, &m, sgt_contiguous(C, sgt_narrow(C, x, 1, 0, 1)), &kv), "KV cache full");
+
+    nn_kv_cache kv2;
+    nn_kv_cache_init(&kv2, C, SGT_F64, AB, AH, AT, AD);
+    double *pre = tu_host(nn_attention_forward(C, &m, sgt_contiguous(C, sgt_narrow(C, x, 1, 0, 3)), &kv2));
+    for (int64_t t = 0; t < 3; t++) assert_rows_close(pre, 3, t, full, AT, t, 1e-12, "prefill of 3 tokens");
+    free(pre);
+    for (int64_t t = 3; t < AT; t++) {
+        double *yv = tu_host(nn_attention_forward(C, &m, sgt_contiguous(C, sgt_narrow(C, x, 1, t, 1)), &kv2));
+        assert_rows_close(yv, 1, 0, full, AT, t, 1e-12, "decode after prefill");
+        free(yv);
+    }
+    assert_int_equal(kv2.len, AT);
+    free(full);
+    nn_params_destroy(p);
+}
+
+/* Changing x at position t leaves the outputs at positions < t unchanged (bit for bit: the masked
+ * probabilities are exactly 0) and changes the output at t. */
+static void t_attention_causal(void **s) {
+    (void)s;
+    nn_params *p = store();
+    nn_attention m;
+    attention_new(p, &m);
+    sgt_tensor *x = R(9, AB, AT, AC);
+    double *y = tu_host(nn_attention_forward(C, &m, x, NULL));
+    for (int64_t t = 0; t < AT; t++) {
+        sgt_tensor *x2 = sgt_copy(C, x);
+        double *v = sgt_ptr(x2);
+        for (int64_t b = 0; b < AB; b++)
+            for (int64_t ch = 0; ch < AC; ch++) v[(b * AT + t) * AC + ch] += 0.5 + 0.1 * (double)ch;
+        double *y2 = tu_host(nn_attention_forward(C, &m, x2, NULL));
+        for (int64_t q = 0; q < t; q++) assert_rows_close(y2, AT, q, y, AT, q, 0.0, "causality: an earlier position");
+        double change = 0;
+        for (int64_t b = 0; b < AB; b++)
+            for (int64_t ch = 0; ch < AC; ch++) change += fabs(row(y2, AT, b, t)[ch] - row(y, AT, b, t)[ch]);
+        if (!(change > 1e-3))
+            fail_msg("changing x at position %lld did not change its output (%g)", (long long)t, change);
+        free(y2);
+    }
+    free(y);
+    nn_params_destroy(p);
+}
+
+/* ---- SwiGLU ---- */
+FN(f_swiglu) { (void)n; return nn_swiglu_forward(c, u, x[0]); }
+
+static void t_swiglu_grad(void **s) {
+    (void)s;
+    nn_params *p = store();
+    nn_swiglu m;
+    nn_swiglu_init(&m, p, "ffn", 6, 10, 0.5, 0.5);
+    sgt_tensor *in[] = {R(10, 2, 3, 6), m.gate.w, m.up.w, m.down.w};
+    check("swiglu (x, gate, up, down)", f_swiglu, &m, in, 4, NULL);
+    nn_params_destroy(p);
+}
+
+/* ---- cross-entropy ---- */
+FN(f_ce) { (void)n; return nn_cross_entropy(c, x[0], x[1], *(const int32_t *)u); }
+
+static void t_cross_entropy_grad(void **s) {
+    (void)s;
+    int32_t tg[] = {2, 0, 6, 6, 1, 4};
+    int32_t none = SGT_NO_IGNORE, ign = 6;
+    sgt_tensor *in[] = {tu_rand(C, SGT_F64, SGT_SHAPE(2, 3, 7), 11, -2, 2), sgt_from_i32(C, SGT_SHAPE(2, 3), tg)};
+    check("cross-entropy, 3-D logits", f_ce, &none, in, 2, (bool[]){true, false});
+    check("cross-entropy, 3-D logits, ignore_index", f_ce, &ign, in, 2, (bool[]){true, false});
+    /* the value: mean NLL over the non-ignored targets, computed on the host */
+    double *l = tu_host(in[0]), want = 0;
+    int cnt = 0;
+    for (int r = 0; r < 6; r++) {
+        if (tg[r] == ign) continue;
+        double mx = -INFINITY, se = 0;
+        for (int v = 0; v < 7; v++) mx = fmax(mx, l[r * 7 + v]);
+        for (int v = 0; v < 7; v++) se += exp(l[r * 7 + v] - mx);
+        want += mx + log(se) - l[r * 7 + tg[r]];
+        cnt++;
+    }
+    want /= cnt;
+    tu_assert_close(nn_cross_entropy(C, in[0], in[1], ign), &want, 1e-12, 1e-14, "cross-entropy value");
+    free(l);
+}
+
+/* ---- block-sparse SwiGLU, router in hard_only mode ---- */
+enum { BC = 8, BNB = 4, BBS = 3, BK = 2 };
+FN(f_bs_swiglu) { (void)n; return nn_bs_swiglu_forward(c, u, x[0], NULL); }
+
+/* smallest gap, over tokens, between the k-th and (k+1)-th largest router logit: finite
+ * differences of size ~1e-6 must not flip a selection */
+static double topk_margin(const nn_router *r, sgt_tensor *x) {
+    nn_route rt = nn_router_forward(C, r, x);
+    int64_t nb = r->num_blocks, N = sgt_numel(rt.logits) / nb;
+    double *l = tu_host(rt.logits), margin = INFINITY;
+    for (int64_t i = 0; i < N; i++) {
+        double srt[16];
+        for (int64_t j = 0; j < nb; j++) srt[j] = l[i * nb + j];
+        for (int64_t a = 0; a < nb; a++) /* selection sort, descending */
+            for (int64_t b = a + 1; b < nb; b++)
+                if (srt[b] > srt[a]) {
+                    double t = srt[a];
+                    srt[a] = srt[b];
+                    srt[b] = t;
+                }
+        margin = fmin(margin, srt[r->top_k - 1] - srt[r->top_k]);
+    }
+    free(l);
+    return margin;
+}
+
+static void t_bs_swiglu_grad(void **s) {
+    (void)s;
+    nn_params *p = store();
+    nn_bs_swiglu m;
+    nn_bs_swiglu_init(&m, p, "bs", BC, BNB, BBS, BK, 0.5, 0.5);
+    m.router.hard_only = true;
+    sgt_tensor *x = R(12, 2, 3, BC);
+    double margin = topk_margin(&m.router, x);
+    if (!(margin > 1e-3)) fail_msg("setup: top-k margin %g too small for finite differences", margin);
+    /* the routing actually varies over tokens, so the mask matters */
+    nn_route rt;
+    sgt_tensor *y = nn_bs_swiglu_forward(C, &m, x, &rt);
+    assert_int_equal(y->ndim, 3);
+    double counts[BNB], probs[BNB];
+    nn_route_stats(&rt, counts, probs);
+    int used = 0;
+    for (int j = 0; j < BNB; j++) used += counts[j] > 0;
+    assert_true(used >= 3);
+    sgt_tensor *in[] = {x, m.ffn.gate.w, m.ffn.up.w, m.ffn.down.w};
+    check("block-sparse swiglu, hard mask (x, gate, up, down)", f_bs_swiglu, &m, in, 4, NULL);
+
+    /* The STE mode computes the same forward values, bit for bit, but its router gradient is a
+     * surrogate that finite differences (which see a locally constant mask) must reject: this is
+     * why the check above runs hard_only, and shows that it would notice a router term. */
+    double *y_hard = tu_host(nn_bs_swiglu_forward(C, &m, x, NULL));
+    m.router.hard_only = false;
+    double *y_ste = tu_host(nn_bs_swiglu_forward(C, &m, x, NULL));
+    assert_memory_equal(y_hard, y_ste, sizeof(double) * 2 * 3 * BC);
+    free(y_hard);
+    free(y_ste);
+    sgt_tensor *in2[] = {x, m.router.fc2.b};
+    ag_gradcheck_result r = ag_gradcheck(C, f_bs_swiglu, &m, in2, 2, NULL, NULL);
+    print_message("    STE mode (expected to disagree with finite differences): %s\n", r.report);
+    assert_false(r.pass);
+    nn_params_destroy(p);
+}
+
+/* ---- load-balancing loss, through the router's logits (P carries the gradient) ---- */
+typedef struct {
+    nn_router *r;
+    double alpha;
+} lb_case;
+FN(f_load_balance) {
+    (void)n;
+    const lb_case *k = u;
+    nn_route rt = nn_router_forward(c, k->r, x[0]);
+    return nn_load_balance_loss(c, &rt, k->r->top_k, k->alpha);
+}
+
+static void t_load_balance_grad(void **s) {
+    (void)s;
+    nn_params *p = store();
+    nn_router r;
+    nn_router_init(&r, p, "router", BC, 6, 2, 0.3);
+    randomize(p, r.fc1.b, 13, -0.5, 0.5);
+    randomize(p, r.fc2.b, 14, -0.5, 0.5);
+    sgt_tensor *x = R(15, 2, 5, BC);
+    double margin = topk_margin(&r, x);
+    if (!(margin > 1e-3)) fail_msg("setup: top-k margin %g too small for finite differences", margin);
+    lb_case k = {&r, 0.7};
+    sgt_tensor *in[] = {x, r.fc1.w, r.fc1.b, r.fc2.w, r.fc2.b};
+    check("load-balance loss (x, fc1, fc2)", f_load_balance, &k, in, 5, NULL);
+    nn_params_destroy(p);
+}
+
+#define T(name) cmocka_unit_test(name)
+int main(int argc, char **argv) {
+    const struct CMUnitTest tests[] = {
+        T(t_linear_grad),        T(t_linear_naive),       T(t_embedding_grad),   T(t_rmsnorm_grad),
+        T(t_attention_grad),     T(t_attention_kv_cache), T(t_attention_causal), T(t_swiglu_grad),
+        T(t_cross_entropy_grad), T(t_bs_swiglu_grad),     T(t_load_balance_grad),
+    };
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests_name("modules", tests, setup, teardown);
+}
