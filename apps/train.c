@@ -380,7 +380,7 @@ int main(int argc, char **argv) {
         {"batch_size", CLI_INT, &a.batch_size, "sequences per micro-batch", 0, 1, 1 << 20, 0},
         {"seq_len", CLI_INT, &a.seq_len, "tokens per sequence (0: the preset's context length)", 0, 0, 1 << 20, 0},
         {"tokens_per_step", CLI_INT, &a.tokens_per_step, "tokens per optimizer step; a multiple of batch_size*seq_len gives gradient accumulation (0: one micro-batch)", 0, 0, 1e12, 0},
-        {"lr", CLI_DOUBLE, &a.lr, "peak learning rate", 0, 1e-12, 10, 0},
+        {"lr", CLI_DOUBLE, &a.lr, "peak learning rate", 0, 1e-12, 1e6, 0},
         {"min_lr", CLI_DOUBLE, &a.min_lr, "final learning rate of the cosine decay", 0, 0, 10, 0},
         {"warmup", CLI_INT, &a.warmup, "linear warmup steps", 0, 0, 1e12, 0},
         {"weight_decay", CLI_DOUBLE, &a.weight_decay, "AdamW decoupled weight decay (not on norms, biases, embeddings)", 0, 0, 10, 0},

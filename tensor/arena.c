@@ -29,6 +29,7 @@ sgt_arena *sgt_arena_create(const char *name, sgt_device dev, size_t initial, si
 
 void sgt_arena_destroy(sgt_arena *a) {
     if (!a) return;
+    sgt_arena_destroy(a->host);
     for (int i = 0; i < a->nchunk; i++) sgt_device_free(a->device, a->chunk[i].base);
     free(a);
 }
@@ -73,7 +74,18 @@ void *sgt_arena_alloc(sgt_arena *a, size_t nbytes) {
     return c->base;
 }
 
+void *sgt_arena_alloc_host(sgt_arena *a, size_t nbytes) {
+    if (a->device == SGT_CPU) return sgt_arena_alloc(a, nbytes);
+    if (!a->host) {
+        char name[sizeof a->name + 8];
+        snprintf(name, sizeof name, "%s/host", a->name);
+        a->host = sgt_arena_create(name, SGT_CPU, 0, 0);
+    }
+    return sgt_arena_alloc(a->host, nbytes);
+}
+
 void sgt_arena_reset(sgt_arena *a) {
+    if (a->host) sgt_arena_reset(a->host);
     if (a->nchunk > 1) {
         /* consolidate: one chunk as big as the most ever in use */
         size_t size = a->high_water;
@@ -90,11 +102,18 @@ void sgt_arena_reset(sgt_arena *a) {
 }
 
 sgt_arena_mark sgt_arena_get_mark(const sgt_arena *a) {
-    sgt_arena_mark m = {a->cur, a->cur < a->nchunk ? a->chunk[a->cur].used : 0, a->in_use};
+    sgt_arena_mark m = {a->cur, a->cur < a->nchunk ? a->chunk[a->cur].used : 0, a->in_use, 0, 0, 0};
+    if (a->host) {
+        sgt_arena_mark h = sgt_arena_get_mark(a->host);
+        m.host_cur = h.cur;
+        m.host_used = h.used;
+        m.host_in_use = h.in_use;
+    }
     return m;
 }
 
 void sgt_arena_rewind(sgt_arena *a, sgt_arena_mark m) {
+    if (a->host) sgt_arena_rewind(a->host, (sgt_arena_mark){m.host_cur, m.host_used, m.host_in_use, 0, 0, 0});
     for (int i = m.cur + 1; i < a->nchunk; i++) a->chunk[i].used = 0;
     if (m.cur < a->nchunk) a->chunk[m.cur].used = m.used;
     a->cur = m.cur;

@@ -4,7 +4,13 @@
 #ifndef SGT_ERROR_H
 #define SGT_ERROR_H
 
+/* C++ (the CUDA backend's .cu files include this header) spells noreturn as an attribute. */
+#ifdef __cplusplus
+#define SGT_NORETURN [[noreturn]]
+#else
 #include <stdnoreturn.h>
+#define SGT_NORETURN noreturn
+#endif
 
 typedef void (*sgt_error_handler)(const char *msg);
 
@@ -15,7 +21,7 @@ sgt_error_handler sgt_set_error_handler(sgt_error_handler h);
 /* The last message that was reported (for tests). */
 const char *sgt_last_error(void);
 
-noreturn void sgt_fail_at(const char *file, int line, const char *fmt, ...)
+SGT_NORETURN void sgt_fail_at(const char *file, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 #define SGT_FAIL(...) sgt_fail_at(__FILE__, __LINE__, __VA_ARGS__)

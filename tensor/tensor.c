@@ -2,6 +2,7 @@
 #include "tensor.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "ops.h"
@@ -16,8 +17,9 @@ const sgt_kernel *sgt_cuda_kernels;
 
 /* ---- creation ---- */
 
+/* the struct is host memory even when the bytes are on a device */
 static sgt_tensor *new_struct(sgt_ctx *c) {
-    sgt_tensor *t = sgt_arena_alloc(c->arena, sizeof *t);
+    sgt_tensor *t = sgt_arena_alloc_host(c->arena, sizeof *t);
     memset(t, 0, sizeof *t);
     return t;
 }
@@ -65,7 +67,7 @@ sgt_tensor *sgt_alias(sgt_ctx *c, const sgt_tensor *x) {
     return t;
 }
 
-/* ---- host access (CPU tensors; the CUDA backend copies through the host) ---- */
+/* ---- host access (device tensors are staged through host memory) ---- */
 
 static int64_t offset_of(const sgt_tensor *x, int64_t linear) {
     int64_t off = x->offset;
@@ -77,53 +79,159 @@ static int64_t offset_of(const sgt_tensor *x, int64_t linear) {
     return off;
 }
 
-static double load(const sgt_tensor *x, int64_t off) {
-    switch (x->dtype) {
-    case SGT_F32: return ((const float *)x->data)[off];
-    case SGT_F64: return ((const double *)x->data)[off];
-    case SGT_I32: return ((const int32_t *)x->data)[off];
-    default: SGT_FAIL("host access to a %s tensor is not supported", sgt_dtype_name(x->dtype));
+/* element i of a host array of dtype t */
+static double load(const void *base, sgt_dtype t, int64_t i) {
+    switch (t) {
+    case SGT_F32: return ((const float *)base)[i];
+    case SGT_F64: return ((const double *)base)[i];
+    case SGT_I32: return ((const int32_t *)base)[i];
+    default: SGT_FAIL("host access to a %s tensor is not supported", sgt_dtype_name(t));
     }
 }
 
-static void store(sgt_tensor *x, int64_t off, double v) {
-    switch (x->dtype) {
-    case SGT_F32: ((float *)x->data)[off] = (float)v; break;
-    case SGT_F64: ((double *)x->data)[off] = v; break;
-    case SGT_I32: ((int32_t *)x->data)[off] = (int32_t)v; break;
-    default: SGT_FAIL("host access to a %s tensor is not supported", sgt_dtype_name(x->dtype));
+static void store(void *base, sgt_dtype t, int64_t i, double v) {
+    switch (t) {
+    case SGT_F32: ((float *)base)[i] = (float)v; break;
+    case SGT_F64: ((double *)base)[i] = v; break;
+    case SGT_I32: ((int32_t *)base)[i] = (int32_t)v; break;
+    default: SGT_FAIL("host access to a %s tensor is not supported", sgt_dtype_name(t));
     }
 }
 
-static void check_host(const sgt_tensor *x) {
-    SGT_CHECK(x->device == SGT_CPU, "host access to a %s tensor: copy it to the CPU first", sgt_device_name(x->device));
+static void *host_buf(size_t nbytes) {
+    void *p = malloc(nbytes ? nbytes : 1);
+    SGT_CHECK(p, "out of host memory staging %zu bytes of a device tensor", nbytes);
+    return p;
+}
+
+/* The element range [lo, hi] (in elements from data) that a non-empty view touches. Views only
+ * ever have non-negative strides (narrow, permute and expand cannot make negative ones). */
+static void span_of(const sgt_tensor *x, int64_t *lo, int64_t *hi) {
+    int64_t h = x->offset;
+    for (int d = 0; d < x->ndim; d++) {
+        SGT_CHECK(x->stride[d] >= 0, "host copy: negative stride %lld in dim %d", (long long)x->stride[d], d);
+        h += (x->shape[d] - 1) * x->stride[d];
+    }
+    *lo = x->offset;
+    *hi = h;
+}
+
+void sgt_copy_to_host(const sgt_tensor *x, void *dst) {
+    const int64_t n = sgt_numel(x);
+    const size_t es = sgt_dtype_size(x->dtype);
+    if (!n) return;
+    if (sgt_is_contiguous(x)) {
+        sgt_device_copy(dst, SGT_CPU, sgt_ptr(x), x->device, (size_t)n * es);
+        return;
+    }
+    int64_t lo, hi;
+    span_of(x, &lo, &hi);
+    const char *src = x->data;
+    char *stage = NULL;
+    if (x->device != SGT_CPU) { /* fetch the whole span once, gather on the host */
+        stage = host_buf((size_t)(hi - lo + 1) * es);
+        sgt_device_copy(stage, SGT_CPU, (const char *)x->data + lo * (int64_t)es, x->device, (size_t)(hi - lo + 1) * es);
+        src = stage - lo * (int64_t)es;
+    }
+    for (int64_t i = 0; i < n; i++) memcpy((char *)dst + i * (int64_t)es, src + offset_of(x, i) * (int64_t)es, es);
+    free(stage);
+}
+
+void sgt_copy_from_host(sgt_tensor *x, const void *src) {
+    const int64_t n = sgt_numel(x);
+    const size_t es = sgt_dtype_size(x->dtype);
+    if (!n) return;
+    if (sgt_is_contiguous(x)) {
+        sgt_device_copy(sgt_ptr(x), x->device, src, SGT_CPU, (size_t)n * es);
+        return;
+    }
+    int64_t lo, hi;
+    span_of(x, &lo, &hi);
+    char *dst = x->data, *stage = NULL;
+    const size_t span = (size_t)(hi - lo + 1) * es;
+    if (x->device != SGT_CPU) { /* read-modify-write the span, so bytes between the view's elements stay */
+        stage = host_buf(span);
+        sgt_device_copy(stage, SGT_CPU, (const char *)x->data + lo * (int64_t)es, x->device, span);
+        dst = stage - lo * (int64_t)es;
+    }
+    for (int64_t i = 0; i < n; i++) memcpy(dst + offset_of(x, i) * (int64_t)es, (const char *)src + i * (int64_t)es, es);
+    if (stage) sgt_device_copy((char *)x->data + lo * (int64_t)es, x->device, stage, SGT_CPU, span);
+    free(stage);
+}
+
+sgt_tensor *sgt_to_device(sgt_ctx *c, sgt_tensor *x, sgt_device d) {
+    SGT_CHECK(c->arena->device == d, "to_device: the context's arena '%s' is on %s, not on %s", c->arena->name,
+              sgt_device_name(c->arena->device), sgt_device_name(d));
+    sgt_tensor *y = sgt_empty(c, x->dtype, x->ndim, x->shape);
+    const size_t nbytes = (size_t)sgt_numel(x) * sgt_dtype_size(x->dtype);
+    if (sgt_is_contiguous(x)) {
+        sgt_device_copy(y->data, d, sgt_ptr(x), x->device, nbytes);
+    } else {
+        void *stage = host_buf(nbytes);
+        sgt_copy_to_host(x, stage);
+        sgt_copy_from_host(y, stage);
+        free(stage);
+    }
+    return y;
 }
 
 sgt_tensor *sgt_from_f64(sgt_ctx *c, sgt_dtype t, int ndim, const int64_t *shape, const double *v) {
     sgt_tensor *x = sgt_empty(c, t, ndim, shape);
-    check_host(x);
     int64_t n = sgt_numel(x);
-    for (int64_t i = 0; i < n; i++) store(x, i, v[i]);
+    if (x->device == SGT_CPU) {
+        for (int64_t i = 0; i < n; i++) store(x->data, t, i, v[i]);
+        return x;
+    }
+    void *stage = host_buf((size_t)n * sgt_dtype_size(t));
+    for (int64_t i = 0; i < n; i++) store(stage, t, i, v[i]);
+    sgt_copy_from_host(x, stage);
+    free(stage);
     return x;
 }
 
 sgt_tensor *sgt_from_i32(sgt_ctx *c, int ndim, const int64_t *shape, const int32_t *v) {
     sgt_tensor *x = sgt_empty(c, SGT_I32, ndim, shape);
-    check_host(x);
-    memcpy(x->data, v, (size_t)sgt_numel(x) * sizeof(int32_t));
+    sgt_copy_from_host(x, v);
     return x;
 }
 
 void sgt_to_f64(const sgt_tensor *x, double *out) {
-    check_host(x);
     int64_t n = sgt_numel(x);
-    for (int64_t i = 0; i < n; i++) out[i] = load(x, offset_of(x, i));
+    if (x->device == SGT_CPU) {
+        for (int64_t i = 0; i < n; i++) out[i] = load(x->data, x->dtype, offset_of(x, i));
+        return;
+    }
+    if (x->dtype != SGT_F32 && x->dtype != SGT_F64 && x->dtype != SGT_I32)
+        SGT_FAIL("host access to a %s tensor is not supported", sgt_dtype_name(x->dtype));
+    void *stage = host_buf((size_t)n * sgt_dtype_size(x->dtype));
+    sgt_copy_to_host(x, stage);
+    for (int64_t i = 0; i < n; i++) out[i] = load(stage, x->dtype, i);
+    free(stage);
+}
+
+/* one element, wherever it lives */
+static double get_at(const sgt_tensor *x, int64_t off) {
+    if (x->device == SGT_CPU) return load(x->data, x->dtype, off);
+    char v[8];
+    const size_t es = sgt_dtype_size(x->dtype);
+    sgt_device_copy(v, SGT_CPU, (const char *)x->data + off * (int64_t)es, x->device, es);
+    return load(v, x->dtype, 0);
+}
+
+static void set_at(sgt_tensor *x, int64_t off, double v) {
+    if (x->device == SGT_CPU) {
+        store(x->data, x->dtype, off, v);
+        return;
+    }
+    char b[8];
+    const size_t es = sgt_dtype_size(x->dtype);
+    store(b, x->dtype, 0, v);
+    sgt_device_copy((char *)x->data + off * (int64_t)es, x->device, b, SGT_CPU, es);
 }
 
 double sgt_item(const sgt_tensor *x) {
     SGT_CHECK(sgt_numel(x) == 1, "item() of a tensor with %lld elements", (long long)sgt_numel(x));
-    check_host(x);
-    return load(x, x->offset);
+    return get_at(x, x->offset);
 }
 
 static int64_t index_offset(const sgt_tensor *x, const int64_t *idx) {
@@ -136,15 +244,9 @@ static int64_t index_offset(const sgt_tensor *x, const int64_t *idx) {
     return off;
 }
 
-double sgt_get(const sgt_tensor *x, const int64_t *idx) {
-    check_host(x);
-    return load(x, index_offset(x, idx));
-}
+double sgt_get(const sgt_tensor *x, const int64_t *idx) { return get_at(x, index_offset(x, idx)); }
 
-void sgt_set(sgt_tensor *x, const int64_t *idx, double v) {
-    check_host(x);
-    store(x, index_offset(x, idx), v);
-}
+void sgt_set(sgt_tensor *x, const int64_t *idx, double v) { set_at(x, index_offset(x, idx), v); }
 
 /* ---- shape queries ---- */
 

@@ -71,7 +71,7 @@ typedef struct sgt_ctx {
     void *observer_user;
 } sgt_ctx;
 
-/* ---- creation (bytes from ctx->arena, contiguous) ---- */
+/* ---- creation (bytes from ctx->arena, contiguous; the struct from its host side, see arena.h) ---- */
 sgt_tensor *sgt_empty(sgt_ctx *c, sgt_dtype t, int ndim, const int64_t *shape);
 sgt_tensor *sgt_empty_like(sgt_ctx *c, const sgt_tensor *x);
 sgt_tensor *sgt_zeros(sgt_ctx *c, sgt_dtype t, int ndim, const int64_t *shape);
@@ -79,13 +79,21 @@ sgt_tensor *sgt_full(sgt_ctx *c, sgt_dtype t, int ndim, const int64_t *shape, do
 sgt_tensor *sgt_scalar(sgt_ctx *c, sgt_dtype t, double v);
 /* A new tensor struct over the same bytes (no op recorded, ext cleared). */
 sgt_tensor *sgt_alias(sgt_ctx *c, const sgt_tensor *x);
-/* Copies host values in/out (f64 in and out for convenience; converts to the dtype). */
+/* Copies host values in/out (f64 in and out for convenience; converts to the dtype). These work on
+ * tensors of any device: device tensors are staged through host memory (and wait for the device). */
 sgt_tensor *sgt_from_f64(sgt_ctx *c, sgt_dtype t, int ndim, const int64_t *shape, const double *v);
 sgt_tensor *sgt_from_i32(sgt_ctx *c, int ndim, const int64_t *shape, const int32_t *v);
 void sgt_to_f64(const sgt_tensor *x, double *out);   /* logical (row-major) order */
 double sgt_item(const sgt_tensor *x);                 /* value of a 1-element tensor */
 double sgt_get(const sgt_tensor *x, const int64_t *idx);
 void sgt_set(sgt_tensor *x, const int64_t *idx, double v);
+/* Raw element copies in x's own dtype, in logical (row-major) order, for any view on any device:
+ * dst/src hold numel(x) elements. Writing into a view leaves the bytes between its elements alone. */
+void sgt_copy_to_host(const sgt_tensor *x, void *dst);
+void sgt_copy_from_host(sgt_tensor *x, const void *src);
+/* A contiguous copy of x on device d, in c's arena (which must live on d). Not an op: nothing is
+ * recorded, so no gradient flows through it (for moving data and checkpoints, not for graphs). */
+sgt_tensor *sgt_to_device(sgt_ctx *c, sgt_tensor *x, sgt_device d);
 
 /* ---- shape queries ---- */
 int64_t sgt_numel(const sgt_tensor *x);

@@ -7,6 +7,7 @@
 
 #include "../rng.h"
 #include "cpu.h"
+#include "vmath.h"
 
 typedef struct {
     sgt_op op;
@@ -178,21 +179,22 @@ void sgt_cpu_cmp(const sgt_opcall *call) {
 #define GELU_K 0.7978845608028654 /* sqrt(2/pi) */
 #define GELU_C 0.044715
 
-#define UNARY_ROWS(T, F)                                                                             \
+/* EXP and TANH are the f32 vectorisable versions (vmath.h) or libm's for f64 */
+#define UNARY_ROWS(T, F, EXP, TANH)                                                                  \
     static inline T unary_##T(sgt_op op, T x, T s) {                                                 \
         switch (op) {                                                                                \
         case SGT_OP_ADD_SCALAR: return x + s;                                                        \
         case SGT_OP_MUL_SCALAR: return x * s;                                                        \
         case SGT_OP_POW_SCALAR: return s == (T)2 ? x * x : pow##F(x, s);                             \
         case SGT_OP_NEG: return -x;                                                                  \
-        case SGT_OP_EXP: return exp##F(x);                                                           \
+        case SGT_OP_EXP: return EXP(x);                                                              \
         case SGT_OP_LOG: return log##F(x);                                                           \
         case SGT_OP_SQRT: return sqrt##F(x);                                                         \
         case SGT_OP_RSQRT: return (T)1 / sqrt##F(x);                                                 \
-        case SGT_OP_TANH: return tanh##F(x);                                                         \
-        case SGT_OP_SIGMOID: return (T)1 / ((T)1 + exp##F(-x));                                      \
-        case SGT_OP_SILU: return x / ((T)1 + exp##F(-x));                                            \
-        case SGT_OP_GELU: return (T)0.5 * x * ((T)1 + tanh##F((T)GELU_K * (x + (T)GELU_C * x * x * x))); \
+        case SGT_OP_TANH: return TANH(x);                                                            \
+        case SGT_OP_SIGMOID: return (T)1 / ((T)1 + EXP(-x));                                         \
+        case SGT_OP_SILU: return x / ((T)1 + EXP(-x));                                               \
+        case SGT_OP_GELU: return (T)0.5 * x * ((T)1 + TANH((T)GELU_K * (x + (T)GELU_C * x * x * x))); \
         case SGT_OP_RELU: return x > 0 ? x : (T)0;                                                   \
         default: return (T)NAN;                                                                      \
         }                                                                                            \
@@ -211,11 +213,11 @@ void sgt_cpu_cmp(const sgt_opcall *call) {
         case SGT_OP_TANH: return dy * ((T)1 - y * y);                                                \
         case SGT_OP_SIGMOID: return dy * y * ((T)1 - y);                                             \
         case SGT_OP_SILU: {                                                                          \
-            T sg = (T)1 / ((T)1 + exp##F(-x));                                                       \
+            T sg = (T)1 / ((T)1 + EXP(-x));                                                          \
             return dy * sg * ((T)1 + x * ((T)1 - sg));                                               \
         }                                                                                            \
         case SGT_OP_GELU: {                                                                          \
-            T t = tanh##F((T)GELU_K * (x + (T)GELU_C * x * x * x));                                  \
+            T t = TANH((T)GELU_K * (x + (T)GELU_C * x * x * x));                                     \
             T du = (T)GELU_K * ((T)1 + (T)(3 * GELU_C) * x * x);                                     \
             return dy * ((T)0.5 * ((T)1 + t) + (T)0.5 * x * ((T)1 - t * t) * du);                    \
         }                                                                                            \
@@ -223,26 +225,45 @@ void sgt_cpu_cmp(const sgt_opcall *call) {
         default: return (T)NAN;                                                                      \
         }                                                                                            \
     }                                                                                                \
+    /* contiguous rows: one loop per op, so each one vectorises */                                    \
     static void row_unary_##T(void *u, int64_t n, char **p, const int64_t *st) {                     \
         const ew_args *a = u;                                                                        \
         T *y = (T *)p[0];                                                                            \
         const T *x = (const T *)p[1];                                                                \
         const T s = (T)a->s;                                                                         \
         const sgt_op op = a->op;                                                                     \
-        if (st[0] == 1 && st[1] == 1)                                                                \
-            for (int64_t i = 0; i < n; i++) y[i] = unary_##T(op, x[i], s);                          \
-        else                                                                                         \
-            for (int64_t i = 0; i < n; i++) y[i * st[0]] = unary_##T(op, x[i * st[1]], s);           \
+        if (st[0] == 1 && st[1] == 1) {                                                              \
+            switch (op) {                                                                            \
+            case SGT_OP_EXP: for (int64_t i = 0; i < n; i++) y[i] = unary_##T(SGT_OP_EXP, x[i], s); return; \
+            case SGT_OP_TANH: for (int64_t i = 0; i < n; i++) y[i] = unary_##T(SGT_OP_TANH, x[i], s); return; \
+            case SGT_OP_SIGMOID: for (int64_t i = 0; i < n; i++) y[i] = unary_##T(SGT_OP_SIGMOID, x[i], s); return; \
+            case SGT_OP_SILU: for (int64_t i = 0; i < n; i++) y[i] = unary_##T(SGT_OP_SILU, x[i], s); return; \
+            case SGT_OP_GELU: for (int64_t i = 0; i < n; i++) y[i] = unary_##T(SGT_OP_GELU, x[i], s); return; \
+            case SGT_OP_MUL_SCALAR: for (int64_t i = 0; i < n; i++) y[i] = x[i] * s; return;        \
+            case SGT_OP_ADD_SCALAR: for (int64_t i = 0; i < n; i++) y[i] = x[i] + s; return;        \
+            default: for (int64_t i = 0; i < n; i++) y[i] = unary_##T(op, x[i], s); return;          \
+            }                                                                                        \
+        }                                                                                            \
+        for (int64_t i = 0; i < n; i++) y[i * st[0]] = unary_##T(op, x[i * st[1]], s);               \
     }                                                                                                \
     static void row_unary_bwd_##T(void *u, int64_t n, char **p, const int64_t *st) {                 \
         const ew_args *a = u;                                                                        \
         T *dx = (T *)p[0];                                                                           \
         const T *x = (const T *)p[1], *y = (const T *)p[2], *dy = (const T *)p[3];                   \
+        const T s = (T)a->s;                                                                         \
+        if (st[0] == 1 && st[1] == 1 && st[2] == 1 && st[3] == 1) {                                  \
+            switch (a->op) {                                                                         \
+            case SGT_OP_SILU: for (int64_t i = 0; i < n; i++) dx[i] = unary_bwd_##T(SGT_OP_SILU, x[i], y[i], dy[i], s); return; \
+            case SGT_OP_GELU: for (int64_t i = 0; i < n; i++) dx[i] = unary_bwd_##T(SGT_OP_GELU, x[i], y[i], dy[i], s); return; \
+            case SGT_OP_SIGMOID: for (int64_t i = 0; i < n; i++) dx[i] = unary_bwd_##T(SGT_OP_SIGMOID, x[i], y[i], dy[i], s); return; \
+            default: break;                                                                          \
+            }                                                                                        \
+        }                                                                                            \
         for (int64_t i = 0; i < n; i++)                                                              \
-            dx[i * st[0]] = unary_bwd_##T(a->op, x[i * st[1]], y[i * st[2]], dy[i * st[3]], (T)a->s); \
+            dx[i * st[0]] = unary_bwd_##T(a->op, x[i * st[1]], y[i * st[2]], dy[i * st[3]], s);      \
     }
-UNARY_ROWS(float, f)
-UNARY_ROWS(double, )
+UNARY_ROWS(float, f, sgt_expf, sgt_tanhf)
+UNARY_ROWS(double, , exp, tanh)
 
 void sgt_cpu_unary(const sgt_opcall *call) {
     ew_args a = {call->op, call->fp[0]};

@@ -23,7 +23,7 @@ void sgt_iter_init(sgt_iter *it, int nop, sgt_tensor *const *ops) {
     int m = 0;
     for (int d = 0; d < nd; d++) {
         bool merge = m > 0;
-        for (int k = 0; merge && k < nop; k++) merge = stride[k][m - 1] == stride[k][d] * shape[d];
+        for (int k = 0; merge && k < nop; k++) merge = it->stride[k][m - 1] == stride[k][d] * shape[d];
         if (merge) {
             it->shape[m - 1] *= shape[d];
             for (int k = 0; k < nop; k++) it->stride[k][m - 1] = stride[k][d];

@@ -3,6 +3,7 @@
 #include <math.h>
 
 #include "cpu.h"
+#include "vmath.h"
 
 static int64_t count_targets(const int32_t *t, int64_t n, int64_t V, int32_t ignore) {
     int64_t cnt = 0;
@@ -15,7 +16,7 @@ static int64_t count_targets(const int32_t *t, int64_t n, int64_t V, int32_t ign
     return cnt;
 }
 
-#define CE(T, F)                                                                                 \
+#define CE(T, EXP)                                                                                 \
     static void ce_##T(const sgt_opcall *call) {                                                 \
         const sgt_tensor *lt = call->src[0];                                                     \
         const int64_t N = lt->shape[0], V = lt->shape[1];                                        \
@@ -27,10 +28,14 @@ static int64_t count_targets(const int32_t *t, int64_t n, int64_t V, int32_t ign
         _Pragma("omp parallel for schedule(static) reduction(+ : total) if (N * V >= SGT_OMP_MIN)") \
         for (int64_t r = 0; r < N; r++) {                                                        \
             const T *xr = x + r * V;                                                             \
-            T mx = -INFINITY;                                                                    \
-            for (int64_t i = 0; i < V; i++) mx = xr[i] > mx ? xr[i] : mx;                        \
+            const T mx = row_max_##T(xr, V);                                                     \
             double s = 0;                                                                        \
-            for (int64_t i = 0; i < V; i++) s += exp##F(xr[i] - mx);                             \
+            for (int64_t i0 = 0; i0 < V; i0 += 4096) { /* exp in blocks, summed in f64 */      \
+                T e[4096];                                                                       \
+                const int64_t m = V - i0 < 4096 ? V - i0 : 4096;                                 \
+                for (int64_t i = 0; i < m; i++) e[i] = EXP(xr[i0 + i] - mx);                     \
+                s += row_sum_##T(e, m);                                                          \
+            }                                                                                    \
             double l = (double)mx + log(s);                                                      \
             lse[r] = (T)l;                                                                       \
             if (tg[r] != ignore) total += l - (double)xr[tg[r]];                                 \
@@ -55,12 +60,12 @@ static int64_t count_targets(const int32_t *t, int64_t n, int64_t V, int32_t ign
                 continue;                                                                        \
             }                                                                                    \
             const T l = lse[r];                                                                  \
-            for (int64_t i = 0; i < V; i++) o[i] = exp##F(xr[i] - l) * scale;                    \
+            for (int64_t i = 0; i < V; i++) o[i] = EXP(xr[i] - l) * scale;                    \
             o[tg[r]] -= scale;                                                                   \
         }                                                                                        \
     }
-CE(float, f)
-CE(double, )
+CE(float, sgt_expf)
+CE(double, exp)
 
 void sgt_cpu_cross_entropy(const sgt_opcall *call) {
     if (call->src[0]->dtype == SGT_F32) ce_float(call);

@@ -3,8 +3,9 @@
 #include <math.h>
 
 #include "cpu.h"
+#include "vmath.h"
 
-#define SOFTMAX(T, F)                                                                            \
+#define SOFTMAX(T, EXP)                                                                            \
     static void softmax_##T(const sgt_opcall *call) {                                            \
         const sgt_tensor *xt = call->src[0];                                                     \
         const T *x = (const T *)sgt_ptr(xt);                                                     \
@@ -17,15 +18,9 @@
             const T *xr = x + r * n;                                                             \
             T *yr = y + r * n;                                                                   \
             const int64_t valid = causal ? (r % tq) + shift + 1 : n;                             \
-            T mx = -INFINITY;                                                                    \
-            for (int64_t i = 0; i < valid; i++) mx = xr[i] > mx ? xr[i] : mx;                    \
-            if (isinf(mx) && mx < 0) mx = 0; /* all -inf: keep it finite */                      \
-            double sum = 0;                                                                      \
-            for (int64_t i = 0; i < valid; i++) {                                                \
-                T e = exp##F(xr[i] - mx);                                                        \
-                sum += e;                                                                        \
-                if (!logsm) yr[i] = e;                                                           \
-            }                                                                                    \
+            const T mx = row_max_##T(xr, valid);                                                 \
+            for (int64_t i = 0; i < valid; i++) yr[i] = EXP(xr[i] - mx);                         \
+            double sum = row_sum_##T(yr, valid);                                                 \
             if (logsm) {                                                                         \
                 T lse = mx + (T)log(sum);                                                        \
                 for (int64_t i = 0; i < n; i++) yr[i] = xr[i] - lse;                             \
@@ -49,15 +44,15 @@
             double s = 0;                                                                        \
             if (logsm) {                                                                         \
                 for (int64_t i = 0; i < n; i++) s += gr[i];                                      \
-                for (int64_t i = 0; i < n; i++) o[i] = gr[i] - exp##F(yr[i]) * (T)s;             \
+                for (int64_t i = 0; i < n; i++) o[i] = gr[i] - EXP(yr[i]) * (T)s;                \
             } else {                                                                             \
                 for (int64_t i = 0; i < n; i++) s += (double)gr[i] * yr[i];                      \
                 for (int64_t i = 0; i < n; i++) o[i] = yr[i] * (gr[i] - (T)s);                   \
             }                                                                                    \
         }                                                                                        \
     }
-SOFTMAX(float, f)
-SOFTMAX(double, )
+SOFTMAX(float, sgt_expf)
+SOFTMAX(double, exp)
 
 void sgt_cpu_softmax(const sgt_opcall *call) {
     if (call->dst[0]->dtype == SGT_F32) softmax_float(call);

@@ -1,0 +1,211 @@
+/* backend.cu: the CUDA device: initialisation (device 0, one stream, one cuBLAS handle),
+ * availability, device memory for the arenas, copies, the scratch buffers, error reporting and
+ * the backend's row of the op table.
+ *
+ * Memory: arenas take their chunks from sgt_cuda_malloc; an arena grows on the first (measuring)
+ * step and is one reused chunk after that, so the step loop calls no cudaMalloc (the scratch
+ * buffers likewise only grow). Everything is queued on one non-blocking stream; host copies go
+ * through that stream and wait for it, so they see every kernel queued before them. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda.h"
+
+sgt_kernel sgt_cuda_kernel_table[SGT_NOPS];
+
+static struct {
+    bool counted, ready, sync_each_launch;
+    int ndevice;
+    char count_error[160];        /* why there is no device, for the error message */
+    cudaStream_t stream;
+    cublasHandle_t cublas;
+    void *scratch, *host_scratch;
+    size_t scratch_size, host_scratch_size;
+} g;
+
+/* ---- errors ---- */
+
+void sgt_cuda_fail(cudaError_t e, const char *what, const char *file, int line) {
+    sgt_fail_at(file, line, "CUDA error %s (%s) from %s%s", cudaGetErrorName(e), cudaGetErrorString(e), what,
+                g.sync_each_launch ? "" : " (errors of earlier kernels surface at the next synchronising call: "
+                                          "rerun with SGT_CUDA_SYNC=1 to report them at their launch)");
+}
+
+void sgt_cublas_fail(cublasStatus_t s, const char *what, const char *file, int line) {
+    sgt_fail_at(file, line, "cuBLAS error %s (%s) from %s", cublasGetStatusName(s), cublasGetStatusString(s), what);
+}
+
+void sgt_cuda_launch_check(const char *kernel, const char *file, int line) {
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        sgt_fail_at(file, line, "CUDA kernel %s failed to launch: %s (%s)", kernel, cudaGetErrorName(e),
+                    cudaGetErrorString(e));
+    if (g.sync_each_launch) {
+        e = cudaStreamSynchronize(g.stream);
+        if (e != cudaSuccess)
+            sgt_fail_at(file, line, "CUDA kernel %s failed: %s (%s) (SGT_CUDA_SYNC=1)", kernel, cudaGetErrorName(e),
+                        cudaGetErrorString(e));
+    }
+}
+
+/* ---- availability and initialisation ---- */
+
+extern "C" int sgt_cuda_device_count(void) {
+    if (!g.counted) {
+        int n = 0;
+        cudaError_t e = cudaGetDeviceCount(&n);
+        if (e != cudaSuccess) {
+            /* no driver, no device, or a driver too old: not an error, just no CUDA */
+            snprintf(g.count_error, sizeof g.count_error, "cudaGetDeviceCount: %s", cudaGetErrorString(e));
+            (void)cudaGetLastError();
+            n = 0;
+        } else if (n == 0) {
+            snprintf(g.count_error, sizeof g.count_error, "cudaGetDeviceCount found no device");
+        }
+        g.ndevice = n;
+        g.counted = true;
+    }
+    return g.ndevice;
+}
+
+static void init(void) {
+    if (g.ready) return;
+    SGT_CHECK(sgt_cuda_device_count() > 0, "CUDA: no usable device (%s); use --device cpu or auto", g.count_error);
+    const char *sync = getenv("SGT_CUDA_SYNC");
+    g.sync_each_launch = sync && *sync && strcmp(sync, "0") != 0;
+    CUDA_CHECK(cudaSetDevice(0));
+    CUDA_CHECK(cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking));
+    CUBLAS_CHECK(cublasCreate(&g.cublas));
+    CUBLAS_CHECK(cublasSetStream(g.cublas, g.stream));
+    sgt_cuda_register_kernels();
+    sgt_cuda_kernels = sgt_cuda_kernel_table;
+    g.ready = true;
+}
+
+cudaStream_t sgt_cuda_stream(void) {
+    init();
+    return g.stream;
+}
+
+cublasHandle_t sgt_cuda_cublas(void) {
+    init();
+    return g.cublas;
+}
+
+/* ---- memory ---- */
+
+extern "C" void *sgt_cuda_malloc(size_t nbytes) {
+    init();
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, nbytes ? nbytes : 1);
+    if (e == cudaErrorMemoryAllocation) {
+        (void)cudaGetLastError();
+        size_t free_b = 0, total_b = 0;
+        if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) (void)cudaGetLastError();
+        SGT_FAIL("CUDA out of memory: %zu bytes (%.1f MiB) requested, %zu bytes (%.1f MiB) free of %zu (%.1f MiB) "
+                 "on device 0",
+                 nbytes, nbytes / 1048576.0, free_b, free_b / 1048576.0, total_b, total_b / 1048576.0);
+    }
+    if (e != cudaSuccess) sgt_cuda_fail(e, "cudaMalloc", __FILE__, __LINE__);
+    return p;
+}
+
+extern "C" void sgt_cuda_free(void *p) {
+    if (!p || !g.ready) return;
+    /* queued kernels may still use the bytes: let them finish first */
+    CUDA_CHECK(cudaStreamSynchronize(g.stream));
+    CUDA_CHECK(cudaFree(p));
+}
+
+extern "C" void sgt_cuda_memcpy(void *dst, const void *src, size_t n, sgt_cuda_copy_kind kind) {
+    init();
+    if (!n) return;
+    const cudaMemcpyKind k = kind == SGT_CUDA_H2D   ? cudaMemcpyHostToDevice
+                             : kind == SGT_CUDA_D2H ? cudaMemcpyDeviceToHost
+                                                    : cudaMemcpyDeviceToDevice;
+    CUDA_CHECK(cudaMemcpyAsync(dst, src, n, k, g.stream));
+    CUDA_CHECK(cudaStreamSynchronize(g.stream));
+}
+
+extern "C" void sgt_cuda_synchronize(void) {
+    if (g.ready) CUDA_CHECK(cudaStreamSynchronize(g.stream));
+}
+
+void *sgt_cuda_scratch(size_t nbytes) {
+    if (nbytes > g.scratch_size) {
+        size_t size = nbytes > 2 * g.scratch_size ? nbytes : 2 * g.scratch_size;
+        if (size < ((size_t)1 << 20)) size = (size_t)1 << 20;
+        sgt_cuda_free(g.scratch); /* waits for the kernels that used it */
+        g.scratch = NULL;
+        g.scratch_size = 0;
+        g.scratch = sgt_cuda_malloc(size);
+        g.scratch_size = size;
+    }
+    return g.scratch;
+}
+
+void *sgt_cuda_host_scratch(size_t nbytes) {
+    if (nbytes > g.host_scratch_size) {
+        size_t size = nbytes > 2 * g.host_scratch_size ? nbytes : 2 * g.host_scratch_size;
+        if (size < ((size_t)1 << 16)) size = (size_t)1 << 16;
+        free(g.host_scratch);
+        g.host_scratch = malloc(size);
+        SGT_CHECK(g.host_scratch, "CUDA backend: out of host memory for %zu bytes of scratch", size);
+        g.host_scratch_size = size;
+    }
+    return g.host_scratch;
+}
+
+/* ---- the op table (the same bindings as cpu/cpu_backend.c) ---- */
+
+extern "C" void sgt_cuda_register_kernels(void) {
+    sgt_kernel *t = sgt_cuda_kernel_table;
+    t[SGT_OP_COPY] = sgt_cuda_copy;
+    t[SGT_OP_CAST] = sgt_cuda_cast;
+    t[SGT_OP_FILL] = sgt_cuda_fill;
+    t[SGT_OP_RNG_UNIFORM] = sgt_cuda_rng_uniform;
+    t[SGT_OP_RNG_NORMAL] = sgt_cuda_rng_normal;
+    t[SGT_OP_ADD] = sgt_cuda_binary;
+    t[SGT_OP_SUB] = sgt_cuda_binary;
+    t[SGT_OP_MUL] = sgt_cuda_binary;
+    t[SGT_OP_DIV] = sgt_cuda_binary;
+    t[SGT_OP_ADD_SCALAR] = sgt_cuda_unary;
+    t[SGT_OP_MUL_SCALAR] = sgt_cuda_unary;
+    t[SGT_OP_POW_SCALAR] = sgt_cuda_unary;
+    t[SGT_OP_NEG] = sgt_cuda_unary;
+    t[SGT_OP_EXP] = sgt_cuda_unary;
+    t[SGT_OP_LOG] = sgt_cuda_unary;
+    t[SGT_OP_SQRT] = sgt_cuda_unary;
+    t[SGT_OP_RSQRT] = sgt_cuda_unary;
+    t[SGT_OP_TANH] = sgt_cuda_unary;
+    t[SGT_OP_SIGMOID] = sgt_cuda_unary;
+    t[SGT_OP_SILU] = sgt_cuda_unary;
+    t[SGT_OP_GELU] = sgt_cuda_unary;
+    t[SGT_OP_RELU] = sgt_cuda_unary;
+    t[SGT_OP_UNARY_BWD] = sgt_cuda_unary_bwd;
+    t[SGT_OP_SUM] = sgt_cuda_reduce;
+    t[SGT_OP_MEAN] = sgt_cuda_reduce;
+    t[SGT_OP_MAX] = sgt_cuda_reduce;
+    t[SGT_OP_ARGMAX] = sgt_cuda_argmax;
+    t[SGT_OP_SOFTMAX] = sgt_cuda_softmax;
+    t[SGT_OP_LOG_SOFTMAX] = sgt_cuda_softmax;
+    t[SGT_OP_SOFTMAX_BWD] = sgt_cuda_softmax_bwd;
+    t[SGT_OP_MATMUL] = sgt_cuda_matmul;
+    t[SGT_OP_EMBEDDING] = sgt_cuda_embedding;
+    t[SGT_OP_INDEX_ADD_ROWS] = sgt_cuda_index_add_rows;
+    t[SGT_OP_CROSS_ENTROPY] = sgt_cuda_cross_entropy;
+    t[SGT_OP_CROSS_ENTROPY_BWD] = sgt_cuda_cross_entropy_bwd;
+    t[SGT_OP_RMSNORM] = sgt_cuda_rmsnorm;
+    t[SGT_OP_RMSNORM_BWD] = sgt_cuda_rmsnorm_bwd;
+    t[SGT_OP_LAYERNORM] = sgt_cuda_layernorm;
+    t[SGT_OP_LAYERNORM_BWD] = sgt_cuda_layernorm_bwd;
+    t[SGT_OP_TOPK] = sgt_cuda_topk;
+    t[SGT_OP_GATHER_LAST] = sgt_cuda_gather_last;
+    t[SGT_OP_SCATTER_ADD_LAST] = sgt_cuda_scatter_add_last;
+    t[SGT_OP_CMP] = sgt_cuda_cmp;
+    t[SGT_OP_WHERE] = sgt_cuda_where;
+    t[SGT_OP_MASKED_FILL] = sgt_cuda_masked_fill;
+    t[SGT_OP_CONCAT] = sgt_cuda_concat;
+    t[SGT_OP_ADAMW] = sgt_cuda_adamw;
+}

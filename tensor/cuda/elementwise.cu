@@ -1,0 +1,331 @@
+/* elementwise.cu: CUDA kernels for copies, casts, fills, the RNG, binary and unary math, their
+ * backward, comparison and selection: the counterparts of cpu/elementwise.c, with the same
+ * formulas in the same order and the same precision (f32 math in f32, f64 in f64), over the
+ * strided iterator (iter.cuh), so views, broadcasts and in-place destinations work without copies.
+ *
+ * With --fmad=false, + - * / and sqrt round exactly as on the CPU, so copies, fills, casts, the
+ * RNG, arithmetic, comparisons and selection agree bit for bit; exp, log, tanh and pow come from
+ * CUDA's libm, which differs from glibc's in the last bits. */
+#include <math.h>
+
+#include "../rng.h"
+#include "iter.cuh"
+
+/* ---- copy and cast ---- */
+
+/* E: an unsigned integer as wide as the element, so any dtype copies as bits */
+template <typename E> __global__ void k_copy(sgt_cuda_iter<2> it) {
+    SGT_CUDA_FOR_EACH(i, it.n) {
+        int64_t off[2];
+        sgt_cuda_iter_offsets(it, i, off);
+        sgt_cuda_at<E>(it, 0, off[0]) = sgt_cuda_at<E>(it, 1, off[1]);
+    }
+}
+
+void sgt_cuda_copy(const sgt_opcall *call) {
+    sgt_tensor *ops[2] = {call->dst[0], call->src[0]};
+    sgt_cuda_iter<2> it = sgt_cuda_iter_init<2>(ops);
+    if (!it.n) return;
+    const unsigned g = sgt_cuda_blocks(it.n);
+    cudaStream_t s = sgt_cuda_stream();
+    switch (sgt_dtype_size(call->dst[0]->dtype)) {
+    case 2: k_copy<uint16_t><<<g, SGT_CUDA_THREADS, 0, s>>>(it); break;
+    case 4: k_copy<uint32_t><<<g, SGT_CUDA_THREADS, 0, s>>>(it); break;
+    case 8: k_copy<uint64_t><<<g, SGT_CUDA_THREADS, 0, s>>>(it); break;
+    default: SGT_FAIL("copy: no CUDA kernel for %s", sgt_dtype_name(call->dst[0]->dtype));
+    }
+    CUDA_LAUNCH_CHECK("k_copy");
+}
+
+/* through double, as the CPU's load_as_double does */
+template <typename TO, typename FROM> __global__ void k_cast(sgt_cuda_iter<2> it) {
+    SGT_CUDA_FOR_EACH(i, it.n) {
+        int64_t off[2];
+        sgt_cuda_iter_offsets(it, i, off);
+        sgt_cuda_at<TO>(it, 0, off[0]) = (TO)(double)sgt_cuda_at<FROM>(it, 1, off[1]);
+    }
+}
+
+template <typename TO> static void launch_cast(const sgt_cuda_iter<2> &it, sgt_dtype from) {
+    const unsigned g = sgt_cuda_blocks(it.n);
+    cudaStream_t s = sgt_cuda_stream();
+    switch (from) {
+    case SGT_F32: k_cast<TO, float><<<g, SGT_CUDA_THREADS, 0, s>>>(it); break;
+    case SGT_F64: k_cast<TO, double><<<g, SGT_CUDA_THREADS, 0, s>>>(it); break;
+    default: k_cast<TO, int32_t><<<g, SGT_CUDA_THREADS, 0, s>>>(it); break;
+    }
+    CUDA_LAUNCH_CHECK("k_cast");
+}
+
+void sgt_cuda_cast(const sgt_opcall *call) {
+    const sgt_dtype to = call->dst[0]->dtype, from = call->src[0]->dtype;
+    SGT_CHECK(to != SGT_BF16 && from != SGT_BF16, "cast: bf16 has no CUDA kernel");
+    sgt_tensor *ops[2] = {call->dst[0], call->src[0]};
+    sgt_cuda_iter<2> it = sgt_cuda_iter_init<2>(ops);
+    if (!it.n) return;
+    switch (to) {
+    case SGT_F32: launch_cast<float>(it, from); break;
+    case SGT_F64: launch_cast<double>(it, from); break;
+    default: launch_cast<int32_t>(it, from); break;
+    }
+}
+
+/* ---- fill and RNG ---- */
+
+template <typename T> __global__ void k_fill(sgt_cuda_iter<1> it, T v) {
+    SGT_CUDA_FOR_EACH(i, it.n) {
+        int64_t off[1];
+        sgt_cuda_iter_offsets(it, i, off);
+        sgt_cuda_at<T>(it, 0, off[0]) = v;
+    }
+}
+
+void sgt_cuda_fill(const sgt_opcall *call) {
+    sgt_tensor *y = call->dst[0];
+    sgt_cuda_iter<1> it = sgt_cuda_iter_init<1>(call->dst);
+    if (!it.n) return;
+    const double v = call->fp[0];
+    const unsigned g = sgt_cuda_blocks(it.n);
+    cudaStream_t s = sgt_cuda_stream();
+    switch (y->dtype) {
+    case SGT_F32: k_fill<float><<<g, SGT_CUDA_THREADS, 0, s>>>(it, (float)v); break;
+    case SGT_F64: k_fill<double><<<g, SGT_CUDA_THREADS, 0, s>>>(it, v); break;
+    case SGT_I32: k_fill<int32_t><<<g, SGT_CUDA_THREADS, 0, s>>>(it, (int32_t)v); break;
+    default: SGT_FAIL("fill: no CUDA kernel for %s", sgt_dtype_name(y->dtype));
+    }
+    CUDA_LAUNCH_CHECK("k_fill");
+}
+
+/* Element i of a fill is a function of (seed, stream, i) only (rng.h); the arithmetic below is
+ * cpu/elementwise.c's rng_fill, operation for operation, so the streams agree bit for bit. */
+template <typename T, bool NORMAL>
+__global__ void k_rng(T *y, int64_t n, uint64_t seed, uint64_t stream, double a, double b) {
+    SGT_CUDA_FOR_EACH(i, n) {
+        double v;
+        if (NORMAL) v = a + b * sgt_rng_normal_at((uint64_t)i, stream, seed);
+        else if (sizeof(T) == 4) v = a + (b - a) * (double)sgt_rng_uniform_f32_at((uint64_t)i, stream, seed);
+        else v = a + (b - a) * sgt_rng_uniform_at((uint64_t)i, stream, seed);
+        if (sizeof(T) == 4) {
+            float fv = (float)v;
+            /* rounding to f32 may reach hi: uniform draws stay in [lo, hi) */
+            if (!NORMAL && fv >= (float)b && b > a) fv = nextafterf((float)b, -INFINITY);
+            y[i] = (T)fv;
+        } else {
+            if (!NORMAL && v >= b && b > a) v = nextafter(b, -INFINITY);
+            y[i] = (T)v;
+        }
+    }
+}
+
+template <bool NORMAL> static void rng_fill(const sgt_opcall *call) {
+    sgt_tensor *y = call->dst[0];
+    SGT_CHECK(sgt_is_contiguous(y), "rng: destination must be contiguous");
+    const int64_t n = sgt_numel(y);
+    if (!n) return;
+    const uint64_t seed = (uint64_t)call->ip[0], stream = (uint64_t)call->ip[1];
+    const unsigned g = sgt_cuda_blocks(n);
+    cudaStream_t s = sgt_cuda_stream();
+    if (y->dtype == SGT_F32)
+        k_rng<float, NORMAL><<<g, SGT_CUDA_THREADS, 0, s>>>((float *)sgt_ptr(y), n, seed, stream, call->fp[0], call->fp[1]);
+    else
+        k_rng<double, NORMAL><<<g, SGT_CUDA_THREADS, 0, s>>>((double *)sgt_ptr(y), n, seed, stream, call->fp[0],
+                                                              call->fp[1]);
+    CUDA_LAUNCH_CHECK("k_rng");
+}
+
+void sgt_cuda_rng_uniform(const sgt_opcall *call) { rng_fill<false>(call); }
+void sgt_cuda_rng_normal(const sgt_opcall *call) { rng_fill<true>(call); }
+
+/* ---- binary and comparison ---- */
+
+enum { B_ADD, B_SUB, B_MUL, B_DIV, B_EQ, B_NE, B_LT, B_LE, B_GT, B_GE };
+
+template <typename T, int OP> __device__ __forceinline__ T binary_op(T a, T b) {
+    switch (OP) {
+    case B_ADD: return a + b;
+    case B_SUB: return a - b;
+    case B_MUL: return a * b;
+    case B_DIV: return a / b;
+    case B_EQ: return (T)(a == b);
+    case B_NE: return (T)(a != b);
+    case B_LT: return (T)(a < b);
+    case B_LE: return (T)(a <= b);
+    case B_GT: return (T)(a > b);
+    default: return (T)(a >= b);
+    }
+}
+
+template <typename T, int OP> __global__ void k_binary(sgt_cuda_iter<3> it) {
+    SGT_CUDA_FOR_EACH(i, it.n) {
+        int64_t off[3];
+        sgt_cuda_iter_offsets(it, i, off);
+        sgt_cuda_at<T>(it, 0, off[0]) = binary_op<T, OP>(sgt_cuda_at<T>(it, 1, off[1]), sgt_cuda_at<T>(it, 2, off[2]));
+    }
+}
+
+template <typename T, int OP> static void launch_binary(const sgt_cuda_iter<3> &it) {
+    k_binary<T, OP><<<sgt_cuda_blocks(it.n), SGT_CUDA_THREADS, 0, sgt_cuda_stream()>>>(it);
+    CUDA_LAUNCH_CHECK("k_binary");
+}
+
+template <int OP> static void run_binary(const sgt_opcall *call) {
+    sgt_tensor *ops[3] = {call->dst[0], call->src[0], call->src[1]};
+    sgt_cuda_iter<3> it = sgt_cuda_iter_init<3>(ops);
+    if (!it.n) return;
+    if (call->dst[0]->dtype == SGT_F32) launch_binary<float, OP>(it);
+    else launch_binary<double, OP>(it);
+}
+
+void sgt_cuda_binary(const sgt_opcall *call) {
+    switch (call->op) {
+    case SGT_OP_ADD: run_binary<B_ADD>(call); break;
+    case SGT_OP_SUB: run_binary<B_SUB>(call); break;
+    case SGT_OP_MUL: run_binary<B_MUL>(call); break;
+    case SGT_OP_DIV: run_binary<B_DIV>(call); break;
+    default: SGT_FAIL("binary kernel: unexpected op '%s'", sgt_ops[call->op].name);
+    }
+}
+
+void sgt_cuda_cmp(const sgt_opcall *call) {
+    switch ((int)call->ip[0]) {
+    case SGT_CMP_EQ: run_binary<B_EQ>(call); break;
+    case SGT_CMP_NE: run_binary<B_NE>(call); break;
+    case SGT_CMP_LT: run_binary<B_LT>(call); break;
+    case SGT_CMP_LE: run_binary<B_LE>(call); break;
+    case SGT_CMP_GT: run_binary<B_GT>(call); break;
+    case SGT_CMP_GE: run_binary<B_GE>(call); break;
+    default: SGT_FAIL("cmp: bad kind %d", (int)call->ip[0]);
+    }
+}
+
+/* ---- unary and its backward (the CPU's formulas, term for term) ---- */
+
+#define GELU_K 0.7978845608028654 /* sqrt(2/pi) */
+#define GELU_C 0.044715
+
+template <typename T> __device__ __forceinline__ T unary_op(int op, T x, T s) {
+    switch (op) {
+    case SGT_OP_ADD_SCALAR: return x + s;
+    case SGT_OP_MUL_SCALAR: return x * s;
+    case SGT_OP_POW_SCALAR: return s == (T)2 ? x * x : sgt_pow(x, s);
+    case SGT_OP_NEG: return -x;
+    case SGT_OP_EXP: return sgt_exp(x);
+    case SGT_OP_LOG: return sgt_log(x);
+    case SGT_OP_SQRT: return sgt_sqrt(x);
+    case SGT_OP_RSQRT: return (T)1 / sgt_sqrt(x);
+    case SGT_OP_TANH: return sgt_tanh(x);
+    case SGT_OP_SIGMOID: return (T)1 / ((T)1 + sgt_exp(-x));
+    case SGT_OP_SILU: return x / ((T)1 + sgt_exp(-x));
+    case SGT_OP_GELU: return (T)0.5 * x * ((T)1 + sgt_tanh((T)GELU_K * (x + (T)GELU_C * x * x * x)));
+    case SGT_OP_RELU: return x > 0 ? x : (T)0;
+    default: return (T)NAN;
+    }
+}
+
+/* dy * f'(x), with y = f(x) at hand */
+template <typename T> __device__ __forceinline__ T unary_bwd_op(int op, T x, T y, T dy, T s) {
+    switch (op) {
+    case SGT_OP_ADD_SCALAR: return dy;
+    case SGT_OP_MUL_SCALAR: return dy * s;
+    case SGT_OP_POW_SCALAR: return dy * s * sgt_pow(x, s - (T)1);
+    case SGT_OP_NEG: return -dy;
+    case SGT_OP_EXP: return dy * y;
+    case SGT_OP_LOG: return dy / x;
+    case SGT_OP_SQRT: return dy * (T)0.5 / y;
+    case SGT_OP_RSQRT: return dy * (T)-0.5 * y * y * y;
+    case SGT_OP_TANH: return dy * ((T)1 - y * y);
+    case SGT_OP_SIGMOID: return dy * y * ((T)1 - y);
+    case SGT_OP_SILU: {
+        T sg = (T)1 / ((T)1 + sgt_exp(-x));
+        return dy * sg * ((T)1 + x * ((T)1 - sg));
+    }
+    case SGT_OP_GELU: {
+        T t = sgt_tanh((T)GELU_K * (x + (T)GELU_C * x * x * x));
+        T du = (T)GELU_K * ((T)1 + (T)(3 * GELU_C) * x * x);
+        return dy * ((T)0.5 * ((T)1 + t) + (T)0.5 * x * ((T)1 - t * t) * du);
+    }
+    case SGT_OP_RELU: return x > 0 ? dy : (T)0;
+    default: return (T)NAN;
+    }
+}
+
+template <typename T> __global__ void k_unary(sgt_cuda_iter<2> it, int op, T s) {
+    SGT_CUDA_FOR_EACH(i, it.n) {
+        int64_t off[2];
+        sgt_cuda_iter_offsets(it, i, off);
+        sgt_cuda_at<T>(it, 0, off[0]) = unary_op<T>(op, sgt_cuda_at<T>(it, 1, off[1]), s);
+    }
+}
+
+template <typename T> __global__ void k_unary_bwd(sgt_cuda_iter<4> it, int op, T s) {
+    SGT_CUDA_FOR_EACH(i, it.n) {
+        int64_t off[4];
+        sgt_cuda_iter_offsets(it, i, off);
+        sgt_cuda_at<T>(it, 0, off[0]) = unary_bwd_op<T>(op, sgt_cuda_at<T>(it, 1, off[1]), sgt_cuda_at<T>(it, 2, off[2]),
+                                                        sgt_cuda_at<T>(it, 3, off[3]), s);
+    }
+}
+
+void sgt_cuda_unary(const sgt_opcall *call) {
+    sgt_tensor *ops[2] = {call->dst[0], call->src[0]};
+    sgt_cuda_iter<2> it = sgt_cuda_iter_init<2>(ops);
+    if (!it.n) return;
+    const unsigned g = sgt_cuda_blocks(it.n);
+    cudaStream_t s = sgt_cuda_stream();
+    if (call->dst[0]->dtype == SGT_F32) k_unary<float><<<g, SGT_CUDA_THREADS, 0, s>>>(it, (int)call->op, (float)call->fp[0]);
+    else k_unary<double><<<g, SGT_CUDA_THREADS, 0, s>>>(it, (int)call->op, call->fp[0]);
+    CUDA_LAUNCH_CHECK("k_unary");
+}
+
+void sgt_cuda_unary_bwd(const sgt_opcall *call) {
+    sgt_tensor *ops[4] = {call->dst[0], call->src[0], call->src[1], call->src[2]};
+    sgt_cuda_iter<4> it = sgt_cuda_iter_init<4>(ops);
+    if (!it.n) return;
+    const unsigned g = sgt_cuda_blocks(it.n);
+    cudaStream_t s = sgt_cuda_stream();
+    const int op = (int)call->ip[0];
+    if (call->dst[0]->dtype == SGT_F32) k_unary_bwd<float><<<g, SGT_CUDA_THREADS, 0, s>>>(it, op, (float)call->fp[0]);
+    else k_unary_bwd<double><<<g, SGT_CUDA_THREADS, 0, s>>>(it, op, call->fp[0]);
+    CUDA_LAUNCH_CHECK("k_unary_bwd");
+}
+
+/* ---- where and masked_fill ---- */
+
+template <typename T> __global__ void k_where(sgt_cuda_iter<4> it) {
+    SGT_CUDA_FOR_EACH(i, it.n) {
+        int64_t off[4];
+        sgt_cuda_iter_offsets(it, i, off);
+        sgt_cuda_at<T>(it, 0, off[0]) =
+            sgt_cuda_at<T>(it, 1, off[1]) != 0 ? sgt_cuda_at<T>(it, 2, off[2]) : sgt_cuda_at<T>(it, 3, off[3]);
+    }
+}
+
+template <typename T> __global__ void k_masked_fill(sgt_cuda_iter<3> it, T v) {
+    SGT_CUDA_FOR_EACH(i, it.n) {
+        int64_t off[3];
+        sgt_cuda_iter_offsets(it, i, off);
+        sgt_cuda_at<T>(it, 0, off[0]) = sgt_cuda_at<T>(it, 2, off[2]) != 0 ? v : sgt_cuda_at<T>(it, 1, off[1]);
+    }
+}
+
+void sgt_cuda_where(const sgt_opcall *call) {
+    sgt_tensor *ops[4] = {call->dst[0], call->src[0], call->src[1], call->src[2]};
+    sgt_cuda_iter<4> it = sgt_cuda_iter_init<4>(ops);
+    if (!it.n) return;
+    const unsigned g = sgt_cuda_blocks(it.n);
+    cudaStream_t s = sgt_cuda_stream();
+    if (call->dst[0]->dtype == SGT_F32) k_where<float><<<g, SGT_CUDA_THREADS, 0, s>>>(it);
+    else k_where<double><<<g, SGT_CUDA_THREADS, 0, s>>>(it);
+    CUDA_LAUNCH_CHECK("k_where");
+}
+
+void sgt_cuda_masked_fill(const sgt_opcall *call) {
+    sgt_tensor *ops[3] = {call->dst[0], call->src[0], call->src[1]};
+    sgt_cuda_iter<3> it = sgt_cuda_iter_init<3>(ops);
+    if (!it.n) return;
+    const unsigned g = sgt_cuda_blocks(it.n);
+    cudaStream_t s = sgt_cuda_stream();
+    if (call->dst[0]->dtype == SGT_F32) k_masked_fill<float><<<g, SGT_CUDA_THREADS, 0, s>>>(it, (float)call->fp[0]);
+    else k_masked_fill<double><<<g, SGT_CUDA_THREADS, 0, s>>>(it, call->fp[0]);
+    CUDA_LAUNCH_CHECK("k_masked_fill");
+}

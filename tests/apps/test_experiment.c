@@ -1,0 +1,245 @@
+/* test_experiment.c: the experiment end to end, through the real binaries (paths in SGT_TRAIN
+ * and SGT_EVAL): train + eval on a nano config in seconds produce every output file with its
+ * documented fields; an interrupted and resumed run gives the same loss curve as an uninterrupted
+ * one; bad input (missing file, bad flag, empty data, corrupt checkpoint, NaN loss) gives a clear
+ * one-line error and a non-zero exit, and never overwrites a good checkpoint. */
+#include <cjson/cJSON.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+static char tmpdir[256], data[1024], out[4096];
+
+/* runs a shell command, capturing stdout+stderr in out; returns the exit status */
+static int run(const char *fmt, ...) {
+    char cmd[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(cmd, sizeof cmd, fmt, ap);
+    va_end(ap);
+    char full[8400];
+    snprintf(full, sizeof full, "%s 2>&1", cmd);
+    FILE *p = popen(full, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    int st = pclose(p);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static const char *bin(const char *env) {
+    const char *b = getenv(env);
+    if (!b) fail_msg("%s is not set (meson sets it)", env);
+    return b;
+}
+
+#define TRAIN(dir, extra) \
+    run("%s --dataset %s --config nano --max_tokens 2048 --batch_size 4 --seq_len 32 --log_every 1 --eval_every 4 " \
+        "--eval_tokens 256 --warmup 2 --lr 3e-3 --threads 1 --progress false --output_dir %s %s", \
+        bin("SGT_TRAIN"), data, dir, extra)
+
+static cJSON *read_json(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("missing output file %s", path);
+    static char buf[1 << 20];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    cJSON *j = cJSON_Parse(buf);
+    if (!j) fail_msg("%s is not valid JSON", path);
+    return j;
+}
+
+static void need(const cJSON *o, const char *field, const char *where) {
+    if (!cJSON_GetObjectItemCaseSensitive(o, field)) fail_msg("%s: field '%s' missing", where, field);
+}
+
+static void need_file(const char *dir, const char *name) {
+    char p[1024];
+    struct stat st;
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    if (stat(p, &st) || st.st_size == 0) fail_msg("missing or empty output %s", p);
+}
+
+static int setup(void **s) {
+    (void)s;
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/sgt-e2e-XXXXXX");
+    if (!mkdtemp(tmpdir)) return -1;
+    const char *sh = getenv("SGT_SHARED");
+    snprintf(data, sizeof data, "%s/data/tinyshakespeare.jsonl", sh ? sh : "../shared");
+    return 0;
+}
+
+static int teardown(void **s) {
+    (void)s;
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
+    return system(cmd);
+}
+
+static void t_train_and_eval_outputs(void **s) {
+    (void)s;
+    char dir[512];
+    snprintf(dir, sizeof dir, "%s/run", tmpdir);
+    if (TRAIN(dir, "")) fail_msg("train failed:\n%s", out);
+    const char *files[] = {"dense/checkpoint.safetensors", "dense/train_state.safetensors", "dense/train_log.json",
+                           "sparse/checkpoint.safetensors", "sparse/train_state.safetensors", "sparse/train_log.json",
+                           "training_summary.json"};
+    for (unsigned i = 0; i < sizeof files / sizeof *files; i++) need_file(dir, files[i]);
+    char p[1024];
+    const char *kinds[2] = {"dense", "sparse"};
+    for (int k = 0; k < 2; k++) {
+        snprintf(p, sizeof p, "%s/%s/train_log.json", dir, kinds[k]);
+        cJSON *log = read_json(p);
+        need(log, "params", p);
+        const cJSON *e, *arr = cJSON_GetObjectItemCaseSensitive(log, "log");
+        assert_int_equal(cJSON_GetArraySize(arr), 16); /* 2048 tokens / 128 per step, logged every step */
+        int vals = 0;
+        cJSON_ArrayForEach(e, arr) {
+            const char *f[] = {"step", "tokens", "loss", "aux_loss", "lr", "grad_norm", "tokens_per_s", "elapsed"};
+            for (unsigned i = 0; i < 8; i++) need(e, f[i], p);
+            vals += cJSON_GetObjectItemCaseSensitive(e, "val_loss") != NULL;
+            if (k == 1) need(e, "block_usage", p);
+        }
+        assert_int_equal(vals, 4);
+        cJSON_Delete(log);
+    }
+    snprintf(p, sizeof p, "%s/training_summary.json", dir);
+    cJSON *sum = read_json(p);
+    need(sum, "sparse_to_dense_throughput", p);
+    for (int k = 0; k < 2; k++) {
+        const cJSON *m = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(sum, "models"), kinds[k]);
+        if (!m) fail_msg("%s: model %s missing", p, kinds[k]);
+        const char *f[] = {"params", "tokens", "final_train_loss", "final_val_loss", "tokens_per_s", "wall_time_s"};
+        for (unsigned i = 0; i < 6; i++) need(m, f[i], p);
+    }
+    cJSON_Delete(sum);
+
+    if (run("%s --dataset %s --seq_len 32 --prompt_tokens 8 --decode_tokens 8 --eval_tokens 512 --threads 1 "
+            "--output_dir %s --sample 'To be' --sample_tokens 4",
+            bin("SGT_EVAL"), data, dir))
+        fail_msg("eval failed:\n%s", out);
+    assert_non_null(strstr(out, "perplexity"));
+    assert_non_null(strstr(out, "[sparse] To be"));
+    const char *more[] = {"eval_results.json", "report.html", "loss_curves.svg", "block_heatmap.svg"};
+    for (unsigned i = 0; i < 4; i++) need_file(dir, more[i]);
+    snprintf(p, sizeof p, "%s/eval_results.json", dir);
+    cJSON *r = read_json(p);
+    const char *top[] = {"perplexity", "training_throughput", "decode_latency", "block_utilisation", "learned_structure",
+                         "structure_verdict"};
+    for (unsigned i = 0; i < 6; i++) need(r, top[i], p);
+    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(r, "perplexity");
+    need(pp, "relative_gap", p);
+    need(pp, "verdict", p);
+    need(cJSON_GetObjectItemCaseSensitive(pp, "dense"), "ppl", p);
+    need(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "decode_latency"), "sparse"),
+         "ms_per_token_p90", p);
+    const cJSON *bu = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "block_utilisation"), 1);
+    const char *uf[] = {"selection_frequency", "normalised_entropy", "cv", "max_violation", "dead_blocks"};
+    for (unsigned i = 0; i < 5; i++) need(bu, uf[i], p);
+    const cJSON *ls = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "learned_structure"), 0);
+    const char *sf[] = {"router_confidence", "overlap_random_pairs", "overlap_same_token", "token_dependence"};
+    for (unsigned i = 0; i < 4; i++) need(ls, sf[i], p);
+    assert_int_equal(cJSON_GetArraySize(cJSON_GetObjectItemCaseSensitive(bu, "selection_frequency")), 4);
+    cJSON_Delete(r);
+}
+
+/* the losses of every step of a run's log */
+static int losses(const char *dir, const char *kind, double *v, int max) {
+    char p[1024];
+    snprintf(p, sizeof p, "%s/%s/train_log.json", dir, kind);
+    cJSON *log = read_json(p);
+    int n = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, cJSON_GetObjectItemCaseSensitive(log, "log")) {
+        if (n < max) v[n++] = cJSON_GetObjectItemCaseSensitive(e, "loss")->valuedouble;
+    }
+    cJSON_Delete(log);
+    return n;
+}
+
+static void t_resume_equals_uninterrupted(void **s) {
+    (void)s;
+    char a[512], b[512];
+    snprintf(a, sizeof a, "%s/full", tmpdir);
+    snprintf(b, sizeof b, "%s/resumed", tmpdir);
+    if (TRAIN(a, "")) fail_msg("train failed:\n%s", out);
+    if (TRAIN(b, "--stop_at_step 6")) fail_msg("interrupted train failed:\n%s", out);
+    assert_non_null(strstr(out, "stopped at step 6"));
+    if (TRAIN(b, "--resume")) fail_msg("resumed train failed:\n%s", out);
+    assert_non_null(strstr(out, "resuming at step 6"));
+    const char *kinds[2] = {"dense", "sparse"};
+    for (int k = 0; k < 2; k++) {
+        double la[64], lb[64];
+        int na = losses(a, kinds[k], la, 64), nb = losses(b, kinds[k], lb, 64);
+        assert_int_equal(na, 16);
+        assert_int_equal(nb, 16);
+        for (int i = 0; i < na; i++)
+            if (la[i] != lb[i]) fail_msg("%s step %d: uninterrupted loss %.9g, resumed %.9g", kinds[k], i + 1, la[i], lb[i]);
+    }
+}
+
+static void t_bad_input(void **s) {
+    (void)s;
+    char dir[512], p[1024];
+    snprintf(dir, sizeof dir, "%s/bad", tmpdir);
+    /* missing dataset */
+    assert_int_not_equal(run("%s --dataset /nonexistent/data.jsonl --config nano --output_dir %s", bin("SGT_TRAIN"), dir), 0);
+    assert_non_null(strstr(out, "/nonexistent/data.jsonl"));
+    /* bad flag and bad value */
+    assert_int_equal(run("%s --dataset %s --no_such_flag 1", bin("SGT_TRAIN"), data), 2);
+    assert_non_null(strstr(out, "unknown flag '--no_such_flag'"));
+    assert_int_equal(run("%s --dataset %s --lr fast", bin("SGT_TRAIN"), data), 2);
+    assert_non_null(strstr(out, "--lr expects a number"));
+    assert_int_equal(run("%s --dataset %s --config huge", bin("SGT_TRAIN"), data), 2);
+    assert_non_null(strstr(out, "unknown preset 'huge'"));
+    /* a file with no valid document */
+    snprintf(p, sizeof p, "%s/empty.jsonl", tmpdir);
+    FILE *f = fopen(p, "w");
+    fputs("not json\n{\"other\": 1}\n", f);
+    fclose(f);
+    assert_int_not_equal(run("%s --dataset %s --config nano --output_dir %s", bin("SGT_TRAIN"), p, dir), 0);
+    assert_non_null(strstr(out, "empty.jsonl"));
+    /* eval without checkpoints */
+    assert_int_not_equal(run("%s --dataset %s --output_dir %s/none", bin("SGT_EVAL"), data, tmpdir), 0);
+    assert_non_null(strstr(out, "no checkpoint"));
+}
+
+static void t_corrupt_checkpoint_and_nan(void **s) {
+    (void)s;
+    char dir[512], ck[1024], cmd[4096];
+    snprintf(dir, sizeof dir, "%s/guard", tmpdir);
+    if (TRAIN(dir, "--model dense")) fail_msg("train failed:\n%s", out);
+    snprintf(ck, sizeof ck, "%s/dense/checkpoint.safetensors", dir);
+    snprintf(cmd, sizeof cmd, "cp %s %s.good", ck, ck);
+    assert_int_equal(system(cmd), 0);
+    /* a NaN loss (an absurd learning rate) stops the run and keeps the good checkpoint */
+    assert_int_not_equal(TRAIN(dir, "--model dense --resume --max_tokens 8192 --lr 1e5 --warmup 0"), 0);
+    if (!strstr(out, "stopping without saving")) fail_msg("no NaN error in:\n%s", out);
+    snprintf(cmd, sizeof cmd, "cmp -s %s %s.good", ck, ck);
+    assert_int_equal(system(cmd), 0);
+    /* a truncated checkpoint: eval names the file */
+    snprintf(cmd, sizeof cmd, "truncate -s 5000 %s", ck);
+    assert_int_equal(system(cmd), 0);
+    assert_int_not_equal(run("%s --dataset %s --seq_len 32 --output_dir %s", bin("SGT_EVAL"), data, dir), 0);
+    assert_non_null(strstr(out, "checkpoint.safetensors"));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(t_train_and_eval_outputs),
+        cmocka_unit_test(t_resume_equals_uninterrupted),
+        cmocka_unit_test(t_bad_input),
+        cmocka_unit_test(t_corrupt_checkpoint_and_nan),
+    };
+    return cmocka_run_group_tests_name("experiment", tests, setup, teardown);
+}
