@@ -40,7 +40,43 @@ typedef struct {
     double nll, ppl;
     int64_t predicted;
     double decode_ms_median, decode_ms_p90, prefill_tps;
+    double skip_ms_median, skip_ms_p90, skip_prefill_tps; /* sparse: the block-skipping path */
 } loaded_model;
+
+/* Bytes of weights and KV cache read to decode one token at position `pos` (batch 1): every
+ * parameter except the embedding tables (one row each), FFN blocks scaled by k/nb when skipping. */
+static double decode_bytes(const gpt_model *m, bool skip, int64_t pos) {
+    const gpt_config *c = &m->cfg;
+    const double es = 4, C = (double)c->d_model, L = (double)c->n_layers;
+    const double I = c->sparse ? (double)(c->num_blocks * c->block_size) : (double)c->d_ff;
+    double ffn = 3 * C * I * (skip ? (double)c->top_k / (double)c->num_blocks : 1.0);
+    double router = c->sparse ? (C * 128 + 128 + 128 * (double)c->num_blocks + (double)c->num_blocks) : 0;
+    double per_layer = 2 * C + 4 * C * C + ffn + router;
+    double head = c->tie_head ? 0 : (double)c->vocab * C;
+    double kv = 2 * L * (double)pos * C;
+    return es * (L * per_layer + head + C + 2 * C + kv);
+}
+
+/* memory bandwidth of this machine: best of a few large memcpys, counting read + write bytes */
+static double measure_bandwidth(void) {
+    const size_t n = (size_t)256 << 20;
+    char *a = malloc(n), *b = malloc(n);
+    if (!a || !b) FAIL("out of host memory for the bandwidth measurement");
+    memset(a, 1, n);
+    memset(b, 2, n);
+    double best = INFINITY;
+    for (int r = 0; r < 5; r++) {
+        double t = exp_now();
+        memcpy(b, a, n);
+        t = exp_now() - t;
+        best = t < best ? t : best;
+    }
+    volatile char sink = b[n / 2];
+    (void)sink;
+    free(a);
+    free(b);
+    return 2.0 * (double)n / best;
+}
 
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
@@ -342,12 +378,16 @@ int main(int argc, char **argv) {
         lm[k].nll = exp_val_nll(&ctx, lm[k].m, etok, en, a.batch_size, T, a.eval_tokens, &lm[k].predicted);
         lm[k].ppl = exp(lm[k].nll);
         sgt_arena_reset(arena);
-        decode_run(lm[k].m, dev, prompt, np, ng, 0, 1, times, gen); /* warm-up */
-        double pre = decode_run(lm[k].m, dev, prompt, np, ng, 0, 1, times, gen);
-        qsort(times, (size_t)ng, sizeof(double), cmp_double);
-        lm[k].decode_ms_median = times[ng / 2];
-        lm[k].decode_ms_p90 = times[(int64_t)(0.9 * (double)(ng - 1))];
-        lm[k].prefill_tps = (double)np / pre;
+        for (int skip = 0; skip <= (lm[k].m->cfg.sparse ? 1 : 0); skip++) {
+            gpt_set_ffn_skip(lm[k].m, skip);
+            decode_run(lm[k].m, dev, prompt, np, ng, 0, 1, times, gen); /* warm-up */
+            double pre = decode_run(lm[k].m, dev, prompt, np, ng, 0, 1, times, gen);
+            qsort(times, (size_t)ng, sizeof(double), cmp_double);
+            double med = times[ng / 2], p90 = times[(int64_t)(0.9 * (double)(ng - 1))];
+            if (skip) lm[k].skip_ms_median = med, lm[k].skip_ms_p90 = p90, lm[k].skip_prefill_tps = (double)np / pre;
+            else lm[k].decode_ms_median = med, lm[k].decode_ms_p90 = p90, lm[k].prefill_tps = (double)np / pre;
+        }
+        gpt_set_ffn_skip(lm[k].m, false);
     }
 
     cJSON *res = cJSON_CreateObject();
@@ -395,16 +435,34 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(jd, "batch", 1);
     cJSON_AddNumberToObject(jd, "prompt_tokens", (double)np);
     cJSON_AddNumberToObject(jd, "generated_tokens", (double)ng);
+    const double bw = measure_bandwidth();
+    const int64_t mid = np + ng / 2; /* the KV cache length at the median token */
+    cJSON_AddNumberToObject(jd, "bandwidth_gb_s", bw / 1e9);
+    cJSON_AddStringToObject(jd, "ideal", "bytes of weights and KV cache read per token / measured memcpy bandwidth");
+    double ideal[3] = {NAN, NAN, NAN};
     for (int k = 0; k < 2; k++)
         if (lm[k].present) {
-            cJSON *o = cJSON_AddObjectToObject(jd, lm[k].kind);
+            cJSON *o = cJSON_AddObjectToObject(jd, k ? "sparse_mask" : "dense");
+            ideal[k] = 1e3 * decode_bytes(lm[k].m, false, mid) / bw;
             cJSON_AddNumberToObject(o, "ms_per_token_median", lm[k].decode_ms_median);
             cJSON_AddNumberToObject(o, "ms_per_token_p90", lm[k].decode_ms_p90);
             cJSON_AddNumberToObject(o, "prefill_tokens_per_s", lm[k].prefill_tps);
-            cJSON_AddStringToObject(o, "path", lm[k].m->cfg.sparse ? "mask-and-multiply" : "dense");
+            cJSON_AddNumberToObject(o, "ideal_ms", ideal[k]);
+            cJSON_AddNumberToObject(o, "ratio_to_ideal", lm[k].decode_ms_median / ideal[k]);
+            if (k == 1) {
+                cJSON *q = cJSON_AddObjectToObject(jd, "sparse_skip");
+                ideal[2] = 1e3 * decode_bytes(lm[k].m, true, mid) / bw;
+                cJSON_AddNumberToObject(q, "ms_per_token_median", lm[k].skip_ms_median);
+                cJSON_AddNumberToObject(q, "ms_per_token_p90", lm[k].skip_ms_p90);
+                cJSON_AddNumberToObject(q, "prefill_tokens_per_s", lm[k].skip_prefill_tps);
+                cJSON_AddNumberToObject(q, "ideal_ms", ideal[2]);
+                cJSON_AddNumberToObject(q, "ratio_to_ideal", lm[k].skip_ms_median / ideal[2]);
+            }
         }
-    if (lm[0].present && lm[1].present)
-        cJSON_AddNumberToObject(jd, "sparse_to_dense_ms", lm[1].decode_ms_median / lm[0].decode_ms_median);
+    if (lm[0].present && lm[1].present) {
+        cJSON_AddNumberToObject(jd, "sparse_mask_to_dense_ms", lm[1].decode_ms_median / lm[0].decode_ms_median);
+        cJSON_AddNumberToObject(jd, "sparse_skip_to_dense_ms", lm[1].skip_ms_median / lm[0].decode_ms_median);
+    }
 
     /* 4. block utilisation and 5. learned structure */
     route_stats rs = {0};
@@ -525,6 +583,15 @@ int main(int argc, char **argv) {
     ROW("3. decode ms/token (median)", ".3f", decode_ms_median);
     ROW("   decode ms/token (p90)", ".3f", decode_ms_p90);
     ROW("   prefill tokens/s", ".0f", prefill_tps);
+    if (lm[1].present) {
+        printf("   %-25s %14s %14.3f  (p90 %.3f, prefill %.0f tokens/s)\n", "sparse, skipping blocks", "", lm[1].skip_ms_median,
+               lm[1].skip_ms_p90, lm[1].skip_prefill_tps);
+        printf("   ideal ms/token at %.1f GB/s: dense %.3f, sparse-mask %.3f, sparse-skip %.3f\n", bw / 1e9, ideal[0],
+               ideal[1], ideal[2]);
+        if (lm[0].present)
+            printf("   sparse/dense decode: mask-and-multiply %.2f, skipping %.2f (target <= 0.85)\n",
+                   lm[1].decode_ms_median / lm[0].decode_ms_median, lm[1].skip_ms_median / lm[0].decode_ms_median);
+    }
 #undef ROW
     if (lm[1].present) {
         printf("4. block utilisation (sparse, %lld tokens)\n   %-6s %9s %7s %9s %5s\n", (long long)rs.ntok, "layer",

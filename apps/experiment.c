@@ -150,7 +150,11 @@ int exp_resolve_device(const char *flag, sgt_device *dev, char *err, size_t errn
     if (!strcmp(flag, "cpu")) *dev = SGT_CPU;
     else if (!strcmp(flag, "cuda")) {
         if (!have_cuda) {
-            snprintf(err, errn, "--device cuda: no usable CUDA device (this build has no CUDA backend yet)");
+#ifdef SGT_HAVE_CUDA
+            snprintf(err, errn, "--device cuda: no usable CUDA device (no GPU or no driver found); use --device cpu or auto");
+#else
+            snprintf(err, errn, "--device cuda: this build has no CUDA backend (nvcc was not found when it was configured)");
+#endif
             return -1;
         }
         *dev = SGT_CUDA;

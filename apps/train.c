@@ -29,7 +29,7 @@
 #include "experiment.h"
 
 typedef struct {
-    const char *dataset, *model, *config, *output_dir, *device, *text_field, *tokenizer;
+    const char *dataset, *model, *config, *output_dir, *device, *text_field, *tokenizer, *ffn_path;
     int64_t max_tokens, top_k, num_blocks, block_size, batch_size, seq_len, tokens_per_step, warmup, seed;
     int64_t eval_every, log_every, eval_tokens, ckpt_every, stop_at_step, threads;
     double lr, min_lr, weight_decay, aux_w, val_fraction, grad_clip;
@@ -135,6 +135,7 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
                          sizeof err))
         FAIL("%s", err);
     cfg.vocab = sgt_tokenizer_vocab_size(data->tok); /* the presets' vocab serves unit tests; the data decides */
+    cfg.ffn_skip = !strcmp(a->ffn_path, "skip");
     const int64_t B = a->batch_size, T = a->seq_len > 0 ? a->seq_len : cfg.ctx_len;
     if (a->tokens_per_step % (B * T))
         FAIL("--tokens_per_step %lld is not a multiple of --batch_size x --seq_len = %lld", (long long)a->tokens_per_step,
@@ -180,8 +181,7 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
         gpt_config saved;
         if (exp_config_from_json(cJSON_GetObjectItemCaseSensitive(st, "config"), &saved, err, sizeof err))
             FAIL("--resume: %s: %s", stpath, err);
-        saved.sparse = cfg.sparse;
-        if (memcmp(&saved.n_layers, &cfg.n_layers, sizeof cfg - offsetof(gpt_config, n_layers)))
+        if (!gpt_config_same(&saved, &cfg))
             FAIL("--resume: %s was trained with another model config than the flags give", stpath);
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(st, "sampler");
         sgt_sampler_state ss = {json_u64(s, "seed"), json_u64(s, "B"), json_u64(s, "T"),
@@ -364,7 +364,7 @@ static cJSON *result_json(const model_result *r) {
 
 int main(int argc, char **argv) {
     train_args a = {
-        .model = "both", .config = "sgt-150m", .output_dir = "outputs", .device = "auto", .text_field = "text",
+        .model = "both", .ffn_path = "mask", .config = "sgt-150m", .output_dir = "outputs", .device = "auto", .text_field = "text",
         .max_tokens = 500000000, .batch_size = 8, .warmup = 100, .seed = 1337, .eval_every = 200, .log_every = 10,
         .eval_tokens = 65536, .lr = 6e-4, .min_lr = 6e-5, .weight_decay = 0.1, .aux_w = 0.01,
         .val_fraction = SGT_VAL_FRACTION_DEFAULT, .grad_clip = 1.0, .progress = true,
@@ -376,6 +376,7 @@ int main(int argc, char **argv) {
         {"top_k_blocks", CLI_INT, &a.top_k, "active FFN blocks per token (0: the preset's)", 0, 0, 4096, 0},
         {"num_blocks", CLI_INT, &a.num_blocks, "FFN blocks (0: the preset's)", 0, 0, 4096, 0},
         {"block_size", CLI_INT, &a.block_size, "FFN block width (0: the preset's)", 0, 0, 65536, 0},
+        {"ffn_path", CLI_CHOICE, &a.ffn_path, "sparse FFN kernel: mask-and-multiply (the seed's) or skip unselected blocks", "mask|skip", 0, 0, 0},
         {"config", CLI_STRING, &a.config, "model preset: sgt-150m, small, tiny or nano", 0, 0, 0, 0},
         {"batch_size", CLI_INT, &a.batch_size, "sequences per micro-batch", 0, 1, 1 << 20, 0},
         {"seq_len", CLI_INT, &a.seq_len, "tokens per sequence (0: the preset's context length)", 0, 0, 1 << 20, 0},

@@ -163,6 +163,19 @@ RULE(layernorm_bwd) {
     ag_accum(c, X(2), db);
 }
 
+/* the skipping block-sparse FFN: gradients reach x, the three weights (selected blocks only) and
+ * the mask values at the selected blocks (the STE's path to the router) */
+RULE(bsparse_swiglu_bwd) {
+    sgt_tensor *dx, *dwg, *dwu, *dwd, *dm;
+    sgt_bsparse_swiglu_bwd(c, X(0), X(1), X(2), X(3), X(4), X(5), Y(1), Y(2), G, call->ip[0], &dx, &dwg, &dwu, &dwd,
+                           &dm);
+    ag_accum(c, X(0), dx);
+    ag_accum(c, X(1), dwg);
+    ag_accum(c, X(2), dwu);
+    ag_accum(c, X(3), dwd);
+    ag_accum(c, X(5), dm);
+}
+
 #define D(fn) {AG_DIFF, fn, 0}
 #define NONDIFF {AG_NONDIFF, NULL, 0}
 #define UNSUPPORTED {AG_UNSUPPORTED, NULL, 0}
@@ -218,5 +231,7 @@ const ag_rule ag_rules[SGT_NOPS] = {
     [SGT_OP_WHERE] = D(where_bwd), /* the condition carries no gradient */
     [SGT_OP_MASKED_FILL] = D(masked_fill_bwd),
     [SGT_OP_CONCAT] = D(concat_bwd),
+    [SGT_OP_BSPARSE_SWIGLU] = D(bsparse_swiglu_bwd), /* y only; G, U and the scratch are saved state */
+    [SGT_OP_BSPARSE_SWIGLU_BWD] = UNSUPPORTED,
     [SGT_OP_ADAMW] = UNSUPPORTED, /* an in-place update: run it with no grad */
 };

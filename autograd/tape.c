@@ -10,7 +10,7 @@ bool ag_requires_grad(const sgt_tensor *x) { return x->ext && meta_of(x)->requir
 sgt_tensor *ag_grad(const sgt_tensor *x) { return x->ext ? meta_of(x)->grad : NULL; }
 
 static ag_meta *new_meta(sgt_arena *a) {
-    ag_meta *m = sgt_arena_alloc(a, sizeof *m);
+    ag_meta *m = sgt_arena_alloc_host(a, sizeof *m); /* host memory even for a device arena */
     memset(m, 0, sizeof *m);
     m->requires_grad = true;
     return m;
@@ -60,7 +60,7 @@ static void observe(void *user, const sgt_opcall *call) {
               "op '%s' is a backward kernel; differentiating through it (second-order gradients) is not supported",
               name);
     SGT_CHECK(!t->backward_done, "op '%s' recorded after backward(): reset the tape first", name);
-    ag_node *n = sgt_arena_alloc(t->ctx->arena, sizeof *n);
+    ag_node *n = sgt_arena_alloc_host(t->ctx->arena, sizeof *n);
     n->call = *call;
     n->prev = t->last;
     t->last = n;

@@ -7,11 +7,11 @@
 #include <string.h>
 
 static const gpt_config presets[] = {
-    /* name       L   C    H   d_ff  V      ctx   sparse nb  bs  k  tie    std   eps */
-    {"sgt-150m", 12, 768, 12, 2048, 50257, 1024, false, 32, 64, 16, false, 0.02, 1e-5},
-    {"small",     6, 384,  6, 1024, 50257,  512, false, 16, 64,  8, false, 0.02, 1e-5},
-    {"tiny",      4, 256,  4,  512, 50257,  256, false,  8, 64,  4, false, 0.02, 1e-5},
-    {"nano",      2,  32,  2,   64,   101,   32, false,  4, 16,  2, false, 0.02, 1e-5},
+    /* name       L   C    H   d_ff  V      ctx   sparse nb  bs  k  tie    std   eps   skip */
+    {"sgt-150m", 12, 768, 12, 2048, 50257, 1024, false, 32, 64, 16, false, 0.02, 1e-5, false},
+    {"small",     6, 384,  6, 1024, 50257,  512, false, 16, 64,  8, false, 0.02, 1e-5, false},
+    {"tiny",      4, 256,  4,  512, 50257,  256, false,  8, 64,  4, false, 0.02, 1e-5, false},
+    {"nano",      2,  32,  2,   64,   101,   32, false,  4, 16,  2, false, 0.02, 1e-5, false},
 };
 
 const char *gpt_preset_names(void) { return "sgt-150m, small, tiny, nano"; }
@@ -41,6 +41,13 @@ int gpt_config_validate(const gpt_config *c, char *err, size_t errn) {
 #undef BAD
 }
 
+bool gpt_config_same(const gpt_config *a, const gpt_config *b) {
+    return a->n_layers == b->n_layers && a->d_model == b->d_model && a->n_heads == b->n_heads && a->d_ff == b->d_ff &&
+           a->vocab == b->vocab && a->ctx_len == b->ctx_len && a->sparse == b->sparse &&
+           a->num_blocks == b->num_blocks && a->block_size == b->block_size && a->top_k == b->top_k &&
+           a->tie_head == b->tie_head && a->init_std == b->init_std && a->norm_eps == b->norm_eps;
+}
+
 gpt_model *gpt_build(const gpt_config *cfg, nn_params *p) {
     char err[256], pre[NN_NAME_MAX], buf[NN_NAME_MAX];
     SGT_CHECK(gpt_config_validate(cfg, err, sizeof err) == 0, "model config '%s': %s", cfg->name, err);
@@ -65,12 +72,18 @@ gpt_model *gpt_build(const gpt_config *cfg, nn_params *p) {
         else
             nn_swiglu_init(&l->ffn, p, nn_join(buf, sizeof buf, pre, "ffn"), C, I, std, res_std);
     }
+    gpt_set_ffn_skip(m, cfg->ffn_skip);
     nn_rmsnorm_init(&m->ln_f, p, "ln_f", C, cfg->norm_eps);
     if (!cfg->tie_head) nn_linear_init(&m->head, p, "head", C, cfg->vocab, false, std);
     return m;
 }
 
 void gpt_free(gpt_model *m) { free(m); }
+
+void gpt_set_ffn_skip(gpt_model *m, bool skip) {
+    m->cfg.ffn_skip = skip;
+    for (int64_t i = 0; i < m->cfg.n_layers; i++) m->layers[i].sffn.path = skip ? NN_BS_SKIP : NN_BS_MASK;
+}
 
 void gpt_kv_init(gpt_kv *kv, sgt_ctx *c, const gpt_model *m, int64_t B, int64_t max_len) {
     SGT_CHECK(max_len <= m->cfg.ctx_len, "KV cache of %lld positions exceeds the context length %lld",
@@ -94,7 +107,7 @@ gpt_output gpt_forward(sgt_ctx *c, const gpt_model *m, sgt_tensor *idx, const gp
     gpt_output out;
     memset(&out, 0, sizeof out);
 
-    int32_t *pos = sgt_arena_alloc(c->arena, sizeof(int32_t) * (size_t)T);
+    int32_t *pos = sgt_arena_alloc_host(c->arena, sizeof(int32_t) * (size_t)T);
     for (int64_t t = 0; t < T; t++) pos[t] = (int32_t)(pos0 + t);
     sgt_tensor *pos_t = sgt_from_i32(c, SGT_SHAPE(T), pos);
     sgt_tensor *x = sgt_add(c, nn_embedding_forward(c, &m->wte, idx), nn_embedding_forward(c, &m->wpe, pos_t));

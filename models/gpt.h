@@ -29,6 +29,7 @@ typedef struct {
     bool tie_head;
     double init_std;   /* 0.02; residual projections get init_std / sqrt(2 n_layers) */
     double norm_eps;
+    bool ffn_skip;     /* SGT FFN path: skip unselected blocks (nn/router.h); not saved with weights */
 } gpt_config;
 
 /* Presets: "sgt-150m" (the seed's table), "small", "tiny", "nano" (tests). sparse is false; set
@@ -37,6 +38,8 @@ int gpt_preset(const char *name, gpt_config *cfg);
 const char *gpt_preset_names(void); /* "sgt-150m, small, tiny, nano" */
 /* Checks sizes (divisibility, d_ff = num_blocks * block_size for SGT...); fills err on failure. */
 int gpt_config_validate(const gpt_config *cfg, char *err, size_t errn);
+/* Same architecture (every saved field; the FFN path and the preset name aside)? */
+bool gpt_config_same(const gpt_config *a, const gpt_config *b);
 
 typedef struct {
     nn_rmsnorm ln1, ln2;
@@ -55,6 +58,8 @@ typedef struct {
 } gpt_model;
 
 gpt_model *gpt_build(const gpt_config *cfg, nn_params *params);
+/* Switches the SGT FFNs between mask-and-multiply and block skipping (same weights). */
+void gpt_set_ffn_skip(gpt_model *m, bool skip);
 void gpt_free(gpt_model *m);
 
 /* KV caches of every layer, for incremental decoding (inference only: use a no-grad scope). */

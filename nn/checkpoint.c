@@ -166,7 +166,7 @@ int nn_save_safetensors(const char *path, int n, const char *const *names, sgt_t
     cJSON *meta = NULL;
     FILE *f = NULL;
     bool created = false;
-    sgt_arena *scratch = NULL;
+    char *stage = NULL;
     char tmp[4096];
     int rc = -1;
 
@@ -187,11 +187,6 @@ int nn_save_safetensors(const char *path, int n, const char *const *names, sgt_t
         if (!st_dtype(tensors[i]->dtype)) {
             fail(err, errn, "%s: tensor '%s' has dtype %s, which safetensors cannot hold", path, names[i],
                  sgt_dtype_name(tensors[i]->dtype));
-            goto fail;
-        }
-        if (tensors[i]->device != SGT_CPU) {
-            fail(err, errn, "%s: tensor '%s' is on %s; saving needs a device-to-host copy, which is not supported yet",
-                 path, names[i], sgt_device_name(tensors[i]->device));
             goto fail;
         }
     }
@@ -270,15 +265,16 @@ int nn_save_safetensors(const char *path, int n, const char *const *names, sgt_t
         sgt_tensor *t = tensors[i];
         size_t nbytes = (size_t)sgt_numel(t) * sgt_dtype_size(t->dtype);
         if (!nbytes) continue;
-        if (sgt_is_contiguous(t)) {
+        if (t->device == SGT_CPU && sgt_is_contiguous(t)) {
             IO_CHECK(fwrite(sgt_ptr(t), 1, nbytes, f) == nbytes, "writing tensor data");
-        } else {
-            if (!scratch) scratch = sgt_arena_create("checkpoint-scratch", SGT_CPU, 0, 0);
-            sgt_ctx c = {.arena = scratch, .device = SGT_CPU};
-            sgt_arena_mark m = sgt_arena_get_mark(scratch);
-            sgt_tensor *dense = sgt_copy(&c, t);
-            IO_CHECK(fwrite(sgt_ptr(dense), 1, nbytes, f) == nbytes, "writing tensor data");
-            sgt_arena_rewind(scratch, m);
+        } else { /* a view, or a device tensor: stage it densely in host memory */
+            free(stage);
+            if (!(stage = malloc(nbytes))) {
+                fail(err, errn, "%s: out of host memory staging %zu bytes of tensor '%s'", path, nbytes, names[i]);
+                goto fail;
+            }
+            sgt_copy_to_host(t, stage);
+            IO_CHECK(fwrite(stage, 1, nbytes, f) == nbytes, "writing tensor data");
         }
     }
     IO_CHECK(fflush(f) == 0, "flushing the temp file");
@@ -296,7 +292,7 @@ int nn_save_safetensors(const char *path, int n, const char *const *names, sgt_t
 fail:
     if (f) fclose(f);
     if (created) unlink(tmp);
-    if (scratch) sgt_arena_destroy(scratch);
+    free(stage);
     cJSON_Delete(meta);
     free(sorted);
     free(h.s);
@@ -444,7 +440,7 @@ static int span_cmp(const void *a, const void *b) {
     return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : 0;
 }
 
-/* Checks that the file holds exactly the n targets (names[i] -> tensors[i], CPU and contiguous)
+/* Checks that the file holds exactly the n targets (names[i] -> tensors[i], on any device)
  * with their dtypes and shapes, and that the offsets are consistent; fills sf->begin. */
 static int st_match(st_file *sf, int n, const char *const *names, sgt_tensor *const *tensors, char *err,
                     size_t errn) {
@@ -459,12 +455,6 @@ static int st_match(st_file *sf, int n, const char *const *names, sgt_tensor *co
         fail(err, errn, "%s: out of host memory", path);
         goto out;
     }
-    for (int i = 0; i < n; i++)
-        if (tensors[i]->device != SGT_CPU || !sgt_is_contiguous(tensors[i])) {
-            fail(err, errn, "%s: destination '%s' must be a contiguous CPU tensor (loading onto %s is not supported yet)",
-                 path, names[i], sgt_device_name(tensors[i]->device));
-            goto out;
-        }
     for (cJSON *e = sf->root->child; e; e = e->next) {
         const char *name = e->string;
         if (!strcmp(name, ST_META)) continue;
@@ -595,7 +585,7 @@ fail:
 static void st_copy_out(const st_file *sf, int n, sgt_tensor *const *tensors) {
     for (int i = 0; i < n; i++) {
         size_t nbytes = (size_t)sgt_numel(tensors[i]) * sgt_dtype_size(tensors[i]->dtype);
-        if (nbytes) memcpy(sgt_ptr(tensors[i]), sf->data + sf->begin[i], nbytes);
+        if (nbytes) sgt_copy_from_host(tensors[i], sf->data + sf->begin[i]); /* any device, any view */
     }
 }
 

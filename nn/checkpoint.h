@@ -18,7 +18,8 @@
  * Every function returns 0 on success and -1 on failure with a message in err (errn bytes, may be
  * 0) that names the file and the tensor or field involved, e.g.
  *   "ckpt.safetensors: tensor 'layers.0.attn.qkv.weight' has shape [768,2304], the model expects [2304,768]".
- * Only CPU tensors are supported for now (other devices fail with an error saying so). */
+ * Tensors may live on any device: data is staged through host memory (sgt_copy_to_host and
+ * sgt_copy_from_host), so a checkpoint saved from the GPU loads on the CPU and the other way round. */
 #ifndef SGT_NN_CHECKPOINT_H
 #define SGT_NN_CHECKPOINT_H
 

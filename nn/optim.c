@@ -75,8 +75,7 @@ double nn_grad_norm(nn_params *p, sgt_ctx *scratch) {
         sgt_add_into(&c, acc, sgt_sum(&c, sgt_mul(&c, g64, g64), SGT_ALL_DIMS, false));
         sgt_arena_rewind(c.arena, m);
     }
-    double ss;
-    sgt_to_f64(acc, &ss);
+    double ss = sgt_item(acc); /* a host copy of the one value (waits for a device) */
     sgt_arena_rewind(c.arena, start);
     return sqrt(ss);
 }

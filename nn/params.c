@@ -59,7 +59,7 @@ sgt_tensor *nn_param_new(nn_params *p, const char *prefix, const char *name, int
     snprintf(e->name, sizeof e->name, "%s", full);
     e->t = t;
     e->decay = decay;
-    char *stable = sgt_arena_alloc(p->arena, strlen(full) + 1); /* items[] may move; the arena does not */
+    char *stable = sgt_arena_alloc_host(p->arena, strlen(full) + 1); /* items[] may move; the arena does not */
     memcpy(stable, full, strlen(full) + 1);
     t->name = stable;
     ag_param(p->arena, t);

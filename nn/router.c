@@ -57,12 +57,27 @@ void nn_bs_swiglu_init(nn_bs_swiglu *m, nn_params *p, const char *prefix, int64_
     m->num_blocks = num_blocks;
     m->block_size = block_size;
     m->top_k = top_k;
+    m->path = NN_BS_MASK;
     nn_router_init(&m->router, p, nn_join(buf, sizeof buf, prefix, "router"), C, num_blocks, top_k, std);
     nn_swiglu_init(&m->ffn, p, prefix, C, num_blocks * block_size, std, down_std);
 }
 
+static sgt_tensor *skip_forward(sgt_ctx *c, const nn_bs_swiglu *m, sgt_tensor *x, const nn_route *r) {
+    const int64_t C = x->shape[x->ndim - 1], N = sgt_numel(x) / C, nb = m->num_blocks, k = m->top_k;
+    sgt_tensor *x2 = sgt_reshape(c, x, SGT_SHAPE(N, C));
+    sgt_tensor *idx = sgt_reshape(c, r->indices, SGT_SHAPE(N, k));
+    sgt_tensor *mval = sgt_gather_last(c, sgt_reshape(c, r->mask, SGT_SHAPE(N, nb)), idx); /* [N, k] */
+    sgt_tensor *y = sgt_bsparse_swiglu(c, x2, m->ffn.gate.w, m->ffn.up.w, m->ffn.down.w, idx, mval, m->block_size,
+                                       NULL, NULL);
+    return sgt_reshape(c, y, x->ndim, x->shape);
+}
+
 sgt_tensor *nn_bs_swiglu_forward(sgt_ctx *c, const nn_bs_swiglu *m, sgt_tensor *x, nn_route *route_out) {
     nn_route r = nn_router_forward(c, &m->router, x);
+    if (m->path == NN_BS_SKIP) {
+        if (route_out) *route_out = r;
+        return skip_forward(c, m, x, &r);
+    }
     sgt_tensor *h = nn_swiglu_hidden(c, &m->ffn, x);                 /* [..., nb*bs] */
     int nd = h->ndim;
     int64_t shape[SGT_MAX_DIMS + 1], mshape[SGT_MAX_DIMS + 1];

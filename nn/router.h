@@ -46,12 +46,20 @@ sgt_tensor *nn_topk_hard(sgt_ctx *c, sgt_tensor *logits, int64_t k, sgt_tensor *
 /* Switch-style load-balancing loss of one routing (see above); a scalar. */
 sgt_tensor *nn_load_balance_loss(sgt_ctx *c, const nn_route *r, int64_t top_k, double alpha);
 
-/* Block-sparse SwiGLU: the SwiGLU hidden (nb * bs wide) times the router mask expanded per block,
- * then the down projection. */
+/* Block-sparse SwiGLU, two interchangeable paths with one set of parameters:
+ *   NN_BS_MASK  mask-and-multiply, as in the seed: the whole SwiGLU hidden (nb * bs wide) times the
+ *               router mask expanded per block, then the down projection. Every block is computed.
+ *   NN_BS_SKIP  only the selected blocks are computed (sgt_bsparse_swiglu): the same output and the
+ *               same gradients for x and the weights. The STE reaches the router through the mask
+ *               values of the selected blocks only: an unselected block's gradient would need its
+ *               hidden, i.e. the dense computation this path exists to skip. */
+typedef enum { NN_BS_MASK = 0, NN_BS_SKIP = 1 } nn_bs_path;
+
 typedef struct {
     nn_router router;
     nn_swiglu ffn;
     int64_t num_blocks, block_size, top_k;
+    nn_bs_path path;
 } nn_bs_swiglu;
 
 void nn_bs_swiglu_init(nn_bs_swiglu *m, nn_params *p, const char *prefix, int64_t C, int64_t num_blocks,

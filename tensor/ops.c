@@ -559,3 +559,78 @@ void sgt_adamw_update(sgt_ctx *c, sgt_tensor *param, sgt_tensor *grad, sgt_tenso
     sgt_tensor *dst[3] = {param, m, v};
     run(c, SGT_OP_ADAMW, 4, t, 3, dst, NULL, 0, fp, 7);
 }
+
+/* ---- block-sparse SwiGLU ---- */
+
+/* workspace of the grouped (many-token) path, in elements: the gathered rows and per-block
+ * hiddens, then (as int32) block offsets, slot order and cursors: N k + 2 nb + 1 */
+static int64_t bs_scratch_floats(int64_t N, int64_t C, int64_t bs, bool bwd) {
+    return bwd ? 3 * N * C + 7 * N * bs : 2 * N * C + 3 * N * bs;
+}
+
+static void check_bsparse(sgt_tensor *x, sgt_tensor *wg, sgt_tensor *wu, sgt_tensor *wd, sgt_tensor *idx, sgt_tensor *m,
+                          int64_t bs) {
+    const char *op = "bsparse_swiglu";
+    check_float(op, x);
+    sgt_tensor *w[4] = {wg, wu, wd, m};
+    for (int i = 0; i < 4; i++) check_same_dtype(op, x, w[i]);
+    check_i32(op, idx);
+    char b0[96], b1[96];
+    SGT_CHECK(x->ndim == 2 && idx->ndim == 2 && idx->shape[0] == x->shape[0] && sgt_same_shape(idx, m),
+              "%s: needs x [N, C], idx and m [N, k], got %s and %s", op, sgt_shape_str(x, b0, sizeof b0),
+              sgt_shape_str(idx, b1, sizeof b1));
+    const int64_t C = x->shape[1], I = wg->shape[0];
+    SGT_CHECK(wg->ndim == 2 && sgt_same_shape(wg, wu) && wg->shape[1] == C && wd->ndim == 2 && wd->shape[0] == C &&
+                  wd->shape[1] == I,
+              "%s: weights must be gate/up [I, C] and down [C, I] for C = %lld, got %s and %s", op, (long long)C,
+              sgt_shape_str(wg, b0, sizeof b0), sgt_shape_str(wd, b1, sizeof b1));
+    SGT_CHECK(bs > 0 && I % bs == 0, "%s: block size %lld does not divide the hidden width %lld", op, (long long)bs,
+              (long long)I);
+}
+
+sgt_tensor *sgt_bsparse_swiglu(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt_tensor *wu, sgt_tensor *wd,
+                               sgt_tensor *idx, sgt_tensor *m, int64_t block_size, sgt_tensor **G_out,
+                               sgt_tensor **U_out) {
+    check_bsparse(x, wg, wu, wd, idx, m, block_size);
+    CONTIG(x);
+    CONTIG(wg);
+    CONTIG(wu);
+    CONTIG(wd);
+    CONTIG(idx);
+    CONTIG(m);
+    const int64_t N = x->shape[0], C = x->shape[1], k = idx->shape[1], nb = wg->shape[0] / block_size;
+    sgt_tensor *dst[4] = {sgt_empty(c, x->dtype, 2, x->shape), sgt_empty(c, x->dtype, SGT_SHAPE(N, k, block_size)),
+                          sgt_empty(c, x->dtype, SGT_SHAPE(N, k, block_size)),
+                          sgt_empty(c, x->dtype, SGT_SHAPE(bs_scratch_floats(N, C, block_size, false) + N * k + 2 * nb + 8))};
+    sgt_tensor *src[6] = {x, wg, wu, wd, idx, m};
+    run(c, SGT_OP_BSPARSE_SWIGLU, 6, src, 4, dst, &block_size, 1, NULL, 0);
+    if (G_out) *G_out = dst[1];
+    if (U_out) *U_out = dst[2];
+    return dst[0];
+}
+
+void sgt_bsparse_swiglu_bwd(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt_tensor *wu, sgt_tensor *wd, sgt_tensor *idx,
+                            sgt_tensor *m, sgt_tensor *G, sgt_tensor *U, sgt_tensor *dy, int64_t block_size,
+                            sgt_tensor **dx, sgt_tensor **dwg, sgt_tensor **dwu, sgt_tensor **dwd, sgt_tensor **dm) {
+    check_bsparse(x, wg, wu, wd, idx, m, block_size);
+    CONTIG(x);
+    CONTIG(wg);
+    CONTIG(wu);
+    CONTIG(wd);
+    CONTIG(idx);
+    CONTIG(m);
+    CONTIG(G);
+    CONTIG(U);
+    CONTIG(dy);
+    const int64_t N = x->shape[0], C = x->shape[1], k = idx->shape[1], nb = wg->shape[0] / block_size;
+    sgt_tensor *dst[6] = {sgt_empty_like(c, x), sgt_empty_like(c, wg), sgt_empty_like(c, wu), sgt_empty_like(c, wd),
+                          sgt_empty_like(c, m),
+                          sgt_empty(c, x->dtype, SGT_SHAPE(bs_scratch_floats(N, C, block_size, true) + N * k + 2 * nb + 8))};
+    sgt_tensor *src[9] = {x, wg, wu, wd, idx, m, G, U, dy};
+    run(c, SGT_OP_BSPARSE_SWIGLU_BWD, 9, src, 6, dst, &block_size, 1, NULL, 0);
+    *dx = dst[0];
+    *dwg = dst[1];
+    *dwu = dst[2];
+    *dwd = dst[3];
+    *dm = dst[4];
+}

@@ -96,6 +96,22 @@ void sgt_topk(sgt_ctx *c, sgt_tensor *x, int k, sgt_tensor **values, sgt_tensor 
 sgt_tensor *sgt_gather_last(sgt_ctx *c, sgt_tensor *x, sgt_tensor *idx);
 sgt_tensor *sgt_scatter_add_last(sgt_ctx *c, sgt_tensor *v, sgt_tensor *idx, int64_t n);
 
+/* Block-sparse SwiGLU that computes only the selected blocks (the skipping path of the SGT FFN):
+ *   y[t] = sum_j m[t,j] * Wd[:, B_j] (silu(Wg[B_j] x[t]) * (Wu[B_j] x[t])),  B_j = block idx[t,j]
+ * x [N, C], wg and wu [I, C], wd [C, I] (I = nb * bs, PyTorch's [out, in] layout: a block's gate
+ * and up rows are contiguous, its down columns are bs-float runs), idx i32 [N, k], m [N, k] (the
+ * router mask at the selected blocks: 1 in value, carrier of the STE gradient).
+ * G_out and U_out (optional) receive the gate and up pre-activations [N, k, bs] for backward.
+ * Few tokens (decode): per-token SIMD dot products over the selected weights only. Many tokens
+ * (prefill, training): tokens grouped by block, gather -> GEMM per block -> scatter-add. */
+sgt_tensor *sgt_bsparse_swiglu(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt_tensor *wu, sgt_tensor *wd,
+                               sgt_tensor *idx, sgt_tensor *m, int64_t block_size, sgt_tensor **G_out,
+                               sgt_tensor **U_out);
+/* Its backward: dx, dwg, dwu, dwd (zero outside the selected blocks) and dm [N, k]. */
+void sgt_bsparse_swiglu_bwd(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt_tensor *wu, sgt_tensor *wd, sgt_tensor *idx,
+                            sgt_tensor *m, sgt_tensor *G, sgt_tensor *U, sgt_tensor *dy, int64_t block_size,
+                            sgt_tensor **dx, sgt_tensor **dwg, sgt_tensor **dwu, sgt_tensor **dwd, sgt_tensor **dm);
+
 /* One AdamW update in place (decoupled weight decay), all f32 or all f64, same shape, contiguous:
  *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2
  *   p -= lr * (m / bc1) / (sqrt(v / bc2) + eps) + lr * wd * p

@@ -124,16 +124,18 @@ void sgt_copy_to_host(const sgt_tensor *x, void *dst) {
         sgt_device_copy(dst, SGT_CPU, sgt_ptr(x), x->device, (size_t)n * es);
         return;
     }
-    int64_t lo, hi;
+    int64_t lo, hi, base = 0; /* src holds the elements from `base` on */
     span_of(x, &lo, &hi);
     const char *src = x->data;
     char *stage = NULL;
     if (x->device != SGT_CPU) { /* fetch the whole span once, gather on the host */
         stage = host_buf((size_t)(hi - lo + 1) * es);
         sgt_device_copy(stage, SGT_CPU, (const char *)x->data + lo * (int64_t)es, x->device, (size_t)(hi - lo + 1) * es);
-        src = stage - lo * (int64_t)es;
+        src = stage;
+        base = lo;
     }
-    for (int64_t i = 0; i < n; i++) memcpy((char *)dst + i * (int64_t)es, src + offset_of(x, i) * (int64_t)es, es);
+    for (int64_t i = 0; i < n; i++)
+        memcpy((char *)dst + i * (int64_t)es, src + (offset_of(x, i) - base) * (int64_t)es, es);
     free(stage);
 }
 
@@ -145,16 +147,18 @@ void sgt_copy_from_host(sgt_tensor *x, const void *src) {
         sgt_device_copy(sgt_ptr(x), x->device, src, SGT_CPU, (size_t)n * es);
         return;
     }
-    int64_t lo, hi;
+    int64_t lo, hi, base = 0; /* dst holds the elements from `base` on */
     span_of(x, &lo, &hi);
     char *dst = x->data, *stage = NULL;
     const size_t span = (size_t)(hi - lo + 1) * es;
     if (x->device != SGT_CPU) { /* read-modify-write the span, so bytes between the view's elements stay */
         stage = host_buf(span);
         sgt_device_copy(stage, SGT_CPU, (const char *)x->data + lo * (int64_t)es, x->device, span);
-        dst = stage - lo * (int64_t)es;
+        dst = stage;
+        base = lo;
     }
-    for (int64_t i = 0; i < n; i++) memcpy(dst + offset_of(x, i) * (int64_t)es, (const char *)src + i * (int64_t)es, es);
+    for (int64_t i = 0; i < n; i++)
+        memcpy(dst + (offset_of(x, i) - base) * (int64_t)es, (const char *)src + i * (int64_t)es, es);
     if (stage) sgt_device_copy((char *)x->data + lo * (int64_t)es, x->device, stage, SGT_CPU, span);
     free(stage);
 }

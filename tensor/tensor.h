@@ -19,8 +19,8 @@
 #include "error.h"
 
 #define SGT_MAX_DIMS 6
-#define SGT_MAX_SRC 8
-#define SGT_MAX_DST 3
+#define SGT_MAX_SRC 10
+#define SGT_MAX_DST 6
 
 typedef struct sgt_tensor {
     sgt_dtype dtype;

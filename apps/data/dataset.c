@@ -1,6 +1,7 @@
 /* dataset.c: document split, seeded epoch-permutation batch sampler, validation windows.
  * See dataset.h for the exact rules. */
 #include "dataset.h"
+#include "errors.h"
 
 #include <errno.h>
 #include <math.h>
@@ -10,26 +11,17 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void set_err(char *err, size_t errsz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errsz, const char *fmt, ...) {
-    if (!err || errsz == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-}
 
 int sgt_split_by_doc(const uint16_t *tokens, uint64_t n_tokens, const uint64_t *doc_offsets,
                      uint64_t n_docs, double val_fraction, uint64_t min_val_tokens,
                      sgt_data_split *out, char *err, size_t errsz) {
     memset(out, 0, sizeof *out);
     if (!(val_fraction >= 0 && val_fraction < 1)) {
-        set_err(err, errsz, "dataset: val_fraction must be in [0, 1), got %g", val_fraction);
+        sgt_data_err(err, errsz, "dataset: val_fraction must be in [0, 1), got %g", val_fraction);
         return -EINVAL;
     }
     if (n_docs < 1 || doc_offsets[0] != 0 || doc_offsets[n_docs] != n_tokens) {
-        set_err(err, errsz, "dataset: %llu documents with offsets that do not cover %llu tokens",
+        sgt_data_err(err, errsz, "dataset: %llu documents with offsets that do not cover %llu tokens",
                 (unsigned long long)n_docs, (unsigned long long)n_tokens);
         return -EINVAL;
     }
@@ -40,7 +32,7 @@ int sgt_split_by_doc(const uint16_t *tokens, uint64_t n_tokens, const uint64_t *
         n_val_docs++;
     uint64_t cut = doc_offsets[n_docs - n_val_docs];
     if (n_tokens - cut < min_val_tokens) {
-        set_err(err, errsz,
+        sgt_data_err(err, errsz,
                 "dataset: too small for a validation split of %llu tokens: %llu documents, %llu "
                 "tokens, and one document must stay in train",
                 (unsigned long long)min_val_tokens, (unsigned long long)n_docs,
@@ -91,11 +83,11 @@ int sgt_batch_sampler_init(sgt_batch_sampler *s, const uint16_t *tokens, uint64_
                            int T, uint64_t seed, char *err, size_t errsz) {
     memset(s, 0, sizeof *s);
     if (B < 1 || T < 1) {
-        set_err(err, errsz, "dataset: batch needs B >= 1 and T >= 1, got B=%d T=%d", B, T);
+        sgt_data_err(err, errsz, "dataset: batch needs B >= 1 and T >= 1, got B=%d T=%d", B, T);
         return -EINVAL;
     }
     if (n_tokens < (uint64_t)T + 1) {
-        set_err(err, errsz, "dataset: train split has %llu tokens, fewer than T+1 = %d",
+        sgt_data_err(err, errsz, "dataset: train split has %llu tokens, fewer than T+1 = %d",
                 (unsigned long long)n_tokens, T + 1);
         return -EINVAL;
     }
@@ -107,7 +99,7 @@ int sgt_batch_sampler_init(sgt_batch_sampler *s, const uint16_t *tokens, uint64_
     s->n_windows = (n_tokens - 1) / (uint64_t)T;
     s->perm = malloc(s->n_windows * sizeof *s->perm);
     if (!s->perm) {
-        set_err(err, errsz, "dataset: out of memory for %llu window indices",
+        sgt_data_err(err, errsz, "dataset: out of memory for %llu window indices",
                 (unsigned long long)s->n_windows);
         return -ENOMEM;
     }
@@ -138,7 +130,7 @@ int sgt_batch_sampler_restore(sgt_batch_sampler *s, const sgt_sampler_state *st,
                               size_t errsz) {
     if (st->seed != s->seed || st->T != (uint64_t)s->T || st->n_windows != s->n_windows ||
         st->index > s->n_windows) {
-        set_err(err, errsz,
+        sgt_data_err(err, errsz,
                 "dataset: saved sampler state (seed %llu, T %llu, %llu windows, index %llu) does "
                 "not match this run (seed %llu, T %d, %llu windows)",
                 (unsigned long long)st->seed, (unsigned long long)st->T,

@@ -1,6 +1,7 @@
 /* jsonl.c: streaming JSONL reader (getline into a growable buffer, cJSON per line, skip and count
  * unusable lines). See jsonl.h for the contract. */
 #include "jsonl.h"
+#include "errors.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -29,15 +30,6 @@ struct sgt_jsonl {
     sgt_jsonl_stats stats;
 };
 
-static void set_err(char *err, size_t errsz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errsz, const char *fmt, ...) {
-    if (!err || errsz == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-}
 
 static bool is_blank(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -60,7 +52,7 @@ static int read_doc(sgt_jsonl *r, char *err, size_t errsz) {
         if (got < 0) {
             if (ferror(r->f)) {
                 int e = errno ? errno : EIO;
-                set_err(err, errsz, "jsonl: read error on %s after line %llu: %s", r->path,
+                sgt_data_err(err, errsz, "jsonl: read error on %s after line %llu: %s", r->path,
                         (unsigned long long)r->stats.lines, strerror(e));
                 return -e;
             }
@@ -121,25 +113,25 @@ int sgt_jsonl_open(const char *path, const char *field, sgt_jsonl **out, char *e
     sgt_jsonl *r = calloc(1, sizeof *r);
     if (!r || !(r->path = strdup(path)) || !(r->field = strdup(field))) {
         sgt_jsonl_close(r);
-        set_err(err, errsz, "jsonl: out of memory opening %s", path);
+        sgt_data_err(err, errsz, "jsonl: out of memory opening %s", path);
         return -ENOMEM;
     }
     r->f = fopen(path, "rb");
     if (!r->f) {
         int e = errno;
-        set_err(err, errsz, "jsonl: cannot open %s: %s", path, strerror(e));
+        sgt_data_err(err, errsz, "jsonl: cannot open %s: %s", path, strerror(e));
         sgt_jsonl_close(r);
         return -e;
     }
     struct stat st;
     if (fstat(fileno(r->f), &st) != 0 || S_ISDIR(st.st_mode)) {
-        set_err(err, errsz, "jsonl: %s is not a readable file", path);
+        sgt_data_err(err, errsz, "jsonl: %s is not a readable file", path);
         sgt_jsonl_close(r);
         return -EISDIR;
     }
     r->stats.file_size = (uint64_t)st.st_size;
     if (S_ISREG(st.st_mode) && st.st_size == 0) {
-        set_err(err, errsz, "jsonl: %s is empty", path);
+        sgt_data_err(err, errsz, "jsonl: %s is empty", path);
         sgt_jsonl_close(r);
         return -ENODATA;
     }
@@ -152,7 +144,7 @@ int sgt_jsonl_open(const char *path, const char *field, sgt_jsonl **out, char *e
     }
     if (rc == 0) {
         const sgt_jsonl_stats *s = &r->stats;
-        set_err(err, errsz,
+        sgt_data_err(err, errsz,
                 "jsonl: %s has no valid document (%llu lines: %llu empty, %llu bad JSON, %llu "
                 "without string field \"%s\", %llu invalid UTF-8)",
                 path, (unsigned long long)s->lines, (unsigned long long)s->empty_lines,

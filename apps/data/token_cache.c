@@ -1,6 +1,7 @@
 /* token_cache.c: building, validating and mmap-loading the uint16 token cache, plus the
  * streaming XXH64 used for its keys. See token_cache.h for the file layout. */
 #include "token_cache.h"
+#include "errors.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -31,15 +32,6 @@ typedef struct {
 } file_header;
 _Static_assert(sizeof(file_header) == 256, "token cache header must stay 256 bytes");
 
-static void set_err(char *err, size_t errsz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errsz, const char *fmt, ...) {
-    if (!err || errsz == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-}
 
 /* ---- XXH64 ---- */
 
@@ -155,7 +147,7 @@ static int stat_key(const char *path, sgt_token_cache_key *key, char *err, size_
     struct stat st;
     if (stat(path, &st) != 0) {
         int e = errno;
-        set_err(err, errsz, "token_cache: cannot stat dataset %s: %s", path, strerror(e));
+        sgt_data_err(err, errsz, "token_cache: cannot stat dataset %s: %s", path, strerror(e));
         return -e;
     }
     key->data_size = (uint64_t)st.st_size;
@@ -172,14 +164,14 @@ int sgt_token_cache_key_of(const char *dataset_path, const char *text_field,
     FILE *f = fopen(dataset_path, "rb");
     if (!f) {
         int e = errno;
-        set_err(err, errsz, "token_cache: cannot open dataset %s: %s", dataset_path, strerror(e));
+        sgt_data_err(err, errsz, "token_cache: cannot open dataset %s: %s", dataset_path, strerror(e));
         return -e;
     }
     enum { CHUNK = 1 << 20 };
     unsigned char *buf = malloc(CHUNK);
     if (!buf) {
         fclose(f);
-        set_err(err, errsz, "token_cache: out of memory hashing %s", dataset_path);
+        sgt_data_err(err, errsz, "token_cache: out of memory hashing %s", dataset_path);
         return -ENOMEM;
     }
     sgt_xxh64 h;
@@ -190,7 +182,7 @@ int sgt_token_cache_key_of(const char *dataset_path, const char *text_field,
     fclose(f);
     free(buf);
     if (bad) {
-        set_err(err, errsz, "token_cache: read error hashing dataset %s", dataset_path);
+        sgt_data_err(err, errsz, "token_cache: read error hashing dataset %s", dataset_path);
         return -EIO;
     }
     key->data_hash = sgt_xxh64_digest(&h);
@@ -218,57 +210,57 @@ static load_result try_load(const char *cache_path, const sgt_token_cache_key *k
     FILE *f = fopen(cache_path, "rb");
     if (!f) {
         if (errno == ENOENT) return LOAD_MISSING;
-        set_err(why, whysz, "cannot open %s: %s", cache_path, strerror(errno));
+        sgt_data_err(why, whysz, "cannot open %s: %s", cache_path, strerror(errno));
         return LOAD_ERROR;
     }
     struct stat st;
     file_header h;
     if (fstat(fileno(f), &st) != 0) {
-        set_err(why, whysz, "cannot stat %s: %s", cache_path, strerror(errno));
+        sgt_data_err(why, whysz, "cannot stat %s: %s", cache_path, strerror(errno));
         fclose(f);
         return LOAD_ERROR;
     }
     uint64_t size = (uint64_t)st.st_size;
     if (size < sizeof h || fread(&h, sizeof h, 1, f) != 1) {
         fclose(f);
-        set_err(why, whysz, "%s is %llu bytes, shorter than its %zu-byte header", cache_path,
+        sgt_data_err(why, whysz, "%s is %llu bytes, shorter than its %zu-byte header", cache_path,
                 (unsigned long long)size, sizeof h);
         return LOAD_CORRUPT;
     }
     fclose(f);
     if (memcmp(h.magic, MAGIC, sizeof MAGIC) != 0) {
-        set_err(why, whysz, "%s is not an sgt token cache (bad magic)", cache_path);
+        sgt_data_err(why, whysz, "%s is not an sgt token cache (bad magic)", cache_path);
         return LOAD_CORRUPT;
     }
     if (h.version != SGT_TOKEN_CACHE_VERSION) {
-        set_err(why, whysz, "%s has format version %u, this build writes %d", cache_path,
+        sgt_data_err(why, whysz, "%s has format version %u, this build writes %d", cache_path,
                 h.version, SGT_TOKEN_CACHE_VERSION);
         return LOAD_STALE;
     }
     if (h.token_bytes != 2 || h.n_tokens > (UINT64_MAX - 4096) / 4 ||
         h.n_docs > (UINT64_MAX - 4096) / 16) {
-        set_err(why, whysz, "%s has an impossible header", cache_path);
+        sgt_data_err(why, whysz, "%s has an impossible header", cache_path);
         return LOAD_CORRUPT;
     }
     uint64_t expect = sizeof h + tokens_region(h.n_tokens) + (h.n_docs + 1) * 8;
     if (size != expect) {
-        set_err(why, whysz, "%s is %llu bytes but its header describes %llu (truncated?)",
+        sgt_data_err(why, whysz, "%s is %llu bytes but its header describes %llu (truncated?)",
                 cache_path, (unsigned long long)size, (unsigned long long)expect);
         return LOAD_CORRUPT;
     }
     if (!key_equal(&h.key, key)) {
-        set_err(why, whysz, "%s was built from other data, tokenizer or text field", cache_path);
+        sgt_data_err(why, whysz, "%s was built from other data, tokenizer or text field", cache_path);
         return LOAD_STALE;
     }
     if (h.eot != sgt_tokenizer_eot(tok) || h.vocab_size != sgt_tokenizer_vocab_size(tok)) {
-        set_err(why, whysz, "%s was built with another vocabulary", cache_path);
+        sgt_data_err(why, whysz, "%s was built with another vocabulary", cache_path);
         return LOAD_STALE;
     }
     int fd = open(cache_path, O_RDONLY);
     void *map = fd >= 0 ? mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0) : MAP_FAILED;
     if (fd >= 0) close(fd);
     if (map == MAP_FAILED) {
-        set_err(why, whysz, "cannot map %s: %s", cache_path, strerror(errno));
+        sgt_data_err(why, whysz, "cannot map %s: %s", cache_path, strerror(errno));
         return LOAD_ERROR;
     }
     const unsigned char *base = map;
@@ -288,7 +280,7 @@ static load_result try_load(const char *cache_path, const sgt_token_cache_key *k
         if (tokens[i] >= h.vocab_size) bad = "token id outside the vocabulary";
     if (bad) {
         munmap(map, size);
-        set_err(why, whysz, "%s: %s", cache_path, bad);
+        sgt_data_err(why, whysz, "%s: %s", cache_path, bad);
         return LOAD_CORRUPT;
     }
     memset(out, 0, sizeof *out);
@@ -368,11 +360,11 @@ static int build(const char *dataset_path, const char *text_field, sgt_tokenizer
                  size_t errsz) {
     char tmp[4096];
     if ((size_t)snprintf(tmp, sizeof tmp, "%s.tmp.%ld", cache_path, (long)getpid()) >= sizeof tmp) {
-        set_err(err, errsz, "token_cache: path too long: %.100s...", cache_path);
+        sgt_data_err(err, errsz, "token_cache: path too long: %.100s...", cache_path);
         return -ENAMETOOLONG;
     }
     if (sgt_tokenizer_vocab_size(tok) > 65536) {
-        set_err(err, errsz, "token_cache: vocabulary of %d does not fit uint16 tokens",
+        sgt_data_err(err, errsz, "token_cache: vocabulary of %d does not fit uint16 tokens",
                 (int)sgt_tokenizer_vocab_size(tok));
         return -ERANGE;
     }
@@ -382,7 +374,7 @@ static int build(const char *dataset_path, const char *text_field, sgt_tokenizer
     FILE *f = fopen(tmp, "wb");
     if (!f) {
         int e = errno;
-        set_err(err, errsz, "token_cache: cannot create %s: %s", tmp, strerror(e));
+        sgt_data_err(err, errsz, "token_cache: cannot create %s: %s", tmp, strerror(e));
         sgt_jsonl_close(r);
         return -e;
     }
@@ -402,7 +394,7 @@ static int build(const char *dataset_path, const char *text_field, sgt_tokenizer
 
     /* the header is a placeholder until the end, when the counts and payload hash are known */
     rc = write_all(f, &h, sizeof h, NULL);
-    if (rc) set_err(err, errsz, "token_cache: write error on %s: %s", tmp, strerror(errno));
+    if (rc) sgt_data_err(err, errsz, "token_cache: write error on %s: %s", tmp, strerror(errno));
     const char *text;
     size_t len;
     while (!rc && (rc = sgt_jsonl_next(r, &text, &len, err, errsz)) == 1) {
@@ -425,7 +417,7 @@ static int build(const char *dataset_path, const char *text_field, sgt_tokenizer
             oom = !no;
         }
         if (oom) {
-            set_err(err, errsz, "token_cache: out of memory tokenizing %s", dataset_path);
+            sgt_data_err(err, errsz, "token_cache: out of memory tokenizing %s", dataset_path);
             rc = -ENOMEM;
             break;
         }
@@ -433,7 +425,7 @@ static int build(const char *dataset_path, const char *text_field, sgt_tokenizer
         offs[n_docs++] = n_tokens;
         n_tokens += ids.len;
         rc = write_all(f, u16, ids.len * sizeof *u16, &xh);
-        if (rc) set_err(err, errsz, "token_cache: write error on %s: %s", tmp, strerror(errno));
+        if (rc) sgt_data_err(err, errsz, "token_cache: write error on %s: %s", tmp, strerror(errno));
         progress_show(&pr, sgt_jsonl_stats_of(r), n_tokens, false);
     }
     if (!rc) {
@@ -462,11 +454,11 @@ static int build(const char *dataset_path, const char *text_field, sgt_tokenizer
         if (!rc && (fflush(f) != 0 || fseek(f, 0, SEEK_SET) != 0)) rc = -EIO;
         if (!rc) rc = write_all(f, &h, sizeof h, NULL);
         if (!rc && (fflush(f) != 0 || fsync(fileno(f)) != 0)) rc = -EIO;
-        if (rc) set_err(err, errsz, "token_cache: write error on %s: %s", tmp, strerror(errno));
+        if (rc) sgt_data_err(err, errsz, "token_cache: write error on %s: %s", tmp, strerror(errno));
     }
     if (fclose(f) != 0 && !rc) {
         rc = -EIO;
-        set_err(err, errsz, "token_cache: write error closing %s", tmp);
+        sgt_data_err(err, errsz, "token_cache: write error closing %s", tmp);
     }
     sgt_jsonl_close(r);
     sgt_tok_ids_free(&ids);
@@ -477,14 +469,14 @@ static int build(const char *dataset_path, const char *text_field, sgt_tokenizer
         sgt_token_cache_key now = *key;
         rc = stat_key(dataset_path, &now, err, errsz);
         if (!rc && (now.data_size != key->data_size || now.data_mtime_ns != key->data_mtime_ns)) {
-            set_err(err, errsz, "token_cache: dataset %s changed while it was tokenized",
+            sgt_data_err(err, errsz, "token_cache: dataset %s changed while it was tokenized",
                     dataset_path);
             rc = -EAGAIN;
         }
     }
     if (!rc && rename(tmp, cache_path) != 0) {
         int e = errno;
-        set_err(err, errsz, "token_cache: cannot rename %s to %s: %s", tmp, cache_path,
+        sgt_data_err(err, errsz, "token_cache: cannot rename %s to %s: %s", tmp, cache_path,
                 strerror(e));
         rc = -e;
     }
@@ -506,7 +498,7 @@ int sgt_token_cache_build_or_load(const char *dataset_path, const char *text_fie
         return 0;
     }
     if (lr == LOAD_ERROR) {
-        set_err(err, errsz, "token_cache: %s", why);
+        sgt_data_err(err, errsz, "token_cache: %s", why);
         return -EIO;
     }
     sgt_cache_origin origin = lr == LOAD_MISSING ? SGT_CACHE_BUILT
@@ -520,7 +512,7 @@ int sgt_token_cache_build_or_load(const char *dataset_path, const char *text_fie
     if (rc) return rc;
     lr = try_load(cache_path, &key, tok, out, why, sizeof why);
     if (lr != LOAD_OK) {
-        set_err(err, errsz, "token_cache: the cache just written does not load back: %s", why);
+        sgt_data_err(err, errsz, "token_cache: the cache just written does not load back: %s", why);
         return -EIO;
     }
     out->origin = origin;

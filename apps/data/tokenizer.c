@@ -2,6 +2,7 @@
  * BPE merging (heap-based, with the naive reference loop kept as an oracle), a bounded word
  * cache, and decoding. See tokenizer.h for the contract. */
 #include "tokenizer.h"
+#include "errors.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -80,15 +81,6 @@ struct sgt_tokenizer {
     size_t heap_cap;
 };
 
-static void set_err(char *err, size_t errsz, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errsz, const char *fmt, ...) {
-    if (!err || errsz == 0) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errsz, fmt, ap);
-    va_end(ap);
-}
 
 static uint64_t fnv1a(uint64_t h, const void *p, size_t n) {
     const unsigned char *s = p;
@@ -250,14 +242,14 @@ static int read_file(const char *path, char **buf, size_t *len, char *err, size_
     FILE *f = fopen(path, "rb");
     if (!f) {
         int e = errno;
-        set_err(err, errsz, "tokenizer: cannot open %s: %s", path, strerror(e));
+        sgt_data_err(err, errsz, "tokenizer: cannot open %s: %s", path, strerror(e));
         return -e;
     }
     size_t cap = 1 << 20, n = 0;
     char *d = malloc(cap + 1);
     if (!d) {
         fclose(f);
-        set_err(err, errsz, "tokenizer: out of memory reading %s", path);
+        sgt_data_err(err, errsz, "tokenizer: out of memory reading %s", path);
         return -ENOMEM;
     }
     for (;;) {
@@ -266,7 +258,7 @@ static int read_file(const char *path, char **buf, size_t *len, char *err, size_
             if (!nd) {
                 free(d);
                 fclose(f);
-                set_err(err, errsz, "tokenizer: out of memory reading %s", path);
+                sgt_data_err(err, errsz, "tokenizer: out of memory reading %s", path);
                 return -ENOMEM;
             }
             d = nd;
@@ -280,7 +272,7 @@ static int read_file(const char *path, char **buf, size_t *len, char *err, size_
     fclose(f);
     if (bad) {
         free(d);
-        set_err(err, errsz, "tokenizer: read error on %s", path);
+        sgt_data_err(err, errsz, "tokenizer: read error on %s", path);
         return -EIO;
     }
     d[n] = 0;
@@ -332,17 +324,17 @@ static int load_encoder(sgt_tokenizer *t, const char *path, const char *buf, siz
     if (!root) {
         const char *at = cJSON_GetErrorPtr();
         long off = (at && at >= buf && at <= buf + len) ? (long)(at - buf) : -1;
-        set_err(err, errsz, "tokenizer: malformed JSON in %s (near byte %ld)", path, off);
+        sgt_data_err(err, errsz, "tokenizer: malformed JSON in %s (near byte %ld)", path, off);
         return -EINVAL;
     }
     int rc = -EINVAL;
     if (!cJSON_IsObject(root)) {
-        set_err(err, errsz, "tokenizer: %s is not a JSON object", path);
+        sgt_data_err(err, errsz, "tokenizer: %s is not a JSON object", path);
         goto done;
     }
     int n = cJSON_GetArraySize(root);
     if (n < 256) {
-        set_err(err, errsz, "tokenizer: %s has %d entries, expected at least 256", path, n);
+        sgt_data_err(err, errsz, "tokenizer: %s has %d entries, expected at least 256", path, n);
         goto done;
     }
     t->vocab_size = n;
@@ -356,7 +348,7 @@ static int load_encoder(sgt_tokenizer *t, const char *path, const char *buf, siz
     if (!len_of || !t->tok_off || !t->tok_bytes || !seen) {
         free(len_of);
         free(seen);
-        set_err(err, errsz, "tokenizer: out of memory loading %s", path);
+        sgt_data_err(err, errsz, "tokenizer: out of memory loading %s", path);
         rc = -ENOMEM;
         goto done;
     }
@@ -365,13 +357,13 @@ static int load_encoder(sgt_tokenizer *t, const char *path, const char *buf, siz
     cJSON_ArrayForEach(it, root) {
         double v = cJSON_IsNumber(it) ? it->valuedouble : -1;
         if (v < 0 || v >= n || v != (double)(int32_t)v) {
-            set_err(err, errsz, "tokenizer: %s: entry \"%.40s\" has id outside 0..%d", path,
+            sgt_data_err(err, errsz, "tokenizer: %s: entry \"%.40s\" has id outside 0..%d", path,
                     it->string, n - 1);
             goto fail;
         }
         int32_t id = (int32_t)v;
         if (seen[id]) {
-            set_err(err, errsz, "tokenizer: %s: id %d appears twice", path, (int)id);
+            sgt_data_err(err, errsz, "tokenizer: %s: id %d appears twice", path, (int)id);
             goto fail;
         }
         seen[id] = true;
@@ -379,7 +371,7 @@ static int load_encoder(sgt_tokenizer *t, const char *path, const char *buf, siz
         size_t klen = strlen(it->string);
         long blen = klen < sizeof sym ? symbol_to_bytes(it->string, klen, u2b, sym) : -1;
         if (blen <= 0) {
-            set_err(err, errsz, "tokenizer: %s: key \"%.40s\" is not a byte-level GPT-2 symbol",
+            sgt_data_err(err, errsz, "tokenizer: %s: key \"%.40s\" is not a byte-level GPT-2 symbol",
                     path, it->string);
             goto fail;
         }
@@ -420,7 +412,7 @@ static int load_merges(sgt_tokenizer *t, const char *path, char *buf, size_t len
     char *sym = malloc(len + 1);
     int rc = -ENOMEM;
     if (!st.slot || !t->merges || !created || !trip || !sym) {
-        set_err(err, errsz, "tokenizer: out of memory loading %s", path);
+        sgt_data_err(err, errsz, "tokenizer: out of memory loading %s", path);
         goto done;
     }
     memset(st.slot, 0xff, cap * sizeof *st.slot);
@@ -430,7 +422,7 @@ static int load_merges(sgt_tokenizer *t, const char *path, char *buf, size_t len
         const char *p = t->tok_bytes + t->tok_off[id];
         size_t n = t->tok_off[id + 1] - t->tok_off[id];
         if (str_table_find(&st, p, n, &pos) >= 0) {
-            set_err(err, errsz, "tokenizer: encoder.json maps two keys to the same bytes (id %d)",
+            sgt_data_err(err, errsz, "tokenizer: encoder.json maps two keys to the same bytes (id %d)",
                     (int)id);
             rc = -EINVAL;
             goto done;
@@ -455,7 +447,7 @@ static int load_merges(sgt_tokenizer *t, const char *path, char *buf, size_t len
         if (!skip) {
             char *sp = memchr(p, ' ', ll);
             if (!sp || sp == p || sp == p + ll - 1 || memchr(sp + 1, ' ', (size_t)(p + ll - sp - 1))) {
-                set_err(err, errsz, "tokenizer: %s line %zu: expected two symbols \"A B\"", path,
+                sgt_data_err(err, errsz, "tokenizer: %s line %zu: expected two symbols \"A B\"", path,
                         lineno);
                 goto done;
             }
@@ -463,7 +455,7 @@ static int load_merges(sgt_tokenizer *t, const char *path, char *buf, size_t len
             long ba = symbol_to_bytes(p, la, u2b, sym);
             long bb = ba > 0 ? symbol_to_bytes(sp + 1, lb, u2b, sym + ba) : -1;
             if (ba <= 0 || bb <= 0) {
-                set_err(err, errsz, "tokenizer: %s line %zu: not a byte-level GPT-2 symbol", path,
+                sgt_data_err(err, errsz, "tokenizer: %s line %zu: not a byte-level GPT-2 symbol", path,
                         lineno);
                 goto done;
             }
@@ -471,7 +463,7 @@ static int load_merges(sgt_tokenizer *t, const char *path, char *buf, size_t len
             int32_t b = str_table_find(&st, sym + ba, (size_t)bb, NULL);
             int32_t m = str_table_find(&st, sym, (size_t)(ba + bb), NULL);
             if (a < 0 || b < 0 || m < 0) {
-                set_err(err, errsz, "tokenizer: %s line %zu: %s of the merge is not in encoder.json",
+                sgt_data_err(err, errsz, "tokenizer: %s line %zu: %s of the merge is not in encoder.json",
                         path, lineno, a < 0 ? "the first symbol" : b < 0 ? "the second symbol"
                                                                          : "the result");
                 goto done;
@@ -490,7 +482,7 @@ static int load_merges(sgt_tokenizer *t, const char *path, char *buf, size_t len
         p = nl ? nl + 1 : end;
     }
     if (n_merges == 0) {
-        set_err(err, errsz, "tokenizer: %s has no merges", path);
+        sgt_data_err(err, errsz, "tokenizer: %s has no merges", path);
         goto done;
     }
     /* The heap merge equals the reference loop when every merge ranks after all merges that
@@ -535,7 +527,7 @@ int sgt_tokenizer_load(const char *dir, sgt_tokenizer **out, char *err, size_t e
     char enc_path[4096], bpe_path[4096];
     if ((size_t)snprintf(enc_path, sizeof enc_path, "%s/encoder.json", dir) >= sizeof enc_path ||
         (size_t)snprintf(bpe_path, sizeof bpe_path, "%s/vocab.bpe", dir) >= sizeof bpe_path) {
-        set_err(err, errsz, "tokenizer: directory name too long: %.100s...", dir);
+        sgt_data_err(err, errsz, "tokenizer: directory name too long: %.100s...", dir);
         return -ENAMETOOLONG;
     }
     char *enc = NULL, *bpe = NULL;
@@ -551,7 +543,7 @@ int sgt_tokenizer_load(const char *dir, sgt_tokenizer **out, char *err, size_t e
     if (!t) {
         free(enc);
         free(bpe);
-        set_err(err, errsz, "tokenizer: out of memory");
+        sgt_data_err(err, errsz, "tokenizer: out of memory");
         return -ENOMEM;
     }
     t->hash = fnv1a(fnv1a(FNV_OFFSET, enc, enc_len), bpe, bpe_len);
@@ -573,7 +565,7 @@ int sgt_tokenizer_load(const char *dir, sgt_tokenizer **out, char *err, size_t e
         }
     }
     if (t->eot < 0) {
-        set_err(err, errsz, "tokenizer: %s has no \"%s\" entry", enc_path, EOT_TEXT);
+        sgt_data_err(err, errsz, "tokenizer: %s has no \"%s\" entry", enc_path, EOT_TEXT);
         rc = -EINVAL;
         goto fail;
     }
@@ -585,7 +577,7 @@ int sgt_tokenizer_load(const char *dir, sgt_tokenizer **out, char *err, size_t e
     if (!t->re) {
         PCRE2_UCHAR msg[256];
         pcre2_get_error_message(errcode, msg, sizeof msg);
-        set_err(err, errsz, "tokenizer: PCRE2 cannot compile the GPT-2 pattern at %zu: %s",
+        sgt_data_err(err, errsz, "tokenizer: PCRE2 cannot compile the GPT-2 pattern at %zu: %s",
                 (size_t)erroff, (const char *)msg);
         rc = -EINVAL;
         goto fail;
@@ -601,7 +593,7 @@ int sgt_tokenizer_load(const char *dir, sgt_tokenizer **out, char *err, size_t e
     t->cache_keys = malloc(CACHE_KEY_ARENA);
     t->cache_ids = malloc(CACHE_IDS_ARENA * sizeof *t->cache_ids);
     if (!t->md || !t->mctx || !t->cache || !t->cache_keys || !t->cache_ids) {
-        set_err(err, errsz, "tokenizer: out of memory");
+        sgt_data_err(err, errsz, "tokenizer: out of memory");
         rc = -ENOMEM;
         goto fail;
     }
@@ -894,13 +886,13 @@ int sgt_tokenizer_decode(const sgt_tokenizer *t, const int32_t *ids, size_t n, s
                          char *err, size_t errsz) {
     for (size_t i = 0; i < n; i++) {
         if (ids[i] < 0 || ids[i] >= t->vocab_size) {
-            set_err(err, errsz, "tokenizer: cannot decode id %ld (position %zu): vocabulary is 0..%d",
+            sgt_data_err(err, errsz, "tokenizer: cannot decode id %ld (position %zu): vocabulary is 0..%d",
                     (long)ids[i], i, (int)t->vocab_size - 1);
             return -EINVAL;
         }
         uint32_t a = t->tok_off[ids[i]], b = t->tok_off[ids[i] + 1];
         if (bytes_append(out, t->tok_bytes + a, b - a)) {
-            set_err(err, errsz, "tokenizer: out of memory decoding");
+            sgt_data_err(err, errsz, "tokenizer: out of memory decoding");
             return -ENOMEM;
         }
     }

@@ -49,4 +49,6 @@ const sgt_kernel sgt_cpu_kernels[SGT_NOPS] = {
     [SGT_OP_MASKED_FILL] = sgt_cpu_masked_fill,
     [SGT_OP_CONCAT] = sgt_cpu_concat,
     [SGT_OP_ADAMW] = sgt_cpu_adamw,
+    [SGT_OP_BSPARSE_SWIGLU] = sgt_cpu_bsparse_swiglu,
+    [SGT_OP_BSPARSE_SWIGLU_BWD] = sgt_cpu_bsparse_swiglu_bwd,
 };

@@ -29,9 +29,25 @@ static mat_layout layout(const sgt_tensor *x, bool t) {
     return l;
 }
 
+/* one output row (M = 1, batch-1 decoding): a GEMV, so BLAS does not pack the whole weight
+ * matrix for a single row (packing doubled the bytes moved and dominated decode time) */
+static void gemv_row(sgt_dtype dt, mat_layout la, mat_layout lb, int64_t N, int64_t K, const void *A, const void *B,
+                     void *C) {
+    /* y[N] = op(B)^T-view: y = Bs x when B is stored [N, K] (lb.trans), y = Bs^T x when stored [K, N] */
+    const int incx = la.trans ? (int)la.ld : 1;
+    const CBLAS_TRANSPOSE t = lb.trans ? CblasNoTrans : CblasTrans;
+    const int rows = lb.trans ? (int)N : (int)K, cols = lb.trans ? (int)K : (int)N;
+    if (dt == SGT_F32) cblas_sgemv(CblasRowMajor, t, rows, cols, 1.0f, B, (int)lb.ld, A, incx, 0.0f, C, 1);
+    else cblas_dgemv(CblasRowMajor, t, rows, cols, 1.0, B, (int)lb.ld, A, incx, 0.0, C, 1);
+}
+
 static void gemm(sgt_dtype dt, mat_layout la, mat_layout lb, int64_t M, int64_t N, int64_t K, const void *A,
                  const void *B, void *C, int64_t ldc) {
     if (M == 0 || N == 0) return;
+    if (M == 1) {
+        gemv_row(dt, la, lb, N, K, A, B, C);
+        return;
+    }
     CBLAS_TRANSPOSE ta = la.trans ? CblasTrans : CblasNoTrans, tb = lb.trans ? CblasTrans : CblasNoTrans;
     if (dt == SGT_F32)
         cblas_sgemm(CblasRowMajor, ta, tb, (int)M, (int)N, (int)K, 1.0f, A, (int)la.ld, B, (int)lb.ld, 0.0f, C,

@@ -16,6 +16,7 @@ static inline float sgt_expf(float x) {
     const float hi = 88.7228317f, lo = -87.3365479f;
     float xc = x > hi ? hi : x;
     xc = xc < lo ? lo : xc;
+    xc = x != x ? 0.0f : xc; /* NaN: compute on 0 (no undefined int conversion), return x below */
     /* n = round(x / ln2) by the 1.5 * 2^23 trick (round to nearest under the default mode) */
     float n = (xc * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
     /* r = x - n ln2 in two parts (Cody-Waite) */

@@ -111,7 +111,7 @@ __global__ void k_rng(T *y, int64_t n, uint64_t seed, uint64_t stream, double a,
             if (!NORMAL && fv >= (float)b && b > a) fv = nextafterf((float)b, -INFINITY);
             y[i] = (T)fv;
         } else {
-            if (!NORMAL && v >= b && b > a) v = nextafter(b, -INFINITY);
+            if (!NORMAL && v >= b && b > a) v = nextafter(b, (double)-INFINITY);
             y[i] = (T)v;
         }
     }

@@ -58,7 +58,7 @@ template <typename T, int KIND> __global__ void k_reduce(const T *x, T *y, reduc
             const double v = xo[offset_from(r, p.nr, p.rshape, p.rstride)];
             acc = KIND == R_MAX ? sgt_max_nan_op()(acc, v) : acc + v;
         }
-        if (KIND == R_MAX) acc = sgt_block_reduce(acc, sgt_max_nan_op(), -INFINITY, sh);
+        if (KIND == R_MAX) acc = sgt_block_reduce(acc, sgt_max_nan_op(), (double)-INFINITY, sh);
         else acc = sgt_block_sum(acc, sh);
         if (threadIdx.x == 0) y[o] = (T)(acc * scale);
     }

@@ -141,8 +141,13 @@ static void t_train_and_eval_outputs(void **s) {
     need(pp, "relative_gap", p);
     need(pp, "verdict", p);
     need(cJSON_GetObjectItemCaseSensitive(pp, "dense"), "ppl", p);
-    need(cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "decode_latency"), "sparse"),
-         "ms_per_token_p90", p);
+    const cJSON *dl = cJSON_GetObjectItemCaseSensitive(r, "decode_latency");
+    const char *paths[3] = {"dense", "sparse_mask", "sparse_skip"};
+    for (int i = 0; i < 3; i++) {
+        need(cJSON_GetObjectItemCaseSensitive(dl, paths[i]), "ms_per_token_p90", p);
+        need(cJSON_GetObjectItemCaseSensitive(dl, paths[i]), "ratio_to_ideal", p);
+    }
+    need(dl, "sparse_skip_to_dense_ms", p);
     const cJSON *bu = cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(r, "block_utilisation"), 1);
     const char *uf[] = {"selection_frequency", "normalised_entropy", "cv", "max_violation", "dead_blocks"};
     for (unsigned i = 0; i < 5; i++) need(bu, uf[i], p);

@@ -5,20 +5,7 @@
 #include "../../autograd/gradcheck.h"
 #include "../common/test_util.h"
 
-static tu_env *env;
-
-static int setup(void **state) {
-    (void)state;
-    env = tu_env_new();
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    tu_env_free(env);
-    return 0;
-}
-
+TU_GROUP_ENV
 #define C (&env->ctx)
 #define R(stream, ...) tu_rand(C, SGT_F64, SGT_SHAPE(__VA_ARGS__), stream, -1.0, 1.0)
 #define POS(stream, ...) tu_rand(C, SGT_F64, SGT_SHAPE(__VA_ARGS__), stream, 0.5, 2.0)
@@ -232,6 +219,18 @@ static void t_rmsnorm(void **s) { (void)s; sgt_tensor *in[] = {R(81, 2, 3, 6), R
 FN(f_layernorm) { UNUSED; return sgt_layernorm(c, x[0], x[1], x[2], 1e-5, NULL, NULL); }
 static void t_layernorm(void **s) { (void)s; sgt_tensor *in[] = {R(83, 4, 6), R(84, 6), R(85, 6)}; check(f_layernorm, NULL, in, 3, NULL); }
 
+/* ---- the block-skipping SwiGLU (x, gate, up, down, selected-block mask values) ---- */
+FN(f_bsparse) { UNUSED; return sgt_bsparse_swiglu(c, x[0], x[1], x[2], x[3], x[4], x[5], 3, NULL, NULL); }
+static void t_bsparse_swiglu(void **s) {
+    (void)s;
+    int32_t ids[] = {0, 3, 2, 1, 3, 0, 1, 2, 0, 1, 2, 3, 3, 1}; /* 7 tokens (grouped kernel), top-2 of 4 */
+    for (int n = 2; n <= 7; n += 5) { /* 2 tokens: the decode kernel */
+        sgt_tensor *in[] = {R(95, n, 5), R(96, 12, 5), R(97, 12, 5), R(98, 5, 12), sgt_from_i32(C, SGT_SHAPE(n, 2), ids),
+                            POS(99, n, 2)};
+        check(f_bsparse, NULL, in, 6, (bool[]){true, true, true, true, false, true});
+    }
+}
+
 /* ---- graphs: reuse and depth ---- */
 FN(f_reuse) { UNUSED; sgt_tensor *y = sgt_mul(c, x[0], x[0]); return sgt_add(c, sgt_mul(c, y, x[0]), sgt_tanh(c, y)); }
 static void t_reused_input(void **s) { (void)s; sgt_tensor *in[] = {R(90, 3, 4)}; check(f_reuse, NULL, in, 1, NULL); }
@@ -264,7 +263,7 @@ int main(int argc, char **argv) {
         T(t_relu), T(t_sum), T(t_mean), T(t_max), T(t_softmax), T(t_log_softmax), T(t_softmax_causal),
         T(t_matmul), T(t_matmul_views), T(t_embedding), T(t_topk), T(t_gather_last), T(t_scatter_add_last),
         T(t_concat), T(t_where), T(t_masked_fill), T(t_cross_entropy), T(t_rmsnorm), T(t_layernorm),
-        T(t_reused_input), T(t_deep_graph),
+        T(t_bsparse_swiglu), T(t_reused_input), T(t_deep_graph),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("gradcheck", tests, setup, teardown);

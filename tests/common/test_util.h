@@ -65,6 +65,21 @@ static inline void tu_env_free(tu_env *e) {
     free(e);
 }
 
+/* One environment for a whole cmocka group: `env`, setup/teardown to pass to
+ * cmocka_run_group_tests (files add #define C (&env->ctx)). */
+#define TU_GROUP_ENV                                   \
+    static tu_env *env;                                \
+    static int setup(void **state) {                   \
+        (void)state;                                   \
+        env = tu_env_new();                            \
+        return 0;                                      \
+    }                                                  \
+    static int teardown(void **state) {                \
+        (void)state;                                   \
+        tu_env_free(env);                              \
+        return 0;                                      \
+    }
+
 /* uniform values in [lo, hi), seeded by (TEST_SEED, stream); element i is deterministic */
 static inline sgt_tensor *tu_rand(sgt_ctx *c, sgt_dtype t, int nd, const int64_t *shape, uint64_t stream, double lo,
                                   double hi) {

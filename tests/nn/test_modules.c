@@ -10,20 +10,7 @@
 #include "../../nn/router.h"
 #include "../common/test_util.h"
 
-static tu_env *env;
-
-static int setup(void **state) {
-    (void)state;
-    env = tu_env_new();
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    tu_env_free(env);
-    return 0;
-}
-
+TU_GROUP_ENV
 #define C (&env->ctx)
 #define R(stream, ...) tu_rand(C, SGT_F64, SGT_SHAPE(__VA_ARGS__), stream, -1.0, 1.0)
 #define FN(name) static sgt_tensor *name(sgt_ctx *c, sgt_tensor **x, int n, void *u)

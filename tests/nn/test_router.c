@@ -7,20 +7,7 @@
 #include "../../nn/router.h"
 #include "../common/test_util.h"
 
-static tu_env *env;
-
-static int setup(void **state) {
-    (void)state;
-    env = tu_env_new();
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    tu_env_free(env);
-    return 0;
-}
-
+TU_GROUP_ENV
 #define C (&env->ctx)
 
 static nn_params *store(void) { return nn_params_create(TEST_SEED, SGT_F64, SGT_CPU); }

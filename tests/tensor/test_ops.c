@@ -1,7 +1,8 @@
 /* test_ops.c: the FORWARD result of every op in op_list.h (the RNG ops are in test_rng.c; adamw's
- * forward is its in-place update) against
- * naive references written here: plain loops in double over logical indices, fed only by host
- * arrays from sgt_to_f64, so they share nothing with the kernels.
+ * forward is its in-place update) against naive references written here: plain loops in double
+ * over logical indices, fed only by host arrays from sgt_to_f64, so they share nothing with the
+ * kernels. Unary backward, softmax_bwd, cross_entropy_bwd and the norms' _bwd kernels are checked
+ * the same way (against derivatives and Jacobians written out here).
  *
  * Each op family runs on awkward shapes (odd sizes, 1-sized dims, rank 0, rank 4 and up, one case
  * over the OpenMP threshold), on views (transposed, permuted, narrowed, expanded) and broadcast
@@ -97,11 +98,6 @@ static double f32r(double x) {
     return (double)f;
 }
 
-/* Large cases (over the OpenMP threshold) run with these view kinds only, to keep the run short;
- * the small cases cover every kind. */
-#define LARGE 32768
-static bool skip_large(int nd, const int64_t *s, int kind);
-
 static double urand(uint64_t i, uint64_t stream) { return sgt_rng_uniform_at(i, stream, TEST_SEED); }
 
 static void check_shape_at(const sgt_tensor *x, int nd, const int64_t *s, const char *what, const char *file,
@@ -139,6 +135,10 @@ static void close_tol_at(const sgt_tensor *got, const double *want, const double
 
 typedef enum { V_CONTIG, V_TRANSPOSED, V_NARROWED, V_PERMUTED, V_EXPANDED, V_NKINDS } vkind;
 static const char *vkind_name[V_NKINDS] = {"contiguous", "transposed", "narrowed", "permuted", "expanded"};
+
+/* Large cases (over the OpenMP threshold, SGT_OMP_MIN) run with the first two kinds only, to keep
+ * the run short; the small cases cover every kind. */
+#define LARGE 32768
 static bool skip_large(int nd, const int64_t *s, int kind) { return prod(nd, s) > LARGE && kind > V_TRANSPOSED; }
 
 static sgt_tensor *make_input(sgt_ctx *c, sgt_dtype t, int nd, const int64_t *s, vkind k, uint64_t stream, double lo,
@@ -726,6 +726,59 @@ static void t_unary_forward(void **s) {
     tu_env_free(e);
 }
 
+/* f32 exp and tanh over their whole range, against libm in double: exp within 2 ulp on
+ * [-87.33, 88.72] (the range where the result is a normal float), 0 below, +inf above; tanh within
+ * 2e-7 relative, exactly +-1 for large |x|; NaN kept. (The kernels use their own vectorisable
+ * versions for f32, tensor/cpu/vmath.h, whose header states these bounds.) */
+static double ulps_off(double got, double want) {
+    if (want == 0) return got == 0 ? 0 : INFINITY;
+    return fabs(got - want) / ldexp(1.0, ilogb(want) - 23);
+}
+
+static void t_exp_tanh_f32_range(void **s) {
+    (void)s;
+    tu_env *e = tu_env_new();
+    sgt_ctx *c = &e->ctx;
+    const int64_t n = 200001;
+    double *xs = dbuf(c, n + 16);
+    /* a grid over the normal-result range, then random points, then the edges */
+    for (int64_t i = 0; i < n; i++)
+        xs[i] = i < 150000 ? -87.33 + (88.72 + 87.33) * (double)i / 149999 : -87.33 + 176.05 * urand((uint64_t)i, 300);
+    sgt_tensor *x = sgt_from_f64(c, SGT_F32, 1, &n, xs);
+    double *hx = host(c, x);
+    double *ye = host(c, sgt_exp(c, x)), *yt = host(c, sgt_tanh(c, x));
+    double worst_e = 0, at_e = 0, worst_t = 0, at_t = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double ue = ulps_off(ye[i], exp(hx[i]));
+        if (ue > worst_e) worst_e = ue, at_e = hx[i];
+        double rt = fabs(yt[i] - tanh(hx[i])) / fabs(tanh(hx[i]));
+        if (hx[i] != 0 && rt > worst_t) worst_t = rt, at_t = hx[i];
+    }
+    if (worst_e > 2) fail_msg("f32 exp: %.3g ulp off at x = %.9g (limit 2)", worst_e, at_e);
+    if (worst_t > 2e-7) fail_msg("f32 tanh: %.3g relative error at x = %.9g (limit 2e-7)", worst_t, at_t);
+    /* tanh near 0 and around the series/exp switch, densely */
+    const int64_t m = 20001;
+    double *xt = dbuf(c, m);
+    for (int64_t i = 0; i < m; i++) xt[i] = -1.2 + 2.4 * (double)i / (double)(m - 1);
+    sgt_tensor *t = sgt_from_f64(c, SGT_F32, 1, &m, xt);
+    double *ht = host(c, t), *yt2 = host(c, sgt_tanh(c, t));
+    for (int64_t i = 0; i < m; i++)
+        if (ht[i] != 0 && fabs(yt2[i] - tanh(ht[i])) > 2e-7 * fabs(tanh(ht[i])))
+            fail_msg("f32 tanh(%.9g) = %.9g, expected %.9g", ht[i], yt2[i], tanh(ht[i]));
+    /* edges */
+    const double ev[] = {-INFINITY, -1000, -104, -87.5, 88.8, 89, 1000, INFINITY, NAN, 0, -0.0, 20, -20, 9.5, -9.5};
+    const int64_t ne = sizeof ev / sizeof ev[0];
+    sgt_tensor *ex = sgt_from_f64(c, SGT_F32, 1, &ne, ev);
+    double we[15], wt[15];
+    for (int i = 0; i < ne; i++) {
+        we[i] = ev[i] < -87.34 ? 0 : ev[i] > 88.73 ? INFINITY : f32r(exp(ev[i]));
+        wt[i] = isnan(ev[i]) ? NAN : fabs(ev[i]) >= 9.5 ? (ev[i] > 0 ? 1 : -1) : tanh(ev[i]);
+    }
+    tu_assert_close(sgt_exp(c, ex), we, 2.5e-7, 0, "f32 exp at the edges (0 below, +inf above, NaN kept)");
+    tu_assert_close(sgt_tanh(c, ex), wt, 0, 0, "f32 tanh at the edges (+-1 for large |x|, NaN kept)");
+    tu_env_free(e);
+}
+
 static void t_unary_bwd(void **s) {
     (void)s;
     tu_env *e = tu_env_new();
@@ -1160,7 +1213,8 @@ static void t_softmax_bwd(void **s) {
     (void)s;
     tu_env *e = tu_env_new();
     sgt_ctx *c = &e->ctx;
-    const int64_t shapes[][4] = {{1, 1}, {1, 9}, {2, 3, 13}, {3, 2, 3, 33}, {2, 37, 1001}};
+    /* the reference is O(n^2) a row: the large case has many short rows */
+    const int64_t shapes[][4] = {{1, 1}, {1, 9}, {2, 3, 13}, {3, 2, 3, 33}, {2, 257, 129}};
     for (int ti = 0; ti < 2; ti++)
         for (int si = 0; si < 5; si++)
             for (int lg = 0; lg < 2; lg++) {
@@ -1995,6 +2049,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(t_binary_broadcast),
         cmocka_unit_test(t_add_into),
         cmocka_unit_test(t_unary_forward),
+        cmocka_unit_test(t_exp_tanh_f32_range),
         cmocka_unit_test(t_unary_bwd),
         cmocka_unit_test(t_cmp_where_masked_fill),
         cmocka_unit_test(t_reduce_over_dims),

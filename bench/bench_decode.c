@@ -1,0 +1,137 @@
+/* bench_decode.c: batch-1 decode latency with the KV cache, for the dense model, the SGT model
+ * with mask-and-multiply, and the SGT model skipping unselected blocks, beside the memory-bandwidth
+ * floor (bytes of weights + KV cache read per token / measured memcpy bandwidth). Models are
+ * randomly initialised (latency does not depend on training), f32, on the CPU.
+ *
+ *   bench_decode [--config sgt-150m] [--prompt 32] [--tokens 64] [--reps 3] [--threads N]
+ *
+ * Prints, per variant: median and p90 ms/token over `tokens` generated tokens (the median of
+ * `reps` runs), the ideal ms/token, the ratio to it, and sparse/dense ratios. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "../models/gpt.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* ms per generated token: median and p90 over the tokens of one run */
+static void decode(const gpt_model *m, int64_t np, int64_t ng, double *med, double *p90) {
+    sgt_arena *kva = sgt_arena_create("kv", SGT_CPU, 0, 0), *step = sgt_arena_create("step", SGT_CPU, 0, 0);
+    sgt_ctx kc = {.arena = kva, .device = SGT_CPU}, c = {.arena = step, .device = SGT_CPU};
+    gpt_kv kv;
+    gpt_kv_init(&kv, &kc, m, 1, np + ng);
+    int32_t *prompt = malloc(sizeof(int32_t) * (size_t)np);
+    for (int64_t i = 0; i < np; i++) prompt[i] = (int32_t)((i * 7919) % m->cfg.vocab);
+    gpt_forward_opts o = {.kv = &kv, .last_only = true};
+    gpt_forward(&c, m, sgt_from_i32(&c, SGT_SHAPE(1, np), prompt), &o);
+    double *t = malloc(sizeof(double) * (size_t)ng);
+    int32_t next = 1;
+    for (int64_t i = 0; i < ng; i++) {
+        sgt_arena_reset(step);
+        double t0 = now();
+        sgt_tensor *lg = gpt_forward(&c, m, sgt_from_i32(&c, SGT_SHAPE(1, 1), &next), &o).logits;
+        const float *l = sgt_ptr(lg);
+        int32_t best = 0;
+        for (int64_t v = 1; v < m->cfg.vocab; v++) best = l[v] > l[best] ? (int32_t)v : best;
+        next = best;
+        t[i] = 1e3 * (now() - t0);
+    }
+    qsort(t, (size_t)ng, sizeof(double), cmp);
+    *med = t[ng / 2];
+    *p90 = t[(int64_t)(0.9 * (double)(ng - 1))];
+    free(t);
+    free(prompt);
+    sgt_arena_destroy(step);
+    sgt_arena_destroy(kva);
+}
+
+static double bytes_per_token(const gpt_config *c, bool skip, int64_t pos) {
+    const double C = (double)c->d_model, L = (double)c->n_layers;
+    const double I = c->sparse ? (double)(c->num_blocks * c->block_size) : (double)c->d_ff;
+    const double ffn = 3 * C * I * (skip ? (double)c->top_k / (double)c->num_blocks : 1.0);
+    const double router = c->sparse ? C * 128 + 128 + 128 * (double)c->num_blocks + (double)c->num_blocks : 0;
+    return 4.0 * (L * (2 * C + 4 * C * C + ffn + router) + (double)c->vocab * C + 3 * C + 2 * L * (double)pos * C);
+}
+
+static double bandwidth(void) {
+    const size_t n = (size_t)256 << 20;
+    char *a = malloc(n), *b = malloc(n);
+    memset(a, 1, n);
+    memset(b, 2, n);
+    double best = INFINITY;
+    for (int r = 0; r < 5; r++) {
+        double t = now();
+        memcpy(b, a, n);
+        t = now() - t;
+        best = t < best ? t : best;
+    }
+    volatile char s = b[n / 3];
+    (void)s;
+    free(a);
+    free(b);
+    return 2.0 * (double)n / best;
+}
+
+int main(int argc, char **argv) {
+    const char *preset = "sgt-150m";
+    int64_t np = 32, ng = 64, reps = 3, threads = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--config") && i + 1 < argc) preset = argv[++i];
+        else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) np = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) ng = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoll(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [--config NAME] [--prompt N] [--tokens N] [--reps N] [--threads N]\n", argv[0]);
+            return 2;
+        }
+    }
+    sgt_set_threads((int)threads);
+    gpt_config cfg;
+    if (gpt_preset(preset, &cfg)) {
+        fprintf(stderr, "bench_decode: unknown preset '%s' (%s)\n", preset, gpt_preset_names());
+        return 2;
+    }
+    if (np + ng > cfg.ctx_len) ng = cfg.ctx_len - np;
+    const double bw = bandwidth();
+    printf("batch-1 decode, %s, prompt %lld, %lld tokens, %d threads, memcpy bandwidth %.1f GB/s (read+write)\n", preset,
+           (long long)np, (long long)ng, sgt_get_threads(), bw / 1e9);
+    printf("%-22s %10s %10s %10s %9s\n", "variant", "ms/token", "p90", "ideal", "x ideal");
+    const char *names[3] = {"dense", "sparse mask-multiply", "sparse skip-blocks"};
+    double med[3];
+    for (int v = 0; v < 3; v++) {
+        gpt_config c = cfg;
+        c.sparse = v > 0;
+        c.ffn_skip = v == 2;
+        nn_params *p = nn_params_create(1, SGT_F32, SGT_CPU);
+        gpt_model *m = gpt_build(&c, p);
+        double runs[16], p90s[16];
+        if (reps > 16) reps = 16;
+        decode(m, np, ng < 8 ? ng : 8, &runs[0], &p90s[0]); /* warm-up */
+        for (int64_t r = 0; r < reps; r++) decode(m, np, ng, &runs[r], &p90s[r]);
+        qsort(runs, (size_t)reps, sizeof(double), cmp);
+        qsort(p90s, (size_t)reps, sizeof(double), cmp);
+        med[v] = runs[reps / 2];
+        double ideal = 1e3 * bytes_per_token(&c, v == 2, np + ng / 2) / bw;
+        printf("%-22s %10.3f %10.3f %10.3f %9.2f\n", names[v], med[v], p90s[reps / 2], ideal, med[v] / ideal);
+        gpt_free(m);
+        nn_params_destroy(p);
+    }
+    printf("sparse/dense ms per token: mask-multiply %.3f, skip-blocks %.3f (target <= 0.85; ideal %.3f)\n",
+           med[1] / med[0], med[2] / med[0], bytes_per_token(&(gpt_config){.d_model = cfg.d_model, .n_layers = cfg.n_layers,
+           .vocab = cfg.vocab, .sparse = true, .num_blocks = cfg.num_blocks, .block_size = cfg.block_size, .top_k = cfg.top_k},
+           true, np + ng / 2) / bytes_per_token(&cfg, false, np + ng / 2));
+    return 0;
+}
