@@ -108,9 +108,9 @@ static bool load_model(loaded_model *lm, const char *dir, sgt_device dev) {
 }
 
 /* greedy (temperature 0) or sampled next token from logits [V] */
-static int32_t pick(const sgt_tensor *logits, double temperature, uint64_t seed, uint64_t i) {
+static int32_t pick(const sgt_tensor *logits, double temperature, uint64_t seed, uint64_t i, double *l) {
     const int64_t V = sgt_numel(logits);
-    const float *l = sgt_ptr(logits);
+    sgt_to_f64(logits, l); /* any device, any strides */
     int32_t best = 0;
     for (int64_t v = 1; v < V; v++)
         if (l[v] > l[best]) best = (int32_t)v;
@@ -137,7 +137,8 @@ static double decode_run(const gpt_model *m, sgt_device dev, const int32_t *prom
     sgt_tensor *idx = sgt_from_i32(&c, SGT_SHAPE(1, np), prompt);
     gpt_forward_opts o = {.kv = &kv, .last_only = true};
     sgt_tensor *lg = gpt_forward(&c, m, idx, &o).logits;
-    int32_t next = pick(lg, temperature, seed, 0);
+    double *host = malloc(sizeof(double) * (size_t)m->cfg.vocab);
+    int32_t next = pick(lg, temperature, seed, 0, host);
     double prefill = exp_now() - t0;
     for (int64_t i = 0; i < ngen; i++) {
         sgt_arena_reset(step);
@@ -145,9 +146,10 @@ static double decode_run(const gpt_model *m, sgt_device dev, const int32_t *prom
         out[i] = next;
         sgt_tensor *x = sgt_from_i32(&c, SGT_SHAPE(1, 1), &next);
         lg = gpt_forward(&c, m, x, &o).logits;
-        next = pick(lg, temperature, seed, (uint64_t)i + 1);
+        next = pick(lg, temperature, seed, (uint64_t)i + 1, host);
         times[i] = 1e3 * (exp_now() - t);
     }
+    free(host);
     sgt_arena_destroy(step);
     sgt_arena_destroy(kva);
     return prefill;

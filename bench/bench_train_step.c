@@ -3,14 +3,15 @@
  *
  * A step is what the trainer does: forward with targets (cross-entropy + aux loss weight 0.01 for
  * SGT), backward from the loss, AdamW, zeroing the gradients, and the end-of-step reset of the tape
- * and the per-step arena. Each phase is timed separately with CLOCK_MONOTONIC:
+ * and the per-step arena. Each phase is timed separately (wall time, CLOCK_MONOTONIC):
  *   forward   gpt_forward + reading the loss
  *   backward  ag_backward
  *   optimizer nn_adamw_step
  *   zero+reset nn_params_zero_grad + ag_step_end
  * --warmup steps run first, untimed (the first one sizes the per-step arena, the next fault its
  * pages in), then --steps timed steps. Reported: median and min step time, tokens/s at the median
- * (B*T / median), and the median of every phase.
+ * (B*T / median), the median of every phase, and the median CPU time of a step summed over all
+ * threads (CLOCK_PROCESS_CPUTIME_ID): on a shared machine, CPU / wall shows how much of it we got.
  *
  * Inputs are fixed pseudo-random ids, the same for every step and reproducible in Python:
  *   id[i] = ((i * 2654435761 + 12345) mod 2^32) mod V,  i over a [B, T+1] row-major buffer;
@@ -120,7 +121,6 @@ typedef struct {
     prof_entry e[PROF_MAX];
     int n;
 } profiler;
-
 
 static void shape_into(char *buf, size_t n, const sgt_tensor *x) {
     size_t at = (size_t)snprintf(buf, n, "[");
@@ -256,7 +256,8 @@ static void run_model(const bench_opts *o, bool sparse, bool both) {
     const int n = o->steps;
     double *ph[PH_N], *tot = calloc((size_t)n, sizeof *tot), *cpu = calloc((size_t)n, sizeof *cpu);
     for (int k = 0; k < PH_N; k++) ph[k] = calloc((size_t)n, sizeof **ph);
-    SGT_CHECK(tot && cpu && ph[PH_N - 1], "out of host memory");
+    for (int k = 0; k < PH_N; k++) SGT_CHECK(ph[k], "out of host memory");
+    SGT_CHECK(tot && cpu, "out of host memory");
     double first_loss = 0, last_loss = 0;
     uint64_t allocs_timed = 0;
     for (int s = 0; s < o->warmup + n; s++) {

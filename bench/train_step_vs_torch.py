@@ -4,7 +4,8 @@
 Runs bench/bench_train_step (ours) and bench/torch_gpt.py (PyTorch, under --python, by default
 Debian's /usr/bin/python3 which has torch 1.13) with the same config, B, T, steps, warm-up and
 threads, one model at a time and alternating (ours dense, torch dense, ours sparse, torch sparse),
-so that drift in the load of a shared machine hits both alike. Prints a table of tokens/s at the
+so that drift in the load of a shared machine hits both alike; --rounds R repeats that alternation
+and reports the median over the rounds of each program's median step. Prints a table of tokens/s at the
 median step time and the ratio ours / PyTorch (target >= 1.0), then the per-phase medians.
 
 --verify first checks that the two are the same model: bench_train_step --save writes its initial
@@ -18,12 +19,14 @@ printed with the table.
 This script only needs the Python standard library (run it with any python3).
 
 Usage: train_step_vs_torch.py [--bench build/bench/bench_train_step] [--model both] [--config tiny]
-                              [--batch 4] [--seq 256] [--steps 10] [--warmup 2] [--threads 2] [--verify]
+                              [--batch 4] [--seq 256] [--steps 10] [--warmup 2] [--threads 2] [--rounds 1]
+                              [--verify]
 """
 
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -64,6 +67,7 @@ def main():
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=1, help="repeat the alternation; report the median over rounds")
     ap.add_argument("--verify", action="store_true", help="check first that both compute the same loss and gradient norm")
     ap.add_argument("--rtol", type=float, default=1e-4, help="relative tolerance of --verify")
     ap.add_argument("--quiet", action="store_true", help="do not echo the two programs' output")
@@ -101,27 +105,41 @@ def main():
             if bad:
                 sys.exit("train_step_vs_torch: --verify failed: the two models differ")
 
+    runs = {(m, impl): [] for m in models for impl in ("sgt", "torch")}
+    for r in range(args.rounds):
+        for m in models:
+            runs[(m, "sgt")].append(json_lines(run(ours_cmd + ["--model", m], echo, env), "model")[0])
+            runs[(m, "torch")].append(json_lines(run(torch_cmd + ["--model", m, "--time"], echo, env), "model")[0])
+            o, t = runs[(m, "sgt")][-1], runs[(m, "torch")][-1]
+            print(f"round {r + 1}/{args.rounds} {m}: ours {o['tokens_per_s']:.0f} tokens/s, PyTorch "
+                  f"{t['tokens_per_s']:.0f}, ratio {o['tokens_per_s'] / t['tokens_per_s']:.2f}", flush=True)
+    # Over rounds: the median of the per-round medians (min: the best step of all).
     res = {}
-    for m in models:
-        res[(m, "sgt")] = json_lines(run(ours_cmd + ["--model", m], echo, env), "model")[0]
-        res[(m, "torch")] = json_lines(run(torch_cmd + ["--model", m, "--time"], echo, env), "model")[0]
+    tok = args.batch * args.seq
+    for key, rs in runs.items():
+        agg = {k: statistics.median(x[k] for x in rs) for k in rs[0] if k.endswith("_ms") and k != "min_ms"}
+        agg["min_ms"] = min(x["min_ms"] for x in rs)
+        agg["tokens_per_s"] = tok / (agg["median_ms"] / 1e3)
+        res[key] = agg
 
     with open("/proc/loadavg") as f:
         load1 = f.read().strip()
 
+    rounds = f", median over {args.rounds} alternating rounds" if args.rounds > 1 else ""
     print(f"\nconfig {args.config}, B {args.batch} x T {args.seq}, threads {args.threads}, f32, "
-          f"median of {args.steps} steps after {args.warmup} warm-up")
+          f"median of {args.steps} steps after {args.warmup} warm-up{rounds}")
     print(f"environment: {env_line}")
     print(f"load average: start {load0}; end {load1}")
     print("\n| model | ours tokens/s | PyTorch tokens/s | ratio ours/PyTorch | ours median ms (min) "
-          "| PyTorch median ms (min) | ours CPU ms | PyTorch CPU ms |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+          "| PyTorch median ms (min) | ratio at best step | ours CPU ms | PyTorch CPU ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for m in models:
         o, t = res[(m, "sgt")], res[(m, "torch")]
         print(f"| {m} | {o['tokens_per_s']:.0f} | {t['tokens_per_s']:.0f} | {o['tokens_per_s'] / t['tokens_per_s']:.2f} "
               f"| {o['median_ms']:.0f} ({o['min_ms']:.0f}) | {t['median_ms']:.0f} ({t['min_ms']:.0f}) "
-              f"| {o['cpu_ms']:.0f} | {t['cpu_ms']:.0f} |")
-    print("\n(tokens/s = B*T / median wall time of a step; CPU ms = median CPU time of a step over all threads)")
+              f"| {t['min_ms'] / o['min_ms']:.2f} | {o['cpu_ms']:.0f} | {t['cpu_ms']:.0f} |")
+    print("\n(tokens/s = B*T / median wall time of a step; ratio at best step = PyTorch min / ours min, the "
+          "least disturbed figure on a shared machine; CPU ms = median CPU time of a step over all threads)")
     print("\nphase medians, ms:\n")
     print("| model | impl | forward | backward | optimizer | zero+reset |")
     print("|---|---|---:|---:|---:|---:|")

@@ -20,6 +20,9 @@ static void group_by_block(const int32_t *idx, int64_t N, int64_t k, int64_t nb,
     for (int64_t s = 0; s < N * k; s++) {
         SGT_CHECK(idx[s] >= 0 && idx[s] < nb, "bsparse_swiglu: block index %d at slot %lld is outside [0, %lld)",
                   idx[s], (long long)s, (long long)nb);
+        for (int64_t j = s - s % k; j < s; j++) /* a token names each block at most once */
+            SGT_CHECK(idx[j] != idx[s], "bsparse_swiglu: token %lld selects block %d twice", (long long)(s / k),
+                      idx[s]);
         off[idx[s] + 1]++;
     }
     for (int64_t b = 0; b < nb; b++) off[b + 1] += off[b];

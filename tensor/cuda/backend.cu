@@ -103,9 +103,8 @@ extern "C" void *sgt_cuda_malloc(size_t nbytes) {
         (void)cudaGetLastError();
         size_t free_b = 0, total_b = 0;
         if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) (void)cudaGetLastError();
-        SGT_FAIL("CUDA out of memory: %zu bytes (%.1f MiB) requested, %zu bytes (%.1f MiB) free of %zu (%.1f MiB) "
-                 "on device 0",
-                 nbytes, nbytes / 1048576.0, free_b, free_b / 1048576.0, total_b, total_b / 1048576.0);
+        SGT_FAIL("CUDA out of memory: %zu bytes requested (%.1f MiB), %zu bytes free (%.1f MiB) of %zu on device 0",
+                 nbytes, nbytes / 1048576.0, free_b, free_b / 1048576.0, total_b);
     }
     if (e != cudaSuccess) sgt_cuda_fail(e, "cudaMalloc", __FILE__, __LINE__);
     return p;
@@ -208,4 +207,6 @@ extern "C" void sgt_cuda_register_kernels(void) {
     t[SGT_OP_MASKED_FILL] = sgt_cuda_masked_fill;
     t[SGT_OP_CONCAT] = sgt_cuda_concat;
     t[SGT_OP_ADAMW] = sgt_cuda_adamw;
+    t[SGT_OP_BSPARSE_SWIGLU] = sgt_cuda_bsparse_swiglu;
+    t[SGT_OP_BSPARSE_SWIGLU_BWD] = sgt_cuda_bsparse_swiglu_bwd;
 }

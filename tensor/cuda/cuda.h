@@ -81,7 +81,8 @@ static inline unsigned sgt_cuda_row_blocks(int64_t rows) {
     return rows > 65536 ? 65536u : rows < 1 ? 1u : (unsigned)rows;
 }
 
-/* The CPU kernels call the float libm functions for f32 and the double ones for f64; so do these. */
+/* CUDA's libm, float for f32 and double for f64, where the CPU kernels use glibc's (and their own
+ * vectorised f32 exp and tanh, cpu/vmath.h): both are accurate to a few ulp, not bit-identical. */
 __device__ __forceinline__ float sgt_exp(float x) { return expf(x); }
 __device__ __forceinline__ double sgt_exp(double x) { return exp(x); }
 __device__ __forceinline__ float sgt_log(float x) { return logf(x); }
@@ -98,7 +99,7 @@ __device__ __forceinline__ double sgt_pow(double x, double y) { return pow(x, y)
     X(copy) X(cast) X(fill) X(rng_uniform) X(rng_normal) X(binary) X(unary) X(unary_bwd) X(cmp) X(where) \
     X(masked_fill) X(reduce) X(argmax) X(softmax) X(softmax_bwd) X(matmul) X(embedding) X(index_add_rows) \
     X(cross_entropy) X(cross_entropy_bwd) X(rmsnorm) X(rmsnorm_bwd) X(layernorm) X(layernorm_bwd) X(topk) \
-    X(gather_last) X(scatter_add_last) X(concat) X(adamw)
+    X(gather_last) X(scatter_add_last) X(concat) X(adamw) X(bsparse_swiglu) X(bsparse_swiglu_bwd)
 #define SGT_CUDA_DECL_KERNEL(k) void sgt_cuda_##k(const sgt_opcall *call);
 SGT_CUDA_KERNELS(SGT_CUDA_DECL_KERNEL)
 #undef SGT_CUDA_DECL_KERNEL

@@ -5,7 +5,8 @@
  *
  * With --fmad=false, + - * / and sqrt round exactly as on the CPU, so copies, fills, casts, the
  * RNG, arithmetic, comparisons and selection agree bit for bit; exp, log, tanh and pow come from
- * CUDA's libm, which differs from glibc's in the last bits. */
+ * CUDA's libm, which differs from the CPU's (glibc, and cpu/vmath.h for f32 exp and tanh) in the
+ * last bits. */
 #include <math.h>
 
 #include "../rng.h"

@@ -40,7 +40,8 @@ template <int NOP> static sgt_cuda_iter<NOP> sgt_cuda_iter_init(sgt_tensor *cons
     int m = 0;
     for (int d = 0; d < nd; d++) {
         bool merge = m > 0;
-        for (int k = 0; merge && k < NOP; k++) merge = stride[k][m - 1] == stride[k][d] * shape[d];
+        /* against the merged dim's current stride (it.stride), not the raw one at index m - 1 */
+        for (int k = 0; merge && k < NOP; k++) merge = it.stride[k][m - 1] == stride[k][d] * shape[d];
         if (merge) {
             it.shape[m - 1] *= shape[d];
             for (int k = 0; k < NOP; k++) it.stride[k][m - 1] = stride[k][d];

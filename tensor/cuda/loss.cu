@@ -17,6 +17,7 @@ __global__ void k_ce_rows(const T *x, const int32_t *tg, T *lse, double *part, i
         T mx = -INFINITY;
         for (int64_t i = threadIdx.x; i < V; i += blockDim.x) mx = xr[i] > mx ? xr[i] : mx;
         mx = sgt_block_reduce(mx, sgt_max_op(), (T)-INFINITY, sht);
+        if (isinf(mx) && mx < 0) mx = 0; /* all -inf: keep it finite (the CPU's row_max does the same) */
         double s = 0;
         for (int64_t i = threadIdx.x; i < V; i += blockDim.x) s += sgt_exp(xr[i] - mx);
         s = sgt_block_sum(s, shd);

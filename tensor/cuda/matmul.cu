@@ -95,7 +95,8 @@ void sgt_cuda_matmul(const sgt_opcall *call) {
         bool fold = true;
         int64_t expect = a->stride[a->ndim - 2] * a->shape[a->ndim - 2];
         for (int d = a->ndim - 3; d >= 0 && fold; d--) {
-            fold = a->shape[d] == 1 || a->stride[d] == expect;
+            /* a must really hold every batch (not broadcast it) and step through it evenly */
+            fold = a->shape[d] == y->shape[d] && (a->shape[d] == 1 || a->stride[d] == expect);
             expect *= a->shape[d];
         }
         if (fold && a->shape[a->ndim - 2] > 1) {
