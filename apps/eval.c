@@ -103,6 +103,7 @@ static bool load_model(loaded_model *lm, const char *dir, sgt_device dev) {
     lm->p->skip_init = true;
     lm->m = gpt_build(&cfg, lm->p);
     if (nn_load_params(lm->p, path, err, sizeof err)) FAIL("%s", err);
+    gpt_prepare_decode(lm->m); /* block-contiguous down weights for the skipping decode kernel */
     lm->present = true;
     return true;
 }

@@ -117,6 +117,7 @@ int main(int argc, char **argv) {
         c.ffn_skip = v == 2;
         nn_params *p = nn_params_create(1, SGT_F32, SGT_CPU);
         gpt_model *m = gpt_build(&c, p);
+        gpt_prepare_decode(m);
         double runs[16], p90s[16];
         if (reps > 16) reps = 16;
         decode(m, np, ng < 8 ? ng : 8, &runs[0], &p90s[0]); /* warm-up */

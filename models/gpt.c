@@ -85,6 +85,11 @@ void gpt_set_ffn_skip(gpt_model *m, bool skip) {
     for (int64_t i = 0; i < m->cfg.n_layers; i++) m->layers[i].sffn.path = skip ? NN_BS_SKIP : NN_BS_MASK;
 }
 
+void gpt_prepare_decode(gpt_model *m) {
+    if (!m->cfg.sparse) return;
+    for (int64_t i = 0; i < m->cfg.n_layers; i++) nn_bs_swiglu_prepare_decode(&m->layers[i].sffn, m->params);
+}
+
 void gpt_kv_init(gpt_kv *kv, sgt_ctx *c, const gpt_model *m, int64_t B, int64_t max_len) {
     SGT_CHECK(max_len <= m->cfg.ctx_len, "KV cache of %lld positions exceeds the context length %lld",
               (long long)max_len, (long long)m->cfg.ctx_len);

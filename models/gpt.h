@@ -60,6 +60,9 @@ typedef struct {
 gpt_model *gpt_build(const gpt_config *cfg, nn_params *params);
 /* Switches the SGT FFNs between mask-and-multiply and block skipping (same weights). */
 void gpt_set_ffn_skip(gpt_model *m, bool skip);
+/* For inference with block skipping: block-contiguous copies of the down projections (+1/3 of the
+ * FFN weights in memory). Call it after loading weights; training never uses them. */
+void gpt_prepare_decode(gpt_model *m);
 void gpt_free(gpt_model *m);
 
 /* KV caches of every layer, for incremental decoding (inference only: use a no-grad scope). */

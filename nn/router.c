@@ -58,6 +58,7 @@ void nn_bs_swiglu_init(nn_bs_swiglu *m, nn_params *p, const char *prefix, int64_
     m->block_size = block_size;
     m->top_k = top_k;
     m->path = NN_BS_MASK;
+    m->down_t = NULL;
     nn_router_init(&m->router, p, nn_join(buf, sizeof buf, prefix, "router"), C, num_blocks, top_k, std);
     nn_swiglu_init(&m->ffn, p, prefix, C, num_blocks * block_size, std, down_std);
 }
@@ -67,8 +68,8 @@ static sgt_tensor *skip_forward(sgt_ctx *c, const nn_bs_swiglu *m, sgt_tensor *x
     sgt_tensor *x2 = sgt_reshape(c, x, SGT_SHAPE(N, C));
     sgt_tensor *idx = sgt_reshape(c, r->indices, SGT_SHAPE(N, k));
     sgt_tensor *mval = sgt_gather_last(c, sgt_reshape(c, r->mask, SGT_SHAPE(N, nb)), idx); /* [N, k] */
-    sgt_tensor *y = sgt_bsparse_swiglu(c, x2, m->ffn.gate.w, m->ffn.up.w, m->ffn.down.w, idx, mval, m->block_size,
-                                       NULL, NULL);
+    sgt_tensor *y = sgt_bsparse_swiglu_ex(c, x2, m->ffn.gate.w, m->ffn.up.w, m->ffn.down.w, m->down_t, idx, mval,
+                                          m->block_size, NULL, NULL);
     return sgt_reshape(c, y, x->ndim, x->shape);
 }
 
@@ -91,6 +92,12 @@ sgt_tensor *nn_bs_swiglu_forward(sgt_ctx *c, const nn_bs_swiglu *m, sgt_tensor *
     sgt_tensor *masked = sgt_reshape(c, sgt_mul(c, hb, mb), nd, h->shape);
     if (route_out) *route_out = r;
     return nn_linear_forward(c, &m->ffn.down, masked);
+}
+
+void nn_bs_swiglu_prepare_decode(nn_bs_swiglu *m, nn_params *p) {
+    sgt_tensor *wd = m->ffn.down.w; /* [C, I] */
+    if (!m->down_t) m->down_t = sgt_empty(&p->ctx, wd->dtype, SGT_SHAPE(wd->shape[1], wd->shape[0]));
+    sgt_copy_into(&p->ctx, m->down_t, sgt_transpose(&p->ctx, wd, 0, 1));
 }
 
 void nn_route_stats(const nn_route *r, double *counts, double *mean_probs) {

@@ -60,12 +60,18 @@ typedef struct {
     nn_swiglu ffn;
     int64_t num_blocks, block_size, top_k;
     nn_bs_path path;
+    sgt_tensor *down_t;  /* inference only: ffn.down.weight transposed [I, C], streamed by the decode
+                          * kernel; NULL unless nn_bs_swiglu_prepare_decode made it (and then it must
+                          * be remade whenever the weights change) */
 } nn_bs_swiglu;
 
 void nn_bs_swiglu_init(nn_bs_swiglu *m, nn_params *p, const char *prefix, int64_t C, int64_t num_blocks,
                        int64_t block_size, int64_t top_k, double std, double down_std);
 /* x [..., C] -> [..., C]; *route_out (optional) receives the routing for the aux loss and stats. */
 sgt_tensor *nn_bs_swiglu_forward(sgt_ctx *c, const nn_bs_swiglu *m, sgt_tensor *x, nn_route *route_out);
+
+/* Makes (or refreshes) down_t from the current weights, in the parameter store's memory. */
+void nn_bs_swiglu_prepare_decode(nn_bs_swiglu *m, nn_params *p);
 
 /* Per-block selection counts [nb] (f64 host array, summed over tokens) and mean router
  * probabilities softmax(l) [nb], from a routing. */

@@ -54,6 +54,6 @@ SGT_OP(CMP,              "cmp",               0) /* a, b (broadcast) -> 0/1 in a
 SGT_OP(WHERE,            "where",             0) /* cond, a, b (broadcast) -> cond != 0 ? a : b */
 SGT_OP(MASKED_FILL,      "masked_fill",       0) /* x, mask (broadcast) -> mask != 0 ? fp[0] : x */
 SGT_OP(CONCAT,           "concat",            0) /* x0..xn -> concat along ip[0] */
-SGT_OP(BSPARSE_SWIGLU,   "bsparse_swiglu",    0) /* x, wg, wu, wd, idx, m -> y, G, U, scratch; ip[0] = block size */
+SGT_OP(BSPARSE_SWIGLU,   "bsparse_swiglu",    0) /* x, wg, wu, wd, idx, m [, wd_t] -> y, G, U, scratch; ip[0] = block size */
 SGT_OP(BSPARSE_SWIGLU_BWD,"bsparse_swiglu_bwd",0) /* x, wg, wu, wd, idx, m, G, U, dy -> dx, dwg, dwu, dwd, dm, scratch */
 SGT_OP(ADAMW,            "adamw",             0) /* in place: param, grad, m, v; fp = lr, b1, b2, eps, wd, bc1, bc2 */

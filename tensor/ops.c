@@ -588,9 +588,9 @@ static void check_bsparse(sgt_tensor *x, sgt_tensor *wg, sgt_tensor *wu, sgt_ten
               (long long)I);
 }
 
-sgt_tensor *sgt_bsparse_swiglu(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt_tensor *wu, sgt_tensor *wd,
-                               sgt_tensor *idx, sgt_tensor *m, int64_t block_size, sgt_tensor **G_out,
-                               sgt_tensor **U_out) {
+sgt_tensor *sgt_bsparse_swiglu_ex(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt_tensor *wu, sgt_tensor *wd,
+                                  sgt_tensor *wd_t, sgt_tensor *idx, sgt_tensor *m, int64_t block_size,
+                                  sgt_tensor **G_out, sgt_tensor **U_out) {
     check_bsparse(x, wg, wu, wd, idx, m, block_size);
     CONTIG(x);
     CONTIG(wg);
@@ -598,15 +598,27 @@ sgt_tensor *sgt_bsparse_swiglu(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt_te
     CONTIG(wd);
     CONTIG(idx);
     CONTIG(m);
+    if (wd_t) {
+        check_same_dtype("bsparse_swiglu", x, wd_t);
+        SGT_CHECK(wd_t->ndim == 2 && wd_t->shape[0] == wd->shape[1] && wd_t->shape[1] == wd->shape[0] &&
+                      sgt_is_contiguous(wd_t),
+                  "bsparse_swiglu: the transposed down weights must be a contiguous [I, C]");
+    }
     const int64_t N = x->shape[0], C = x->shape[1], k = idx->shape[1], nb = wg->shape[0] / block_size;
     sgt_tensor *dst[4] = {sgt_empty(c, x->dtype, 2, x->shape), sgt_empty(c, x->dtype, SGT_SHAPE(N, k, block_size)),
                           sgt_empty(c, x->dtype, SGT_SHAPE(N, k, block_size)),
                           sgt_empty(c, x->dtype, SGT_SHAPE(bs_scratch_floats(N, C, block_size, false) + N * k + 2 * nb + 8))};
-    sgt_tensor *src[6] = {x, wg, wu, wd, idx, m};
-    run(c, SGT_OP_BSPARSE_SWIGLU, 6, src, 4, dst, &block_size, 1, NULL, 0);
+    sgt_tensor *src[7] = {x, wg, wu, wd, idx, m, wd_t};
+    run(c, SGT_OP_BSPARSE_SWIGLU, wd_t ? 7 : 6, src, 4, dst, &block_size, 1, NULL, 0);
     if (G_out) *G_out = dst[1];
     if (U_out) *U_out = dst[2];
     return dst[0];
+}
+
+sgt_tensor *sgt_bsparse_swiglu(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt_tensor *wu, sgt_tensor *wd,
+                               sgt_tensor *idx, sgt_tensor *m, int64_t block_size, sgt_tensor **G_out,
+                               sgt_tensor **U_out) {
+    return sgt_bsparse_swiglu_ex(c, x, wg, wu, wd, NULL, idx, m, block_size, G_out, U_out);
 }
 
 void sgt_bsparse_swiglu_bwd(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt_tensor *wu, sgt_tensor *wd, sgt_tensor *idx,

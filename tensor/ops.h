@@ -107,6 +107,12 @@ sgt_tensor *sgt_scatter_add_last(sgt_ctx *c, sgt_tensor *v, sgt_tensor *idx, int
 sgt_tensor *sgt_bsparse_swiglu(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt_tensor *wu, sgt_tensor *wd,
                                sgt_tensor *idx, sgt_tensor *m, int64_t block_size, sgt_tensor **G_out,
                                sgt_tensor **U_out);
+/* The same, with wd_t = the down weights transposed ([I, C], a block's down rows contiguous), an
+ * inference copy (see gpt_prepare_decode) that the few-token kernel streams instead of wd's
+ * 64-float runs. Gradients still flow to wd only; wd_t must mirror it. */
+sgt_tensor *sgt_bsparse_swiglu_ex(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt_tensor *wu, sgt_tensor *wd,
+                                  sgt_tensor *wd_t, sgt_tensor *idx, sgt_tensor *m, int64_t block_size,
+                                  sgt_tensor **G_out, sgt_tensor **U_out);
 /* Its backward: dx, dwg, dwu, dwd (zero outside the selected blocks) and dm [N, k]. */
 void sgt_bsparse_swiglu_bwd(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt_tensor *wu, sgt_tensor *wd, sgt_tensor *idx,
                             sgt_tensor *m, sgt_tensor *G, sgt_tensor *U, sgt_tensor *dy, int64_t block_size,

@@ -1,6 +1,6 @@
 /* bsparse.c: CPU kernels of the block-sparse SwiGLU that skips unselected blocks (see ops.h).
- * Few tokens (decode): for each token, SIMD dot products over the selected blocks' gate and up
- * rows, then the selected down columns; threads split the blocks, then the output rows, so
+ * Few tokens (decode): for each token, a BLAS GEMV per selected block for gate and up, then the
+ * selected down columns (block-contiguous rows of the transposed copy when there is one); threads split the blocks, then the output rows, so
  * exactly the selected weights are read once. Many tokens (prefill, training): tokens are grouped
  * by block, gathered, multiplied by the block's weights with one GEMM each, and scattered back;
  * blocks are visited in order, so the sums do not depend on the thread count. */
@@ -31,7 +31,7 @@ static void group_by_block(const int32_t *idx, int64_t N, int64_t k, int64_t nb,
     for (int64_t s = 0; s < N * k; s++) order[fill[idx[s]]++] = (int32_t)s;
 }
 
-#define BSPARSE(T, GEMM, EXP)                                                                            \
+#define BSPARSE(T, GEMM, GEMV, EXP)                                                                            \
     static inline T silu_##T(T g) { return g / ((T)1 + EXP(-g)); }                                      \
     static inline T dsilu_##T(T g) {                                                                     \
         T s = (T)1 / ((T)1 + EXP(-g));                                                                   \
@@ -51,19 +51,31 @@ static void group_by_block(const int32_t *idx, int64_t N, int64_t k, int64_t nb,
         for (; i < n; i++) s[0] += a[i] * b[i];                                                          \
         return ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));                        \
     }                                                                                                    \
-    /* one token: y = sum_j m_j Wd[:, B_j] (silu(g_j) u_j), reading only the selected weights */        \
-    static void decode_##T(const T *x, const T *wg, const T *wu, const T *wd, const int32_t *idx, const T *m, \
-                           int64_t C, int64_t IW, int64_t k, int64_t bs, T *y, T *G, T *U) {             \
+    /* one token: y = sum_j m_j Wd[:, B_j] (silu(g_j) u_j), reading only the selected weights; with  \
+     * wdt (Wd transposed, [IW, C]) the down rows of a block are contiguous and each thread streams   \
+     * its column range of them; else each output row gathers k runs of bs floats */                \
+    static void decode_##T(const T *x, const T *wg, const T *wu, const T *wd, const T *wdt, const int32_t *idx, \
+                           const T *m, int64_t C, int64_t IW, int64_t k, int64_t bs, T *y, T *G, T *U) {  \
         T h[DECODE_MAX_HIDDEN];                                                                          \
+        /* gate and up: a BLAS GEMV per selected block (inside the parallel loop BLAS runs on one   \
+         * thread), so each block's bs x C rows stream at BLAS speed */                                 \
         _Pragma("omp parallel for schedule(static) if (k * bs * C >= SGT_OMP_MIN)")                     \
         for (int64_t j = 0; j < k; j++) {                                                                \
             const int64_t b = idx[j];                                                                    \
-            for (int64_t r = 0; r < bs; r++) {                                                           \
-                const T g = dot_##T(wg + (b * bs + r) * C, x, C), u = dot_##T(wu + (b * bs + r) * C, x, C); \
-                G[j * bs + r] = g;                                                                       \
-                U[j * bs + r] = u;                                                                       \
-                h[j * bs + r] = m[j] * silu_##T(g) * u;                                                  \
+            GEMV(CblasRowMajor, CblasNoTrans, (int)bs, (int)C, (T)1, wg + b * bs * C, (int)C, x, 1, (T)0, G + j * bs, 1); \
+            GEMV(CblasRowMajor, CblasNoTrans, (int)bs, (int)C, (T)1, wu + b * bs * C, (int)C, x, 1, (T)0, U + j * bs, 1); \
+            for (int64_t r = 0; r < bs; r++) h[j * bs + r] = m[j] * silu_##T(G[j * bs + r]) * U[j * bs + r]; \
+        }                                                                                                \
+        if (wdt) {                                                                                       \
+            const int64_t CH = 256, nch = (C + CH - 1) / CH;                                             \
+            _Pragma("omp parallel for schedule(static) if (k * bs * C >= SGT_OMP_MIN)")                 \
+            for (int64_t ch = 0; ch < nch; ch++) {                                                       \
+                const int64_t c0 = ch * CH, nc = C - c0 < CH ? C - c0 : CH;                              \
+                for (int64_t j = 0; j < k; j++) /* y[c0:] += WdT[B_j rows, c0:]^T h_j */                 \
+                    GEMV(CblasRowMajor, CblasTrans, (int)bs, (int)nc, (T)1, wdt + idx[j] * bs * C + c0, (int)C, \
+                         h + j * bs, 1, j ? (T)1 : (T)0, y + c0, 1);                                     \
             }                                                                                            \
+            return;                                                                                      \
         }                                                                                                \
         _Pragma("omp parallel for schedule(static) if (k * bs * C >= SGT_OMP_MIN)")                     \
         for (int64_t c = 0; c < C; c++) {                                                                \
@@ -86,7 +98,8 @@ static void group_by_block(const int32_t *idx, int64_t N, int64_t k, int64_t nb,
                 SGT_CHECK(idx[s] >= 0 && idx[s] < nb, "bsparse_swiglu: block index %d is outside [0, %lld)", \
                           idx[s], (long long)nb);                                                        \
             for (int64_t t = 0; t < N; t++)                                                              \
-                decode_##T(x + t * C, wg, wu, wd, idx + t * k, m + t * k, C, IW, k, bs, y + t * C,          \
+                decode_##T(x + t * C, wg, wu, wd, call->nsrc > 6 ? (const T *)sgt_ptr(call->src[6]) : NULL,  \
+                           idx + t * k, m + t * k, C, IW, k, bs, y + t * C,                              \
                            G + t * k * bs, U + t * k * bs);                                              \
             return;                                                                                      \
         }                                                                                                \
@@ -170,8 +183,8 @@ static void group_by_block(const int32_t *idx, int64_t N, int64_t k, int64_t nb,
             }                                                                                            \
         }                                                                                                \
     }
-BSPARSE(float, cblas_sgemm, sgt_expf)
-BSPARSE(double, cblas_dgemm, exp)
+BSPARSE(float, cblas_sgemm, cblas_sgemv, sgt_expf)
+BSPARSE(double, cblas_dgemm, cblas_dgemv, exp)
 
 void sgt_cpu_bsparse_swiglu(const sgt_opcall *call) {
     if (call->src[0]->dtype == SGT_F32) fwd_float(call);

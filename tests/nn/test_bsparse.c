@@ -60,6 +60,10 @@ static void t_forward_parity(void **s) {
             double *ref = tu_host(mask_ref(C_, x, wg, wu, wd, idx, m, q.nb, q.bs));
             /* f32: both sides round differently (GEMM vs dot products), a few ulp of sums of C terms */
             tu_assert_close(y, ref, dt ? 1e-12 : 2e-5, dt ? 1e-13 : 2e-6, "bsparse forward vs mask-and-multiply");
+            /* with the block-contiguous (transposed) down copy of the decode kernel */
+            sgt_tensor *wdt = sgt_copy(C_, sgt_transpose(C_, wd, 0, 1));
+            sgt_tensor *yt = sgt_bsparse_swiglu_ex(C_, x, wg, wu, wd, wdt, idx, m, q.bs, NULL, NULL);
+            tu_assert_close(yt, ref, dt ? 1e-12 : 2e-5, dt ? 1e-13 : 2e-6, "bsparse forward (down transposed)");
             free(ref);
         }
     tu_env_free(e);
@@ -159,6 +163,7 @@ static void t_gpt_paths_agree(void **s) {
     gpt_set_ffn_skip(m, true);
     sgt_tensor *full = gpt_forward(C_, m, idx, NULL).logits;
     tu_assert_close(full, ref, 1e-11, 1e-12, "SGT logits, skip vs mask");
+    gpt_prepare_decode(m); /* the decode kernel streams the transposed down copies */
     gpt_kv kv;
     gpt_kv_init(&kv, C_, m, 2, 7);
     for (int64_t t = 0; t < 7; t++) {
