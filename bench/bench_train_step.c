@@ -30,9 +30,14 @@
  * Output: a human-readable block per model, then one JSON line per model for the driver:
  *   {"model": "dense", "tokens_per_s": ..., "median_ms": ..., ...}
  *
- * Usage: bench_train_step [--model dense|sparse|both] [--config NAME] [--batch B] [--seq T]
+ * Models: dense (SwiGLU FFNs), sparse (SGT, mask-and-multiply FFNs as in the seed: the path
+ * torch_gpt.py reproduces), sparse-skip (SGT with block skipping, cfg.ffn_skip: only the selected
+ * blocks are computed; same forward, the router's STE gradient differs, see nn/router.h).
+ * --model both = dense + sparse; all = dense + sparse + sparse-skip.
+ *
+ * Usage: bench_train_step [--model dense|sparse|sparse-skip|both|all] [--config NAME] [--batch B] [--seq T]
  *                         [--steps N] [--warmup W] [--threads N] [--save PATH] [--profile]
- * (--save with --model both writes PATH with "dense"/"sparse" inserted before the extension.) */
+ * (--save with several models writes PATH with the model's name inserted before the extension.) */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -199,9 +204,9 @@ static gpt_output step_forward(sgt_ctx *c, const gpt_model *m, const int32_t *id
     return gpt_forward(c, m, x, &(gpt_forward_opts){.targets = y, .aux_weight = AUX_WEIGHT});
 }
 
-/* The path to save model `name`'s weights to: opts->save, with the name inserted when both run. */
-static void save_path(char *buf, size_t n, const char *save, const char *name, bool both) {
-    if (!both) {
+/* The path to save model `name`'s weights to: opts->save, with the name inserted when several run. */
+static void save_path(char *buf, size_t n, const char *save, const char *name, bool several) {
+    if (!several) {
         snprintf(buf, n, "%s", save);
         return;
     }
@@ -210,11 +215,16 @@ static void save_path(char *buf, size_t n, const char *save, const char *name, b
     snprintf(buf, n, "%.*s.%s%s", (int)(dot - save), save, name, dot);
 }
 
-static void run_model(const bench_opts *o, bool sparse, bool both) {
-    const char *name = sparse ? "sparse" : "dense";
+enum { M_DENSE, M_SPARSE, M_SKIP, M_N };
+static const char *const model_name[M_N] = {"dense", "sparse", "sparse-skip"};
+
+static void run_model(const bench_opts *o, int kind, bool several) {
+    const char *name = model_name[kind];
+    const bool sparse = kind != M_DENSE;
     gpt_config cfg;
     SGT_CHECK(gpt_preset(o->config, &cfg) == 0, "unknown --config '%s' (presets: %s)", o->config, gpt_preset_names());
     cfg.sparse = sparse;
+    cfg.ffn_skip = kind == M_SKIP;
     SGT_CHECK(o->T <= cfg.ctx_len, "--seq %lld exceeds the context length %lld of preset '%s'", (long long)o->T,
               (long long)cfg.ctx_len, o->config);
     nn_params *p = nn_params_create(1234, SGT_F32, SGT_CPU);
@@ -235,13 +245,13 @@ static void run_model(const bench_opts *o, bool sparse, bool both) {
     }
     int32_t *ids = make_ids(o->B, o->T, cfg.vocab);
 
-    printf("\n== %s (%s%s): %lld params, B %lld x T %lld = %lld tokens/step\n", name, o->config,
-           sparse ? ", SGT" : "", (long long)gpt_param_count(m), (long long)o->B, (long long)o->T,
-           (long long)(o->B * o->T));
+    const char *variant = kind == M_SKIP ? ", SGT, block skipping" : sparse ? ", SGT, mask-and-multiply" : "";
+    printf("\n== %s (%s%s): %lld params, B %lld x T %lld = %lld tokens/step\n", name, o->config, variant,
+           (long long)gpt_param_count(m), (long long)o->B, (long long)o->T, (long long)(o->B * o->T));
 
     if (o->save) {
         char path[1024], err[512];
-        save_path(path, sizeof path, o->save, name, both);
+        save_path(path, sizeof path, o->save, name, several);
         SGT_CHECK(nn_save_params(p, path, NULL, err, sizeof err) == 0, "saving the initial weights: %s", err);
         gpt_output out = step_forward(&c, m, ids, o->B, o->T);
         double ce = sgt_item(out.ce), aux = out.aux ? sgt_item(out.aux) : 0.0, loss = sgt_item(out.loss);
@@ -264,11 +274,18 @@ static void run_model(const bench_opts *o, bool sparse, bool both) {
         if (s == o->warmup) allocs_timed = arena->n_system_allocs;
         const bool prof = pr && s >= o->warmup;
         const stamp t0 = now();
-        if (prof) pr->on = true, pr->phase = PH_FWD, pr->last = t0;
+        if (prof) {
+            pr->on = true;
+            pr->phase = PH_FWD;
+            pr->last = t0;
+        }
         gpt_output out = step_forward(&c, m, ids, o->B, o->T);
         double loss = sgt_item(out.loss);
         const stamp t1 = now();
-        if (prof) pr->phase = PH_BWD, pr->last = t1;
+        if (prof) {
+            pr->phase = PH_BWD;
+            pr->last = t1;
+        }
         ag_backward(&tape, out.loss);
         const stamp t2 = now();
         if (pr) pr->on = false;
@@ -331,7 +348,7 @@ static void run_model(const bench_opts *o, bool sparse, bool both) {
 
 static void usage(const char *argv0) {
     fprintf(stderr,
-            "usage: %s [--model dense|sparse|both] [--config NAME] [--batch B] [--seq T] [--steps N]\n"
+            "usage: %s [--model dense|sparse|sparse-skip|both|all] [--config NAME] [--batch B] [--seq T] [--steps N]\n"
             "          [--warmup W] [--threads N] [--save PATH] [--profile]\n"
             "  presets: %s (default tiny); defaults: both, B 4, T 256, 10 steps, 2 warm-up,\n"
             "  threads = OpenMP's max\n",
@@ -359,9 +376,14 @@ int main(int argc, char **argv) {
         } else usage(argv[0]);
         i++;
     }
-    const bool dense = !strcmp(model, "dense") || !strcmp(model, "both");
-    const bool sparse = !strcmp(model, "sparse") || !strcmp(model, "both");
-    if ((!dense && !sparse) || o.B < 1 || o.T < 1 || o.steps < 1 || o.warmup < 0 || o.threads < 0) usage(argv[0]);
+    const bool both = !strcmp(model, "both"), all = !strcmp(model, "all");
+    bool run[M_N];
+    int nrun = 0;
+    for (int k = 0; k < M_N; k++) {
+        run[k] = all || (both && k != M_SKIP) || !strcmp(model, model_name[k]);
+        nrun += run[k];
+    }
+    if (!nrun || o.B < 1 || o.T < 1 || o.steps < 1 || o.warmup < 0 || o.threads < 0) usage(argv[0]);
     if (o.threads > 0) omp_set_num_threads(o.threads);
     else o.threads = omp_get_max_threads();
     openblas_set_num_threads(o.threads);
@@ -370,8 +392,8 @@ int main(int argc, char **argv) {
            "aux weight %g\n", o.config, (long long)o.B, (long long)o.T, o.threads, omp_get_max_threads(),
            openblas_get_num_threads(), LR, AUX_WEIGHT);
     print_load("start");
-    if (dense) run_model(&o, false, dense && sparse);
-    if (sparse) run_model(&o, true, dense && sparse);
+    for (int k = 0; k < M_N; k++)
+        if (run[k]) run_model(&o, k, nrun > 1);
     print_load("end");
     return 0;
 }

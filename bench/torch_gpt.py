@@ -48,7 +48,11 @@ def _blas_threads_from_argv(argv):
     ignores torch.set_num_threads and sizes itself from OPENBLAS_NUM_THREADS when loaded, i.e. at
     `import torch`. So this runs before the import (argparse proper comes later)."""
     for i, a in enumerate(argv):
-        v = a.split("=", 1)[1] if a.startswith("--threads=") else (argv[i + 1] if a == "--threads" and i + 1 < len(argv) else None)
+        v = None
+        if a.startswith("--threads="):
+            v = a.split("=", 1)[1]
+        elif a == "--threads" and i + 1 < len(argv):
+            v = argv[i + 1]
         if v is not None and v.isdigit() and int(v) > 0:
             os.environ["OPENBLAS_NUM_THREADS"] = v
             os.environ["OMP_NUM_THREADS"] = v
