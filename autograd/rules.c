@@ -10,12 +10,12 @@
 
 /* ---- views and copies ---- */
 
-RULE(reshape_bwd) { ag_accum(c, X(0), sgt_reshape(c, G, X(0)->ndim, X(0)->shape)); }
+RULE(reshape_bwd) { ag_accum_owned(c, X(0), sgt_reshape(c, G, X(0)->ndim, X(0)->shape)); }
 
 RULE(permute_bwd) {
     int inv[SGT_MAX_DIMS];
     for (int i = 0; i < X(0)->ndim; i++) inv[call->ip[i]] = i;
-    ag_accum(c, X(0), sgt_permute(c, G, inv));
+    ag_accum_owned(c, X(0), sgt_permute(c, G, inv));
 }
 
 RULE(narrow_bwd) {
@@ -24,39 +24,43 @@ RULE(narrow_bwd) {
     sgt_add_into(c, sgt_narrow(c, buf, (int)call->ip[0], call->ip[1], call->ip[2]), G);
 }
 
-RULE(expand_bwd) { ag_accum(c, X(0), sgt_sum_to(c, G, X(0)->ndim, X(0)->shape)); }
+RULE(expand_bwd) { ag_accum_owned(c, X(0), sgt_sum_to(c, G, X(0)->ndim, X(0)->shape)); }
 
-RULE(copy_bwd) { ag_accum(c, X(0), G); }
+RULE(copy_bwd) { ag_accum_owned(c, X(0), G); }
 
-RULE(cast_bwd) { ag_accum(c, X(0), sgt_cast(c, G, X(0)->dtype)); }
+RULE(cast_bwd) { ag_accum_owned(c, X(0), sgt_cast(c, G, X(0)->dtype)); }
 
 /* ---- elementwise ---- */
 
-static void accum_to(sgt_ctx *c, sgt_tensor *x, sgt_tensor *g) {
-    if (ag_requires_grad(x)) ag_accum(c, x, sgt_sum_to(c, g, x->ndim, x->shape));
+/* sums g down to x's (broadcast) shape; owned: g is for x alone (see ag_accum_owned) */
+static void accum_to(sgt_ctx *c, sgt_tensor *x, sgt_tensor *g, bool owned) {
+    if (!ag_requires_grad(x)) return;
+    sgt_tensor *r = sgt_sum_to(c, g, x->ndim, x->shape);
+    if (owned || r != g) ag_accum_owned(c, x, r); /* a reduction is fresh anyway */
+    else ag_accum(c, x, r);
 }
 
-RULE(add_bwd) {
-    accum_to(c, X(0), G);
-    accum_to(c, X(1), G);
+RULE(add_bwd) { /* both inputs get G: the second one copies it */
+    accum_to(c, X(0), G, true);
+    accum_to(c, X(1), G, false);
 }
 
 RULE(sub_bwd) {
-    accum_to(c, X(0), G);
-    if (ag_requires_grad(X(1))) accum_to(c, X(1), sgt_neg(c, G));
+    accum_to(c, X(0), G, true);
+    if (ag_requires_grad(X(1))) accum_to(c, X(1), sgt_neg(c, G), true);
 }
 
 RULE(mul_bwd) {
-    if (ag_requires_grad(X(0))) accum_to(c, X(0), sgt_mul(c, G, X(1)));
-    if (ag_requires_grad(X(1))) accum_to(c, X(1), sgt_mul(c, G, X(0)));
+    if (ag_requires_grad(X(0))) accum_to(c, X(0), sgt_mul(c, G, X(1)), true);
+    if (ag_requires_grad(X(1))) accum_to(c, X(1), sgt_mul(c, G, X(0)), true);
 }
 
 RULE(div_bwd) {
-    if (ag_requires_grad(X(0))) accum_to(c, X(0), sgt_div(c, G, X(1)));
-    if (ag_requires_grad(X(1))) accum_to(c, X(1), sgt_neg(c, sgt_div(c, sgt_mul(c, G, Y(0)), X(1))));
+    if (ag_requires_grad(X(0))) accum_to(c, X(0), sgt_div(c, G, X(1)), true);
+    if (ag_requires_grad(X(1))) accum_to(c, X(1), sgt_neg(c, sgt_div(c, sgt_mul(c, G, Y(0)), X(1))), true);
 }
 
-RULE(unary_bwd) { ag_accum(c, X(0), sgt_unary_bwd(c, call->op, call->fp[0], X(0), Y(0), G)); }
+RULE(unary_bwd) { ag_accum_owned(c, X(0), sgt_unary_bwd(c, call->op, call->fp[0], X(0), Y(0), G)); }
 
 /* ---- reductions ---- */
 
@@ -73,7 +77,7 @@ RULE(sum_bwd) { ag_accum(c, X(0), spread(c, call, G)); }
 
 RULE(mean_bwd) {
     double n = (double)sgt_numel(X(0)) / (double)(sgt_numel(Y(0)) ? sgt_numel(Y(0)) : 1);
-    ag_accum(c, X(0), sgt_mul_scalar(c, spread(c, call, G), 1.0 / n));
+    ag_accum_owned(c, X(0), sgt_mul_scalar(c, spread(c, call, G), 1.0 / n));
 }
 
 /* ties share the gradient equally */
@@ -81,19 +85,19 @@ RULE(max_bwd) {
     sgt_tensor *hit = sgt_cmp(c, SGT_CMP_EQ, X(0), spread(c, call, Y(0)));
     sgt_tensor *cnt = sgt_sum_dims(c, hit, (uint32_t)call->ip[0], true);
     sgt_tensor *share = sgt_div(c, hit, cnt);
-    ag_accum(c, X(0), sgt_mul(c, share, spread(c, call, G)));
+    ag_accum_owned(c, X(0), sgt_mul(c, share, spread(c, call, G)));
 }
 
 /* ---- softmax, matmul ---- */
 
-RULE(softmax_bwd) { ag_accum(c, X(0), sgt_softmax_bwd(c, Y(0), G, call->op == SGT_OP_LOG_SOFTMAX)); }
+RULE(softmax_bwd) { ag_accum_owned(c, X(0), sgt_softmax_bwd(c, Y(0), G, call->op == SGT_OP_LOG_SOFTMAX)); }
 
 RULE(matmul_bwd) {
     sgt_tensor *a = X(0), *b = X(1);
     const bool ta = call->ip[0], tb = call->ip[1];
     if (ag_requires_grad(a)) {
         sgt_tensor *da = ta ? sgt_matmul(c, b, G, tb, true) : sgt_matmul(c, G, b, false, !tb);
-        accum_to(c, a, da);
+        accum_to(c, a, da, true);
     }
     if (ag_requires_grad(b)) {
         sgt_tensor *db;
@@ -105,7 +109,7 @@ RULE(matmul_bwd) {
         } else {
             db = tb ? sgt_matmul(c, G, a, true, ta) : sgt_matmul(c, a, G, !ta, false);
         }
-        accum_to(c, b, db);
+        accum_to(c, b, db, true);
     }
 }
 
@@ -116,11 +120,11 @@ RULE(embedding_bwd) {
     sgt_index_add_rows(c, ag_grad_buffer(c, X(0)), X(1), G);
 }
 
-RULE(topk_bwd) { ag_accum(c, X(0), sgt_scatter_add_last(c, G, Y(1), X(0)->shape[X(0)->ndim - 1])); }
+RULE(topk_bwd) { ag_accum_owned(c, X(0), sgt_scatter_add_last(c, G, Y(1), X(0)->shape[X(0)->ndim - 1])); }
 
-RULE(gather_last_bwd) { ag_accum(c, X(0), sgt_scatter_add_last(c, G, X(1), X(0)->shape[X(0)->ndim - 1])); }
+RULE(gather_last_bwd) { ag_accum_owned(c, X(0), sgt_scatter_add_last(c, G, X(1), X(0)->shape[X(0)->ndim - 1])); }
 
-RULE(scatter_add_last_bwd) { ag_accum(c, X(0), sgt_gather_last(c, G, X(1))); }
+RULE(scatter_add_last_bwd) { ag_accum_owned(c, X(0), sgt_gather_last(c, G, X(1))); }
 
 RULE(concat_bwd) {
     int d = (int)call->ip[0];
@@ -136,31 +140,31 @@ RULE(concat_bwd) {
 
 RULE(where_bwd) {
     sgt_tensor *zero = sgt_scalar(c, G->dtype, 0.0);
-    if (ag_requires_grad(X(1))) accum_to(c, X(1), sgt_where(c, X(0), G, zero));
-    if (ag_requires_grad(X(2))) accum_to(c, X(2), sgt_where(c, X(0), zero, G));
+    if (ag_requires_grad(X(1))) accum_to(c, X(1), sgt_where(c, X(0), G, zero), true);
+    if (ag_requires_grad(X(2))) accum_to(c, X(2), sgt_where(c, X(0), zero, G), true);
 }
 
-RULE(masked_fill_bwd) { ag_accum(c, X(0), sgt_masked_fill(c, G, X(1), 0.0)); }
+RULE(masked_fill_bwd) { ag_accum_owned(c, X(0), sgt_masked_fill(c, G, X(1), 0.0)); }
 
 /* ---- fused losses and norms ---- */
 
 RULE(cross_entropy_bwd) {
-    ag_accum(c, X(0), sgt_cross_entropy_bwd(c, X(0), X(1), Y(1), G, (int32_t)call->ip[0]));
+    ag_accum_owned(c, X(0), sgt_cross_entropy_bwd(c, X(0), X(1), Y(1), G, (int32_t)call->ip[0]));
 }
 
 RULE(rmsnorm_bwd) {
     sgt_tensor *dx, *dw;
     sgt_rmsnorm_bwd(c, X(0), X(1), Y(1), G, &dx, &dw);
-    ag_accum(c, X(0), dx);
-    ag_accum(c, X(1), dw);
+    ag_accum_owned(c, X(0), dx);
+    ag_accum_owned(c, X(1), dw);
 }
 
 RULE(layernorm_bwd) {
     sgt_tensor *dx, *dw, *db;
     sgt_layernorm_bwd(c, X(0), X(1), Y(1), Y(2), G, &dx, &dw, &db);
-    ag_accum(c, X(0), dx);
-    ag_accum(c, X(1), dw);
-    ag_accum(c, X(2), db);
+    ag_accum_owned(c, X(0), dx);
+    ag_accum_owned(c, X(1), dw);
+    ag_accum_owned(c, X(2), db);
 }
 
 /* the skipping block-sparse FFN: gradients reach x, the three weights (selected blocks only) and
@@ -169,11 +173,11 @@ RULE(bsparse_swiglu_bwd) {
     sgt_tensor *dx, *dwg, *dwu, *dwd, *dm;
     sgt_bsparse_swiglu_bwd(c, X(0), X(1), X(2), X(3), X(4), X(5), Y(1), Y(2), G, call->ip[0], &dx, &dwg, &dwu, &dwd,
                            &dm);
-    ag_accum(c, X(0), dx);
-    ag_accum(c, X(1), dwg);
-    ag_accum(c, X(2), dwu);
-    ag_accum(c, X(3), dwd);
-    ag_accum(c, X(5), dm);
+    ag_accum_owned(c, X(0), dx);
+    ag_accum_owned(c, X(1), dwg);
+    ag_accum_owned(c, X(2), dwu);
+    ag_accum_owned(c, X(3), dwd);
+    ag_accum_owned(c, X(5), dm);
 }
 
 #define D(fn) {AG_DIFF, fn, 0}

@@ -120,6 +120,16 @@ void ag_accum(sgt_ctx *c, sgt_tensor *x, sgt_tensor *g) {
     else sgt_add_into(c, m->grad, g);
 }
 
+void ag_accum_owned(sgt_ctx *c, sgt_tensor *x, sgt_tensor *g) {
+    if (!ag_requires_grad(x)) return;
+    ag_meta *m = meta_of(x);
+    if (!m->grad && sgt_same_shape(x, g) && sgt_is_contiguous(g) && g->dtype == x->dtype && g->device == x->device) {
+        m->grad = g; /* no copy: the logits' gradient alone is 200 MB for the tiny preset */
+        return;
+    }
+    ag_accum(c, x, g);
+}
+
 void ag_backward(ag_tape *t, sgt_tensor *loss) {
     char b[96];
     SGT_CHECK(sgt_numel(loss) == 1, "backward() needs a scalar loss, got %s", sgt_shape_str(loss, b, sizeof b));

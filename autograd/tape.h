@@ -58,8 +58,12 @@ sgt_tensor *ag_detach(sgt_ctx *c, sgt_tensor *x);
 /* Backpropagates from a scalar (1-element) loss. */
 void ag_backward(ag_tape *t, sgt_tensor *loss);
 
-/* For backward rules: grad += g (g has x's shape), and the zero-initialised buffer itself. */
+/* For backward rules: grad += g (g has x's shape), and the zero-initialised buffer itself.
+ * ag_accum copies g when it starts x's gradient. ag_accum_owned may adopt g instead (when it is
+ * contiguous): use it only when g belongs to x alone, i.e. a fresh result of the rule, or (a view
+ * of) the gradient of the op's output, which no rule reads after this one. */
 void ag_accum(sgt_ctx *c, sgt_tensor *x, sgt_tensor *g);
+void ag_accum_owned(sgt_ctx *c, sgt_tensor *x, sgt_tensor *g);
 sgt_tensor *ag_grad_buffer(sgt_ctx *c, sgt_tensor *x);
 
 /* ---- the rule table (rules.c), indexed by sgt_op ---- */

@@ -57,7 +57,7 @@ gpt_model *gpt_build(const gpt_config *cfg, nn_params *p) {
     m->params = p;
     const int64_t C = cfg->d_model, L = cfg->n_layers;
     const double std = cfg->init_std, res_std = cfg->init_std / sqrt(2.0 * (double)L);
-    const int64_t I = cfg->sparse ? cfg->num_blocks * cfg->block_size : cfg->d_ff;
+    const int64_t hidden = cfg->sparse ? cfg->num_blocks * cfg->block_size : cfg->d_ff;
     nn_embedding_init(&m->wte, p, "wte", cfg->vocab, C, std);
     nn_embedding_init(&m->wpe, p, "wpe", cfg->ctx_len, C, std);
     for (int64_t i = 0; i < L; i++) {
@@ -70,7 +70,7 @@ gpt_model *gpt_build(const gpt_config *cfg, nn_params *p) {
             nn_bs_swiglu_init(&l->sffn, p, nn_join(buf, sizeof buf, pre, "ffn"), C, cfg->num_blocks,
                               cfg->block_size, cfg->top_k, std, res_std);
         else
-            nn_swiglu_init(&l->ffn, p, nn_join(buf, sizeof buf, pre, "ffn"), C, I, std, res_std);
+            nn_swiglu_init(&l->ffn, p, nn_join(buf, sizeof buf, pre, "ffn"), C, hidden, std, res_std);
     }
     gpt_set_ffn_skip(m, cfg->ffn_skip);
     nn_rmsnorm_init(&m->ln_f, p, "ln_f", C, cfg->norm_eps);
@@ -154,11 +154,11 @@ int64_t gpt_router_param_count(const gpt_model *m) { return nn_params_count_matc
 
 int64_t gpt_config_param_count(const gpt_config *c) {
     const int64_t C = c->d_model, L = c->n_layers, V = c->vocab;
-    const int64_t I = c->sparse ? c->num_blocks * c->block_size : c->d_ff;
+    const int64_t hidden = c->sparse ? c->num_blocks * c->block_size : c->d_ff;
     int64_t per_layer = 2 * C            /* ln1, ln2 */
                         + 3 * C * C      /* qkv */
                         + C * C          /* proj */
-                        + 3 * C * I;     /* gate, up, down */
+                        + 3 * C * hidden; /* gate, up, down */
     if (c->sparse) per_layer += (C * NN_ROUTER_HIDDEN + NN_ROUTER_HIDDEN) + (NN_ROUTER_HIDDEN * c->num_blocks + c->num_blocks);
     return V * C + c->ctx_len * C + L * per_layer + C + (c->tie_head ? 0 : V * C);
 }

@@ -91,14 +91,14 @@ sgt_tensor *nn_attention_forward(sgt_ctx *c, const nn_attention *m, sgt_tensor *
 
 /* ---- SwiGLU ---- */
 
-void nn_swiglu_init(nn_swiglu *m, nn_params *p, const char *prefix, int64_t C, int64_t I, double std,
+void nn_swiglu_init(nn_swiglu *m, nn_params *p, const char *prefix, int64_t C, int64_t hidden, double std,
                     double down_std) {
     char buf[NN_NAME_MAX];
     m->C = C;
-    m->I = I;
-    nn_linear_init(&m->gate, p, nn_join(buf, sizeof buf, prefix, "gate"), C, I, false, std);
-    nn_linear_init(&m->up, p, nn_join(buf, sizeof buf, prefix, "up"), C, I, false, std);
-    nn_linear_init(&m->down, p, nn_join(buf, sizeof buf, prefix, "down"), I, C, false, down_std);
+    m->hidden = hidden;
+    nn_linear_init(&m->gate, p, nn_join(buf, sizeof buf, prefix, "gate"), C, hidden, false, std);
+    nn_linear_init(&m->up, p, nn_join(buf, sizeof buf, prefix, "up"), C, hidden, false, std);
+    nn_linear_init(&m->down, p, nn_join(buf, sizeof buf, prefix, "down"), hidden, C, false, down_std);
 }
 
 sgt_tensor *nn_swiglu_hidden(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x) {

@@ -57,9 +57,10 @@ sgt_tensor *nn_attention_forward(sgt_ctx *c, const nn_attention *m, sgt_tensor *
 typedef struct {
     nn_linear gate, up; /* C -> I */
     nn_linear down;     /* I -> C, the residual output projection */
-    int64_t C, I;
+    int64_t C, hidden; /* hidden = I (not a field named I: <complex.h>, via cblas.h, defines I) */
 } nn_swiglu;
-void nn_swiglu_init(nn_swiglu *m, nn_params *p, const char *prefix, int64_t C, int64_t I, double std, double down_std);
+void nn_swiglu_init(nn_swiglu *m, nn_params *p, const char *prefix, int64_t C, int64_t hidden, double std,
+                    double down_std);
 /* The hidden silu(gate(x)) * up(x), [..., I]: the block-sparse FFN masks it before down. */
 sgt_tensor *nn_swiglu_hidden(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x);
 sgt_tensor *nn_swiglu_forward(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x);

@@ -235,6 +235,16 @@ static void t_bsparse_swiglu(void **s) {
 FN(f_reuse) { UNUSED; sgt_tensor *y = sgt_mul(c, x[0], x[0]); return sgt_add(c, sgt_mul(c, y, x[0]), sgt_tanh(c, y)); }
 static void t_reused_input(void **s) { (void)s; sgt_tensor *in[] = {R(90, 3, 4)}; check(f_reuse, NULL, in, 1, NULL); }
 
+/* b is used before and after the add that also takes a: a gradient adopted without a copy
+ * (ag_accum_owned) must never be shared between a and b */
+FN(f_alias) {
+    UNUSED;
+    sgt_tensor *bb = sgt_mul(c, x[1], x[1]); /* b's gradient: first from the add below, then this */
+    sgt_tensor *s = sgt_add(c, x[0], x[1]);
+    return sgt_add(c, sgt_mul(c, s, s), bb);
+}
+static void t_grad_alias(void **s) { (void)s; sgt_tensor *in[] = {R(100, 3, 4), R(101, 3, 4)}; check(f_alias, NULL, in, 2, NULL); }
+
 /* a 2-layer MLP with a residual, norm and softmax cross-entropy, repeated 6 times (a deep tape) */
 FN(f_deep) {
     UNUSED;
@@ -263,7 +273,7 @@ int main(int argc, char **argv) {
         T(t_relu), T(t_sum), T(t_mean), T(t_max), T(t_softmax), T(t_log_softmax), T(t_softmax_causal),
         T(t_matmul), T(t_matmul_views), T(t_embedding), T(t_topk), T(t_gather_last), T(t_scatter_add_last),
         T(t_concat), T(t_where), T(t_masked_fill), T(t_cross_entropy), T(t_rmsnorm), T(t_layernorm),
-        T(t_bsparse_swiglu), T(t_reused_input), T(t_deep_graph),
+        T(t_bsparse_swiglu), T(t_reused_input), T(t_grad_alias), T(t_deep_graph),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("gradcheck", tests, setup, teardown);
