@@ -43,41 +43,6 @@ typedef struct {
     double skip_ms_median, skip_ms_p90, skip_prefill_tps; /* sparse: the block-skipping path */
 } loaded_model;
 
-/* Bytes of weights and KV cache read to decode one token at position `pos` (batch 1): every
- * parameter except the embedding tables (one row each), FFN blocks scaled by k/nb when skipping. */
-static double decode_bytes(const gpt_model *m, bool skip, int64_t pos) {
-    const gpt_config *c = &m->cfg;
-    const double es = 4, C = (double)c->d_model, L = (double)c->n_layers;
-    const double I = c->sparse ? (double)(c->num_blocks * c->block_size) : (double)c->d_ff;
-    double ffn = 3 * C * I * (skip ? (double)c->top_k / (double)c->num_blocks : 1.0);
-    double router = c->sparse ? (C * 128 + 128 + 128 * (double)c->num_blocks + (double)c->num_blocks) : 0;
-    double per_layer = 2 * C + 4 * C * C + ffn + router;
-    double head = c->tie_head ? 0 : (double)c->vocab * C;
-    double kv = 2 * L * (double)pos * C;
-    return es * (L * per_layer + head + C + 2 * C + kv);
-}
-
-/* memory bandwidth of this machine: best of a few large memcpys, counting read + write bytes */
-static double measure_bandwidth(void) {
-    const size_t n = (size_t)256 << 20;
-    char *a = malloc(n), *b = malloc(n);
-    if (!a || !b) FAIL("out of host memory for the bandwidth measurement");
-    memset(a, 1, n);
-    memset(b, 2, n);
-    double best = INFINITY;
-    for (int r = 0; r < 5; r++) {
-        double t = exp_now();
-        memcpy(b, a, n);
-        t = exp_now() - t;
-        best = t < best ? t : best;
-    }
-    volatile char sink = b[n / 2];
-    (void)sink;
-    free(a);
-    free(b);
-    return 2.0 * (double)n / best;
-}
-
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -438,15 +403,15 @@ int main(int argc, char **argv) {
     cJSON_AddNumberToObject(jd, "batch", 1);
     cJSON_AddNumberToObject(jd, "prompt_tokens", (double)np);
     cJSON_AddNumberToObject(jd, "generated_tokens", (double)ng);
-    const double bw = measure_bandwidth();
+    const double bw = sgt_device_bandwidth(dev);
     const int64_t mid = np + ng / 2; /* the KV cache length at the median token */
     cJSON_AddNumberToObject(jd, "bandwidth_gb_s", bw / 1e9);
-    cJSON_AddStringToObject(jd, "ideal", "bytes of weights and KV cache read per token / measured memcpy bandwidth");
+    cJSON_AddStringToObject(jd, "ideal", "bytes of weights and KV cache read per token / the device's measured copy bandwidth");
     double ideal[3] = {NAN, NAN, NAN};
     for (int k = 0; k < 2; k++)
         if (lm[k].present) {
             cJSON *o = cJSON_AddObjectToObject(jd, k ? "sparse_mask" : "dense");
-            ideal[k] = 1e3 * decode_bytes(lm[k].m, false, mid) / bw;
+            ideal[k] = 1e3 * gpt_decode_bytes(&lm[k].m->cfg, false, mid) / bw;
             cJSON_AddNumberToObject(o, "ms_per_token_median", lm[k].decode_ms_median);
             cJSON_AddNumberToObject(o, "ms_per_token_p90", lm[k].decode_ms_p90);
             cJSON_AddNumberToObject(o, "prefill_tokens_per_s", lm[k].prefill_tps);
@@ -454,7 +419,7 @@ int main(int argc, char **argv) {
             cJSON_AddNumberToObject(o, "ratio_to_ideal", lm[k].decode_ms_median / ideal[k]);
             if (k == 1) {
                 cJSON *q = cJSON_AddObjectToObject(jd, "sparse_skip");
-                ideal[2] = 1e3 * decode_bytes(lm[k].m, true, mid) / bw;
+                ideal[2] = 1e3 * gpt_decode_bytes(&lm[k].m->cfg, true, mid) / bw;
                 cJSON_AddNumberToObject(q, "ms_per_token_median", lm[k].skip_ms_median);
                 cJSON_AddNumberToObject(q, "ms_per_token_p90", lm[k].skip_ms_p90);
                 cJSON_AddNumberToObject(q, "prefill_tokens_per_s", lm[k].skip_prefill_tps);

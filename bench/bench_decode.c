@@ -57,33 +57,6 @@ static void decode(const gpt_model *m, int64_t np, int64_t ng, double *med, doub
     sgt_arena_destroy(kva);
 }
 
-static double bytes_per_token(const gpt_config *c, bool skip, int64_t pos) {
-    const double C = (double)c->d_model, L = (double)c->n_layers;
-    const double I = c->sparse ? (double)(c->num_blocks * c->block_size) : (double)c->d_ff;
-    const double ffn = 3 * C * I * (skip ? (double)c->top_k / (double)c->num_blocks : 1.0);
-    const double router = c->sparse ? C * 128 + 128 + 128 * (double)c->num_blocks + (double)c->num_blocks : 0;
-    return 4.0 * (L * (2 * C + 4 * C * C + ffn + router) + (double)c->vocab * C + 3 * C + 2 * L * (double)pos * C);
-}
-
-static double bandwidth(void) {
-    const size_t n = (size_t)256 << 20;
-    char *a = malloc(n), *b = malloc(n);
-    memset(a, 1, n);
-    memset(b, 2, n);
-    double best = INFINITY;
-    for (int r = 0; r < 5; r++) {
-        double t = now();
-        memcpy(b, a, n);
-        t = now() - t;
-        best = t < best ? t : best;
-    }
-    volatile char s = b[n / 3];
-    (void)s;
-    free(a);
-    free(b);
-    return 2.0 * (double)n / best;
-}
-
 int main(int argc, char **argv) {
     const char *preset = "sgt-150m";
     int64_t np = 32, ng = 64, reps = 3, threads = 0;
@@ -105,7 +78,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (np + ng > cfg.ctx_len) ng = cfg.ctx_len - np;
-    const double bw = bandwidth();
+    const double bw = sgt_device_bandwidth(SGT_CPU);
     printf("batch-1 decode, %s, prompt %lld, %lld tokens, %d threads, memcpy bandwidth %.1f GB/s (read+write)\n", preset,
            (long long)np, (long long)ng, sgt_get_threads(), bw / 1e9);
     printf("%-22s %10s %10s %10s %9s\n", "variant", "ms/token", "p90", "ideal", "x ideal");
@@ -125,14 +98,14 @@ int main(int argc, char **argv) {
         qsort(runs, (size_t)reps, sizeof(double), cmp);
         qsort(p90s, (size_t)reps, sizeof(double), cmp);
         med[v] = runs[reps / 2];
-        double ideal = 1e3 * bytes_per_token(&c, v == 2, np + ng / 2) / bw;
+        double ideal = 1e3 * gpt_decode_bytes(&c, v == 2, np + ng / 2) / bw;
         printf("%-22s %10.3f %10.3f %10.3f %9.2f\n", names[v], med[v], p90s[reps / 2], ideal, med[v] / ideal);
         gpt_free(m);
         nn_params_destroy(p);
     }
+    gpt_config sp = cfg;
+    sp.sparse = true;
     printf("sparse/dense ms per token: mask-multiply %.3f, skip-blocks %.3f (target <= 0.85; ideal %.3f)\n",
-           med[1] / med[0], med[2] / med[0], bytes_per_token(&(gpt_config){.d_model = cfg.d_model, .n_layers = cfg.n_layers,
-           .vocab = cfg.vocab, .sparse = true, .num_blocks = cfg.num_blocks, .block_size = cfg.block_size, .top_k = cfg.top_k},
-           true, np + ng / 2) / bytes_per_token(&cfg, false, np + ng / 2));
+           med[1] / med[0], med[2] / med[0], gpt_decode_bytes(&sp, true, np + ng / 2) / gpt_decode_bytes(&cfg, false, np + ng / 2));
     return 0;
 }

@@ -162,3 +162,16 @@ int64_t gpt_config_param_count(const gpt_config *c) {
     if (c->sparse) per_layer += (C * NN_ROUTER_HIDDEN + NN_ROUTER_HIDDEN) + (NN_ROUTER_HIDDEN * c->num_blocks + c->num_blocks);
     return V * C + c->ctx_len * C + L * per_layer + C + (c->tie_head ? 0 : V * C);
 }
+
+double gpt_decode_bytes(const gpt_config *c, bool skip, int64_t pos) {
+    const double C = (double)c->d_model, L = (double)c->n_layers, es = (double)sizeof(float);
+    const double hidden = c->sparse ? (double)(c->num_blocks * c->block_size) : (double)c->d_ff;
+    const double ffn = 3 * C * hidden * (skip ? (double)c->top_k / (double)c->num_blocks : 1.0);
+    const double router = c->sparse ? C * NN_ROUTER_HIDDEN + NN_ROUTER_HIDDEN + NN_ROUTER_HIDDEN * (double)c->num_blocks +
+                                          (double)c->num_blocks
+                                    : 0;
+    const double per_layer = 2 * C + 4 * C * C + ffn + router;   /* norms, qkv + proj, FFN, router */
+    const double head = c->tie_head ? 0 : (double)c->vocab * C;
+    const double kv = 2 * L * (double)pos * C;                  /* keys and values of past positions */
+    return es * (L * per_layer + head + 3 * C + kv);            /* + ln_f and one row of wte, wpe */
+}

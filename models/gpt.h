@@ -90,6 +90,11 @@ typedef struct {
 /* idx: i32 [B, T]. */
 gpt_output gpt_forward(sgt_ctx *c, const gpt_model *m, sgt_tensor *idx, const gpt_forward_opts *o);
 
+/* Bytes of weights and KV cache read to decode one token at position pos (batch 1): every
+ * parameter except the embedding tables (one row each); the FFN blocks scaled by k/nb when
+ * skipping. Divided by the device bandwidth, it is the floor of decode latency. */
+double gpt_decode_bytes(const gpt_config *cfg, bool skip, int64_t pos);
+
 /* Parameter counts: total, and the routers' share. */
 int64_t gpt_param_count(const gpt_model *m);
 int64_t gpt_router_param_count(const gpt_model *m);

@@ -20,5 +20,8 @@ int sgt_device_available(sgt_device d);
 void sgt_device_copy(void *dst, sgt_device dst_dev, const void *src, sgt_device src_dev, size_t n);
 /* Waits for everything queued on the device (nothing to wait for on the CPU). */
 void sgt_device_synchronize(sgt_device d);
+/* The device's memory bandwidth in bytes/s, read + write: the best of a few 256 MiB copies on the
+ * device. The floor against which memory-bound work (batch-1 decoding) is judged. */
+double sgt_device_bandwidth(sgt_device d);
 
 #endif
