@@ -2,6 +2,8 @@
  * sgt_dispatch. No arithmetic happens here; kernels live in cpu/ (and the CUDA backend). */
 #include "ops.h"
 
+#include "gemm_layout.h"
+
 #include <string.h>
 
 static void check_float(const char *op, const sgt_tensor *x) {
@@ -31,14 +33,6 @@ static void run(sgt_ctx *c, sgt_op op, int nsrc, sgt_tensor **src, int ndst, sgt
 /* Kernels outside the elementwise family take contiguous inputs: this makes them so
  * (a recorded copy, so gradients flow through it). */
 #define CONTIG(x) ((x) = sgt_contiguous(c, (x)))
-
-/* a GEMM operand needs a unit stride in one of its last two dims, the other stride >= the extent */
-static bool gemm_ok(const sgt_tensor *x) {
-    int64_t n0 = x->shape[x->ndim - 2], n1 = x->shape[x->ndim - 1];
-    int64_t s0 = x->stride[x->ndim - 2], s1 = x->stride[x->ndim - 1];
-    int64_t m1 = n1 > 1 ? n1 : 1, m0 = n0 > 1 ? n0 : 1;
-    return ((s1 == 1 || n1 == 1) && (n0 == 1 || s0 >= m1)) || ((s0 == 1 || n0 == 1) && (n1 == 1 || s1 >= m0));
-}
 
 /* numpy broadcasting of n shapes; fails naming the op */
 static int broadcast(const char *op, int n, sgt_tensor **xs, int64_t *out) {
@@ -319,8 +313,8 @@ sgt_tensor *sgt_matmul(sgt_ctx *c, sgt_tensor *a, sgt_tensor *b, bool ta, bool t
     }
     shape[nb] = M;
     shape[nb + 1] = N;
-    if (!gemm_ok(a)) a = sgt_copy(c, a);
-    if (!gemm_ok(b)) b = sgt_copy(c, b);
+    if (!sgt_gemm_fits(a)) a = sgt_copy(c, a);
+    if (!sgt_gemm_fits(b)) b = sgt_copy(c, b);
     sgt_tensor *y = sgt_empty(c, a->dtype, nb + 2, shape);
     sgt_tensor *src[2] = {a, b};
     int64_t ip[2] = {ta, tb};

@@ -6,32 +6,12 @@
 #include <omp.h>
 
 #include "cpu.h"
+#include "../gemm_layout.h"
 
-typedef struct {
-    bool trans;  /* as stored in memory: row-major, or its transpose */
-    int64_t ld;
-} mat_layout;
-
-/* the layout of the logical matrix (rows x cols) = last two dims of x, possibly transposed */
-static mat_layout layout(const sgt_tensor *x, bool t) {
-    int64_t s0 = x->stride[x->ndim - 2], s1 = x->stride[x->ndim - 1];
-    int64_t n0 = x->shape[x->ndim - 2], n1 = x->shape[x->ndim - 1];
-    mat_layout l;
-    if (s1 == 1 || n1 == 1) {
-        l.trans = t;
-        l.ld = n0 == 1 ? (n1 > 1 ? n1 : 1) : s0;
-        if (l.ld < n1) l.ld = n1;
-    } else {
-        l.trans = !t;
-        l.ld = n1 == 1 ? (n0 > 1 ? n0 : 1) : s1;
-        if (l.ld < n0) l.ld = n0;
-    }
-    return l;
-}
 
 /* one output row (M = 1, batch-1 decoding): a GEMV, so BLAS does not pack the whole weight
  * matrix for a single row (packing doubled the bytes moved and dominated decode time) */
-static void gemv_row(sgt_dtype dt, mat_layout la, mat_layout lb, int64_t N, int64_t K, const void *A, const void *B,
+static void gemv_row(sgt_dtype dt, sgt_gemm_layout la, sgt_gemm_layout lb, int64_t N, int64_t K, const void *A, const void *B,
                      void *C) {
     /* y[N] = op(B)^T-view: y = Bs x when B is stored [N, K] (lb.trans), y = Bs^T x when stored [K, N] */
     const int incx = la.trans ? (int)la.ld : 1;
@@ -41,7 +21,7 @@ static void gemv_row(sgt_dtype dt, mat_layout la, mat_layout lb, int64_t N, int6
     else cblas_dgemv(CblasRowMajor, t, rows, cols, 1.0, B, (int)lb.ld, A, incx, 0.0, C, 1);
 }
 
-static void gemm(sgt_dtype dt, mat_layout la, mat_layout lb, int64_t M, int64_t N, int64_t K, const void *A,
+static void gemm(sgt_dtype dt, sgt_gemm_layout la, sgt_gemm_layout lb, int64_t M, int64_t N, int64_t K, const void *A,
                  const void *B, void *C, int64_t ldc) {
     if (M == 0 || N == 0) return;
     if (M == 1) {
@@ -64,7 +44,7 @@ void sgt_cpu_matmul(const sgt_opcall *call) {
     const int64_t M = y->shape[y->ndim - 2], N = y->shape[y->ndim - 1];
     const int64_t K = a->shape[a->ndim - (ta ? 2 : 1)];
     const size_t es = sgt_dtype_size(y->dtype);
-    mat_layout la = layout(a, ta), lb = layout(b, tb);
+    sgt_gemm_layout la = sgt_gemm_layout_of(a, ta), lb = sgt_gemm_layout_of(b, tb);
     const int nb = y->ndim - 2;
     int64_t batch = 1;
     for (int d = 0; d < nb; d++) batch *= y->shape[d];

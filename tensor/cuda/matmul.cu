@@ -11,29 +11,8 @@
 #include <limits.h>
 
 #include "cuda.h"
+#include "../gemm_layout.h"
 
-typedef struct {
-    bool trans; /* as stored in memory: row-major, or its transpose */
-    int64_t ld;
-} mat_layout;
-
-/* the layout of the logical matrix (rows x cols) = last two dims of x, possibly transposed;
- * ops.c guarantees a unit stride in one of the two */
-static mat_layout layout(const sgt_tensor *x, bool t) {
-    int64_t s0 = x->stride[x->ndim - 2], s1 = x->stride[x->ndim - 1];
-    int64_t n0 = x->shape[x->ndim - 2], n1 = x->shape[x->ndim - 1];
-    mat_layout l;
-    if (s1 == 1 || n1 == 1) {
-        l.trans = t;
-        l.ld = n0 == 1 ? (n1 > 1 ? n1 : 1) : s0;
-        if (l.ld < n1) l.ld = n1;
-    } else {
-        l.trans = !t;
-        l.ld = n1 == 1 ? (n0 > 1 ? n0 : 1) : s1;
-        if (l.ld < n0) l.ld = n0;
-    }
-    return l;
-}
 
 static int as_int(int64_t v, const char *what) {
     SGT_CHECK(v >= 0 && v <= INT_MAX, "matmul: %s = %lld does not fit cuBLAS's int", what, (long long)v);
@@ -41,7 +20,7 @@ static int as_int(int64_t v, const char *what) {
 }
 
 /* batch GEMMs of row-major C[M,N] (ldc = N) = op(A) op(B); operand i of the batch at A + i*sa etc. */
-static void gemm(sgt_dtype dt, mat_layout la, mat_layout lb, int64_t M, int64_t N, int64_t K, const void *A,
+static void gemm(sgt_dtype dt, sgt_gemm_layout la, sgt_gemm_layout lb, int64_t M, int64_t N, int64_t K, const void *A,
                  const void *B, void *C, int64_t batch, int64_t sa, int64_t sb, int64_t sc) {
     if (M == 0 || N == 0 || batch == 0) return;
     const cublasOperation_t opa = la.trans ? CUBLAS_OP_T : CUBLAS_OP_N, opb = lb.trans ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -71,7 +50,7 @@ void sgt_cuda_matmul(const sgt_opcall *call) {
     const int64_t M = y->shape[y->ndim - 2], N = y->shape[y->ndim - 1];
     const int64_t K = a->shape[a->ndim - (ta ? 2 : 1)];
     const int64_t es = (int64_t)sgt_dtype_size(y->dtype);
-    const mat_layout la = layout(a, ta), lb = layout(b, tb);
+    const sgt_gemm_layout la = sgt_gemm_layout_of(a, ta), lb = sgt_gemm_layout_of(b, tb);
     const int nb = y->ndim - 2;
     int64_t batch = 1;
     for (int d = 0; d < nb; d++) batch *= y->shape[d];
