@@ -149,7 +149,7 @@ RULE(masked_fill_bwd) { ag_accum_owned(c, X(0), sgt_masked_fill(c, G, X(1), 0.0)
 /* ---- fused losses and norms ---- */
 
 RULE(cross_entropy_bwd) {
-    ag_accum_owned(c, X(0), sgt_cross_entropy_bwd(c, X(0), X(1), Y(1), G, (int32_t)call->ip[0]));
+    ag_accum_owned(c, X(0), sgt_cross_entropy_bwd(c, X(0), X(1), Y(1), G, (int32_t)call->ip[0], call->ip[1]));
 }
 
 RULE(rmsnorm_bwd) {
@@ -165,6 +165,26 @@ RULE(layernorm_bwd) {
     ag_accum_owned(c, X(0), dx);
     ag_accum_owned(c, X(1), dw);
     ag_accum_owned(c, X(2), db);
+}
+
+/* fused attention: the probabilities are recomputed from q, k and the saved log-sum-exp */
+RULE(attention_bwd) {
+    SGT_CHECK(call->nsrc == 3, "attention with a device-held key count (decoding) has no backward");
+    if (!ag_requires_grad(X(0)) && !ag_requires_grad(X(1)) && !ag_requires_grad(X(2))) return;
+    sgt_tensor *dq, *dk, *dv;
+    sgt_attention_bwd(c, X(0), X(1), X(2), Y(0), Y(1), G, call->fp[0], &dq, &dk, &dv);
+    ag_accum_owned(c, X(0), dq);
+    ag_accum_owned(c, X(1), dk);
+    ag_accum_owned(c, X(2), dv);
+}
+
+RULE(swiglu_bwd) {
+    const bool masked = call->nsrc == 3;
+    sgt_tensor *dg, *du, *dm = NULL;
+    sgt_swiglu_bwd(c, X(0), X(1), masked ? X(2) : NULL, G, call->ip[0], &dg, &du, masked ? &dm : NULL);
+    ag_accum_owned(c, X(0), dg);
+    ag_accum_owned(c, X(1), du);
+    if (masked) ag_accum_owned(c, X(2), dm);
 }
 
 /* the skipping block-sparse FFN: gradients reach x, the three weights (selected blocks only) and
@@ -222,6 +242,7 @@ const ag_rule ag_rules[SGT_NOPS] = {
     [SGT_OP_MATMUL] = D(matmul_bwd),
     [SGT_OP_EMBEDDING] = D(embedding_bwd),
     [SGT_OP_INDEX_ADD_ROWS] = UNSUPPORTED,
+    [SGT_OP_INDEX_COPY_ROWS] = UNSUPPORTED, /* an in-place inference op (KV-cache appends) */
     [SGT_OP_CROSS_ENTROPY] = D(cross_entropy_bwd),
     [SGT_OP_CROSS_ENTROPY_BWD] = UNSUPPORTED,
     [SGT_OP_RMSNORM] = D(rmsnorm_bwd),
@@ -237,5 +258,9 @@ const ag_rule ag_rules[SGT_NOPS] = {
     [SGT_OP_CONCAT] = D(concat_bwd),
     [SGT_OP_BSPARSE_SWIGLU] = D(bsparse_swiglu_bwd), /* y only; G, U and the scratch are saved state */
     [SGT_OP_BSPARSE_SWIGLU_BWD] = UNSUPPORTED,
+    [SGT_OP_ATTENTION] = D(attention_bwd), /* y only; lse is saved state */
+    [SGT_OP_ATTENTION_BWD] = UNSUPPORTED,
+    [SGT_OP_SWIGLU] = D(swiglu_bwd),
+    [SGT_OP_SWIGLU_BWD] = UNSUPPORTED,
     [SGT_OP_ADAMW] = UNSUPPORTED, /* an in-place update: run it with no grad */
 };

@@ -1,5 +1,6 @@
 /* dtype.h: element types. f32 is the working type, f64 serves gradient checks, i32 holds indices.
- * bf16 has a slot (storage only, for the CUDA mixed-precision path); no CPU kernel takes it yet. */
+ * bf16 is the storage type of mixed precision (bf16.h): ops accept it on every backend, with f32 math
+ * (tensor.h: native kernels, or promotion to f32 at the dispatch point). */
 #ifndef SGT_DTYPE_H
 #define SGT_DTYPE_H
 

@@ -41,9 +41,10 @@ SGT_OP(SOFTMAX_BWD,      "softmax_bwd",       0) /* y, dy -> dx; ip[0] = 1 if y 
 SGT_OP(MATMUL,           "matmul",            0) /* a, b -> a@b; ip = transpose a, transpose b */
 SGT_OP(EMBEDDING,        "embedding",         0) /* table [V,C], idx i32 [...] -> [..., C] */
 SGT_OP(INDEX_ADD_ROWS,   "index_add_rows",    0) /* dst [V,C] += rows [..., C] at idx [...] */
-SGT_OP(CROSS_ENTROPY,    "cross_entropy",     0) /* logits [N,V], tgt i32 [N] -> loss [], lse [N]; ip[0] = ignore */
-SGT_OP(CROSS_ENTROPY_BWD,"cross_entropy_bwd", 0) /* logits, tgt, lse, dloss -> dlogits; ip[0] = ignore */
-SGT_OP(RMSNORM,          "rmsnorm",           0) /* x [...,C], w [C] -> y, rstd [...]; fp[0] = eps */
+SGT_OP(INDEX_COPY_ROWS,  "index_copy_rows",   0) /* in place: dst [V,C] rows idx [n] <- rows [n, C] */
+SGT_OP(CROSS_ENTROPY,    "cross_entropy",     0) /* logits [N,V], tgt i32 [N] -> loss [], lse [N]; ip = ignore, valid columns */
+SGT_OP(CROSS_ENTROPY_BWD,"cross_entropy_bwd", 0) /* logits, tgt, lse, dloss -> dlogits; ip = ignore, valid columns */
+SGT_OP(RMSNORM,          "rmsnorm",           0) /* x [...,C], w [C] -> y (x's dtype, or f32<->bf16), rstd [...]; fp[0] = eps */
 SGT_OP(RMSNORM_BWD,      "rmsnorm_bwd",       0) /* x, w, rstd, dy -> dx, dw */
 SGT_OP(LAYERNORM,        "layernorm",         0) /* x, w, b -> y, mean, rstd; fp[0] = eps */
 SGT_OP(LAYERNORM_BWD,    "layernorm_bwd",     0) /* x, w, mean, rstd, dy -> dx, dw, db */
@@ -56,4 +57,8 @@ SGT_OP(MASKED_FILL,      "masked_fill",       0) /* x, mask (broadcast) -> mask 
 SGT_OP(CONCAT,           "concat",            0) /* x0..xn -> concat along ip[0] */
 SGT_OP(BSPARSE_SWIGLU,   "bsparse_swiglu",    0) /* x, wg, wu, wd, idx, m [, wd_t] -> y, G, U, scratch; ip[0] = block size */
 SGT_OP(BSPARSE_SWIGLU_BWD,"bsparse_swiglu_bwd",0) /* x, wg, wu, wd, idx, m, G, U, dy -> dx, dwg, dwu, dwd, dm, scratch */
+SGT_OP(ATTENTION,        "attention",         0) /* q [B,H,Tq,D], k, v [B,H,Tk,D] [, len i32 [1]] -> y [B,H,Tq,D], lse [B,H,Tq]; fp[0] = scale; causal */
+SGT_OP(ATTENTION_BWD,    "attention_bwd",     0) /* q, k, v, y, lse, dy -> dq, dk, dv; fp[0] = scale */
+SGT_OP(SWIGLU,           "swiglu",            0) /* g, u [N, I] [, m [N, I/bs]] -> silu(g) * u (* m per block); ip[0] = bs or 0 */
+SGT_OP(SWIGLU_BWD,       "swiglu_bwd",        0) /* g, u [, m], dh -> dg, du [, dm]; ip[0] = bs or 0 */
 SGT_OP(ADAMW,            "adamw",             0) /* in place: param, grad, m, v; fp = lr, b1, b2, eps, wd, bc1, bc2 */

@@ -7,8 +7,16 @@
 #include <string.h>
 
 static void check_float(const char *op, const sgt_tensor *x) {
-    SGT_CHECK(x->dtype == SGT_F32 || x->dtype == SGT_F64, "op '%s': needs f32 or f64, got %s", op,
-              sgt_dtype_name(x->dtype));
+    SGT_CHECK(sgt_dtype_is_float(x->dtype), "op '%s': needs f32, f64 or bf16, got %s", op, sgt_dtype_name(x->dtype));
+}
+
+/* The dtype of saved statistics (log-sum-exp, rstd, a loss) of a float input: bf16 inputs keep
+ * theirs in f32, as mixed precision reduces in f32. */
+static sgt_dtype stat_dtype(sgt_dtype t) { return t == SGT_BF16 ? SGT_F32 : t; }
+
+/* the same dtype, or f32 and bf16 (what a mixed-precision boundary may mix) */
+static bool f32_bf16_pair(sgt_dtype a, sgt_dtype b) {
+    return a == b || (a == SGT_F32 && b == SGT_BF16) || (a == SGT_BF16 && b == SGT_F32);
 }
 
 static void check_same_dtype(const char *op, const sgt_tensor *a, const sgt_tensor *b) {
@@ -354,6 +362,19 @@ void sgt_index_add_rows(sgt_ctx *c, sgt_tensor *dst, sgt_tensor *idx, sgt_tensor
     run(c, SGT_OP_INDEX_ADD_ROWS, 3, src, 1, &dst, NULL, 0, NULL, 0);
 }
 
+void sgt_index_copy_rows(sgt_ctx *c, sgt_tensor *dst, sgt_tensor *idx, sgt_tensor *rows) {
+    check_i32("index_copy_rows", idx);
+    check_same_dtype("index_copy_rows", dst, rows);
+    SGT_CHECK(dst->ndim == 2 && rows->ndim == idx->ndim + 1 && rows->shape[rows->ndim - 1] == dst->shape[1] &&
+                  sgt_numel(rows) == sgt_numel(idx) * dst->shape[1],
+              "index_copy_rows: rows must be [..., C] matching idx [...] and dst [V, C]");
+    SGT_CHECK(dst->shape[1] <= 1 || dst->stride[1] == 1, "index_copy_rows: destination rows must be contiguous");
+    CONTIG(idx);
+    CONTIG(rows);
+    sgt_tensor *src[3] = {dst, idx, rows};
+    run(c, SGT_OP_INDEX_COPY_ROWS, 3, src, 1, &dst, NULL, 0, NULL, 0);
+}
+
 /* ---- cross-entropy ---- */
 
 static void check_ce(sgt_tensor *logits, sgt_tensor *targets) {
@@ -365,29 +386,46 @@ static void check_ce(sgt_tensor *logits, sgt_tensor *targets) {
               sgt_shape_str(logits, b0, sizeof b0), sgt_shape_str(targets, b1, sizeof b1));
 }
 
-sgt_tensor *sgt_cross_entropy(sgt_ctx *c, sgt_tensor *logits, sgt_tensor *targets, int32_t ignore_index,
-                              sgt_tensor **lse_out) {
+static int64_t ce_valid(const sgt_tensor *logits, int64_t valid) {
+    const int64_t V = logits->shape[1];
+    SGT_CHECK(valid >= 0 && valid <= V, "cross_entropy: %lld valid columns of %lld", (long long)valid, (long long)V);
+    SGT_CHECK(valid > 0 || V == 0, "cross_entropy: no valid column");
+    return valid;
+}
+
+sgt_tensor *sgt_cross_entropy_padded(sgt_ctx *c, sgt_tensor *logits, sgt_tensor *targets, int32_t ignore_index,
+                                     int64_t valid, sgt_tensor **lse_out) {
     check_ce(logits, targets);
     CONTIG(logits);
     CONTIG(targets);
-    sgt_tensor *dst[2] = {sgt_empty(c, logits->dtype, 0, NULL), sgt_empty(c, logits->dtype, 1, logits->shape)};
+    const sgt_dtype st = stat_dtype(logits->dtype);
+    sgt_tensor *dst[2] = {sgt_empty(c, st, 0, NULL), sgt_empty(c, st, 1, logits->shape)};
     sgt_tensor *src[2] = {logits, targets};
-    int64_t ip = ignore_index;
-    run(c, SGT_OP_CROSS_ENTROPY, 2, src, 2, dst, &ip, 1, NULL, 0);
+    int64_t ip[2] = {ignore_index, ce_valid(logits, valid)};
+    run(c, SGT_OP_CROSS_ENTROPY, 2, src, 2, dst, ip, 2, NULL, 0);
     if (lse_out) *lse_out = dst[1];
     return dst[0];
 }
 
+sgt_tensor *sgt_cross_entropy(sgt_ctx *c, sgt_tensor *logits, sgt_tensor *targets, int32_t ignore_index,
+                              sgt_tensor **lse_out) {
+    return sgt_cross_entropy_padded(c, logits, targets, ignore_index, logits->ndim == 2 ? logits->shape[1] : 0,
+                                    lse_out);
+}
+
 sgt_tensor *sgt_cross_entropy_bwd(sgt_ctx *c, sgt_tensor *logits, sgt_tensor *targets, sgt_tensor *lse,
-                                  sgt_tensor *dloss, int32_t ignore_index) {
+                                  sgt_tensor *dloss, int32_t ignore_index, int64_t valid) {
     check_ce(logits, targets);
     CONTIG(logits);
     CONTIG(targets);
     CONTIG(lse);
+    SGT_CHECK(lse->dtype == stat_dtype(logits->dtype) && dloss->dtype == lse->dtype,
+              "cross_entropy_bwd: lse and dloss must be %s for %s logits", sgt_dtype_name(stat_dtype(logits->dtype)),
+              sgt_dtype_name(logits->dtype));
     sgt_tensor *dx = sgt_empty_like(c, logits);
     sgt_tensor *src[4] = {logits, targets, lse, dloss};
-    int64_t ip = ignore_index;
-    run(c, SGT_OP_CROSS_ENTROPY_BWD, 4, src, 1, &dx, &ip, 1, NULL, 0);
+    int64_t ip[2] = {ignore_index, ce_valid(logits, valid)};
+    run(c, SGT_OP_CROSS_ENTROPY_BWD, 4, src, 1, &dx, ip, 2, NULL, 0);
     return dx;
 }
 
@@ -403,10 +441,17 @@ static void check_norm(const char *op, sgt_tensor *x, sgt_tensor *w) {
 }
 
 sgt_tensor *sgt_rmsnorm(sgt_ctx *c, sgt_tensor *x, sgt_tensor *w, double eps, sgt_tensor **rstd_out) {
+    return sgt_rmsnorm_to(c, x, w, eps, x->dtype, rstd_out);
+}
+
+sgt_tensor *sgt_rmsnorm_to(sgt_ctx *c, sgt_tensor *x, sgt_tensor *w, double eps, sgt_dtype out,
+                           sgt_tensor **rstd_out) {
     check_norm("rmsnorm", x, w);
+    SGT_CHECK(f32_bf16_pair(x->dtype, out), "rmsnorm: output dtype %s for %s input (only f32 <-> bf16 may differ)",
+              sgt_dtype_name(out), sgt_dtype_name(x->dtype));
     CONTIG(x);
     CONTIG(w);
-    sgt_tensor *dst[2] = {sgt_empty_like(c, x), sgt_empty(c, x->dtype, x->ndim - 1, x->shape)};
+    sgt_tensor *dst[2] = {sgt_empty(c, out, x->ndim, x->shape), sgt_empty(c, stat_dtype(x->dtype), x->ndim - 1, x->shape)};
     sgt_tensor *src[2] = {x, w};
     run(c, SGT_OP_RMSNORM, 2, src, 2, dst, NULL, 0, &eps, 1);
     if (rstd_out) *rstd_out = dst[1];
@@ -416,6 +461,9 @@ sgt_tensor *sgt_rmsnorm(sgt_ctx *c, sgt_tensor *x, sgt_tensor *w, double eps, sg
 void sgt_rmsnorm_bwd(sgt_ctx *c, sgt_tensor *x, sgt_tensor *w, sgt_tensor *rstd, sgt_tensor *dy, sgt_tensor **dx,
                      sgt_tensor **dw) {
     check_norm("rmsnorm_bwd", x, w);
+    SGT_CHECK(f32_bf16_pair(x->dtype, dy->dtype) && rstd->dtype == stat_dtype(x->dtype),
+              "rmsnorm_bwd: dy %s and rstd %s do not go with x %s", sgt_dtype_name(dy->dtype),
+              sgt_dtype_name(rstd->dtype), sgt_dtype_name(x->dtype)); /* dy: the output's dtype */
     CONTIG(x);
     CONTIG(w);
     CONTIG(rstd);
@@ -639,4 +687,136 @@ void sgt_bsparse_swiglu_bwd(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt_tenso
     *dwu = dst[2];
     *dwd = dst[3];
     *dm = dst[4];
+}
+
+/* ---- fused attention ---- */
+
+/* x as a [B, H, T, D] view whose D stride is 1 (a copy only if it is not) */
+static sgt_tensor *unit_last(sgt_ctx *c, sgt_tensor *x) {
+    return x->shape[3] <= 1 || x->stride[3] == 1 ? x : sgt_copy(c, x);
+}
+
+/* a [B, H, T, D] tensor over fresh [B, T, H, D] storage (not an op: just how its bytes are laid out) */
+static sgt_tensor *bhtd_over_bthd(sgt_ctx *c, sgt_dtype t, int64_t B, int64_t H, int64_t T, int64_t D) {
+    sgt_tensor *s = sgt_empty(c, t, SGT_SHAPE(B, T, H, D));
+    sgt_tensor *v = sgt_alias(c, s);
+    const int64_t sh[4] = {B, H, T, D}, st[4] = {T * H * D, D, H * D, 1};
+    for (int i = 0; i < 4; i++) {
+        v->shape[i] = sh[i];
+        v->stride[i] = st[i];
+    }
+    return v;
+}
+
+static void check_attention(const char *op, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v) {
+    char b0[96], b1[96], b2[96];
+    check_float(op, q);
+    check_same_dtype(op, q, k);
+    check_same_dtype(op, q, v);
+    SGT_CHECK(q->ndim == 4 && k->ndim == 4 && v->ndim == 4 && sgt_same_shape(k, v) && q->shape[0] == k->shape[0] &&
+                  q->shape[1] == k->shape[1] && q->shape[3] == k->shape[3] && q->shape[2] <= k->shape[2],
+              "%s: needs q [B,H,Tq,D] and k, v [B,H,Tk,D] with Tq <= Tk, got %s, %s, %s", op,
+              sgt_shape_str(q, b0, sizeof b0), sgt_shape_str(k, b1, sizeof b1), sgt_shape_str(v, b2, sizeof b2));
+}
+
+sgt_tensor *sgt_attention(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, double scale,
+                          sgt_tensor **lse_out) {
+    return sgt_attention_len(c, q, k, v, NULL, scale, lse_out);
+}
+
+sgt_tensor *sgt_attention_len(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, sgt_tensor *len, double scale,
+                              sgt_tensor **lse_out) {
+    check_attention("attention", q, k, v);
+    if (len) {
+        check_i32("attention", len);
+        SGT_CHECK(sgt_numel(len) == 1 && len->device == q->device, "attention: len must be one i32 on q's device");
+    }
+    q = unit_last(c, q);
+    k = unit_last(c, k);
+    v = unit_last(c, v);
+    const int64_t B = q->shape[0], H = q->shape[1], Tq = q->shape[2], D = q->shape[3];
+    sgt_tensor *dst[2] = {bhtd_over_bthd(c, q->dtype, B, H, Tq, D), sgt_empty(c, stat_dtype(q->dtype), SGT_SHAPE(B, H, Tq))};
+    sgt_tensor *src[4] = {q, k, v, len};
+    run(c, SGT_OP_ATTENTION, len ? 4 : 3, src, 2, dst, NULL, 0, &scale, 1);
+    if (lse_out) *lse_out = dst[1];
+    return dst[0];
+}
+
+void sgt_attention_bwd(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, sgt_tensor *y, sgt_tensor *lse,
+                       sgt_tensor *dy, double scale, sgt_tensor **dq, sgt_tensor **dk, sgt_tensor **dv) {
+    check_attention("attention_bwd", q, k, v);
+    check_same_dtype("attention_bwd", q, y);
+    check_same_dtype("attention_bwd", q, dy);
+    char b0[96], b1[96];
+    SGT_CHECK(sgt_same_shape(q, y) && sgt_same_shape(q, dy) && lse->ndim == 3 && lse->dtype == stat_dtype(q->dtype),
+              "attention_bwd: y and dy must be shaped like q %s, lse [B,H,Tq] %s", sgt_shape_str(q, b0, sizeof b0),
+              sgt_shape_str(lse, b1, sizeof b1));
+    q = unit_last(c, q);
+    k = unit_last(c, k);
+    v = unit_last(c, v);
+    y = unit_last(c, y);
+    dy = unit_last(c, dy);
+    CONTIG(lse);
+    const int64_t B = q->shape[0], H = q->shape[1], Tq = q->shape[2], Tk = k->shape[2], D = q->shape[3];
+    sgt_tensor *dst[3] = {bhtd_over_bthd(c, q->dtype, B, H, Tq, D), bhtd_over_bthd(c, q->dtype, B, H, Tk, D),
+                          bhtd_over_bthd(c, q->dtype, B, H, Tk, D)};
+    sgt_tensor *src[6] = {q, k, v, y, lse, dy};
+    run(c, SGT_OP_ATTENTION_BWD, 6, src, 3, dst, NULL, 0, &scale, 1);
+    *dq = dst[0];
+    *dk = dst[1];
+    *dv = dst[2];
+}
+
+/* ---- fused SwiGLU ---- */
+
+static void check_swiglu(const char *op, sgt_tensor *g, sgt_tensor *u, sgt_tensor *m, int64_t bs) {
+    char b0[96], b1[96];
+    check_float(op, g);
+    check_same_dtype(op, g, u);
+    SGT_CHECK(sgt_same_shape(g, u) && g->ndim >= 1, "%s: gate %s and up %s differ in shape", op,
+              sgt_shape_str(g, b0, sizeof b0), sgt_shape_str(u, b1, sizeof b1));
+    if (!m) return;
+    check_same_dtype(op, g, m);
+    const int64_t I = g->shape[g->ndim - 1];
+    bool ok = bs > 0 && I % bs == 0 && m->ndim == g->ndim && m->shape[m->ndim - 1] == I / bs;
+    for (int d = 0; ok && d < g->ndim - 1; d++) ok = m->shape[d] == g->shape[d];
+    SGT_CHECK(ok, "%s: mask %s does not hold one value per block of %lld in %s", op, sgt_shape_str(m, b0, sizeof b0),
+              (long long)bs, sgt_shape_str(g, b1, sizeof b1));
+}
+
+sgt_tensor *sgt_swiglu(sgt_ctx *c, sgt_tensor *g, sgt_tensor *u, sgt_tensor *m, int64_t block_size) {
+    check_swiglu("swiglu", g, u, m, block_size);
+    CONTIG(g);
+    CONTIG(u);
+    if (m) CONTIG(m);
+    sgt_tensor *h = sgt_empty_like(c, g);
+    sgt_tensor *src[3] = {g, u, m};
+    int64_t ip = m ? block_size : 0;
+    run(c, SGT_OP_SWIGLU, m ? 3 : 2, src, 1, &h, &ip, 1, NULL, 0);
+    return h;
+}
+
+void sgt_swiglu_bwd(sgt_ctx *c, sgt_tensor *g, sgt_tensor *u, sgt_tensor *m, sgt_tensor *dh, int64_t block_size,
+                    sgt_tensor **dg, sgt_tensor **du, sgt_tensor **dm) {
+    check_swiglu("swiglu_bwd", g, u, m, block_size);
+    check_same_dtype("swiglu_bwd", g, dh);
+    char b0[96], b1[96];
+    SGT_CHECK(sgt_same_shape(g, dh), "swiglu_bwd: dh %s is not shaped like g %s", sgt_shape_str(dh, b0, sizeof b0),
+              sgt_shape_str(g, b1, sizeof b1));
+    CONTIG(g);
+    CONTIG(u);
+    CONTIG(dh);
+    if (m) CONTIG(m);
+    sgt_tensor *dst[3] = {sgt_empty_like(c, g), sgt_empty_like(c, u), m ? sgt_empty_like(c, m) : NULL};
+    int64_t ip = m ? block_size : 0;
+    if (m) {
+        sgt_tensor *src[4] = {g, u, m, dh};
+        run(c, SGT_OP_SWIGLU_BWD, 4, src, 3, dst, &ip, 1, NULL, 0);
+    } else {
+        sgt_tensor *src[3] = {g, u, dh};
+        run(c, SGT_OP_SWIGLU_BWD, 3, src, 2, dst, &ip, 1, NULL, 0);
+    }
+    *dg = dst[0];
+    *du = dst[1];
+    if (dm) *dm = dst[2];
 }

@@ -72,18 +72,32 @@ sgt_tensor *sgt_matmul(sgt_ctx *c, sgt_tensor *a, sgt_tensor *b, bool ta, bool t
 /* embedding and its backward */
 sgt_tensor *sgt_embedding(sgt_ctx *c, sgt_tensor *table, sgt_tensor *idx); /* [V,C], [...] -> [..., C] */
 void sgt_index_add_rows(sgt_ctx *c, sgt_tensor *dst, sgt_tensor *idx, sgt_tensor *rows);
+/* In place: dst [V, C] row idx[i] = rows[i] (rows [..., C], idx [...]; rows of dst may be a
+ * strided view with unit column stride). Where the row comes from device memory (a KV-cache
+ * append at a device-held position, for a replayable decode step). Not differentiable. */
+void sgt_index_copy_rows(sgt_ctx *c, sgt_tensor *dst, sgt_tensor *idx, sgt_tensor *rows);
 
 /* Fused cross-entropy: logits [N, V], targets i32 [N] -> mean NLL over targets != ignore_index
  * (ignore_index < 0 and not -100 style: pass SGT_NO_IGNORE for none). lse_out (optional) gets the
- * per-row log-sum-exp [N], which the backward reuses. */
+ * per-row log-sum-exp [N], which the backward reuses: no probability tensor is kept.
+ * The loss and lse are f32 for bf16 logits (the dtype of the logits otherwise). */
 #define SGT_NO_IGNORE INT32_MIN
 sgt_tensor *sgt_cross_entropy(sgt_ctx *c, sgt_tensor *logits, sgt_tensor *targets, int32_t ignore_index,
                               sgt_tensor **lse_out);
+/* The same over the first `valid` columns of logits [N, Vpad] (a vocabulary padded for the GEMMs):
+ * the padding columns are not part of the softmax, and their gradient is exactly 0. */
+sgt_tensor *sgt_cross_entropy_padded(sgt_ctx *c, sgt_tensor *logits, sgt_tensor *targets, int32_t ignore_index,
+                                     int64_t valid, sgt_tensor **lse_out);
+/* dlogits [N, V] (0 in the padding columns >= valid); lse and dloss in the loss's dtype. */
 sgt_tensor *sgt_cross_entropy_bwd(sgt_ctx *c, sgt_tensor *logits, sgt_tensor *targets, sgt_tensor *lse,
-                                  sgt_tensor *dloss, int32_t ignore_index);
+                                  sgt_tensor *dloss, int32_t ignore_index, int64_t valid);
 
 /* norms over the last dim: x [..., C], w [C] (b [C]). Saved statistics are optional outputs. */
 sgt_tensor *sgt_rmsnorm(sgt_ctx *c, sgt_tensor *x, sgt_tensor *w, double eps, sgt_tensor **rstd_out);
+/* The same with the output in dtype `out` (an f32 residual stream normalised straight into a bf16
+ * activation); rstd is f32 for bf16 x. The backward takes dy in the output's dtype. */
+sgt_tensor *sgt_rmsnorm_to(sgt_ctx *c, sgt_tensor *x, sgt_tensor *w, double eps, sgt_dtype out,
+                           sgt_tensor **rstd_out);
 void sgt_rmsnorm_bwd(sgt_ctx *c, sgt_tensor *x, sgt_tensor *w, sgt_tensor *rstd, sgt_tensor *dy,
                      sgt_tensor **dx, sgt_tensor **dw);
 sgt_tensor *sgt_layernorm(sgt_ctx *c, sgt_tensor *x, sgt_tensor *w, sgt_tensor *b, double eps,
@@ -117,6 +131,33 @@ sgt_tensor *sgt_bsparse_swiglu_ex(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt
 void sgt_bsparse_swiglu_bwd(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt_tensor *wu, sgt_tensor *wd, sgt_tensor *idx,
                             sgt_tensor *m, sgt_tensor *G, sgt_tensor *U, sgt_tensor *dy, int64_t block_size,
                             sgt_tensor **dx, sgt_tensor **dwg, sgt_tensor **dwu, sgt_tensor **dwd, sgt_tensor **dm);
+
+/* Fused causal attention (flash-style: the [Tq, Tk] score matrix is never stored):
+ *   y[b,h,i] = sum_j softmax_j(scale * q[b,h,i] . k[b,h,j]) v[b,h,j]  over j <= i + (Tk - Tq)
+ * q [B, H, Tq, D], k and v [B, H, Tk, D] (Tk >= Tq: with a KV cache the Tq new queries are the
+ * last Tq positions), any strides with unit stride along D (the q, k, v views of a fused QKV
+ * projection need no copy). y [B, H, Tq, D] is a view of [B, Tq, H, D] storage, so the merge of
+ * the heads back into [B, Tq, C] is free. lse_out (optional) gets the per-row log-sum-exp
+ * [B, H, Tq] (f32 for bf16 inputs) that the backward uses to recompute the probabilities. */
+sgt_tensor *sgt_attention(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, double scale,
+                          sgt_tensor **lse_out);
+/* The same with the number of valid keys in device memory: len (i32 [1]) keys of k and v count,
+ * the queries being positions len-Tq .. len-1 (query i sees keys j <= i + len - Tq). With a
+ * KV cache of fixed size this keeps every shape of a decode step constant (CUDA graphs). */
+sgt_tensor *sgt_attention_len(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, sgt_tensor *len, double scale,
+                              sgt_tensor **lse_out);
+/* Its backward (of sgt_attention, without len): dq, dk, dv, each a [B, H, T, D] view of [B, T, H, D] storage. */
+void sgt_attention_bwd(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, sgt_tensor *y, sgt_tensor *lse,
+                       sgt_tensor *dy, double scale, sgt_tensor **dq, sgt_tensor **dk, sgt_tensor **dv);
+
+/* Fused SwiGLU activation with an optional block mask:
+ *   h[n, i] = silu(g[n, i]) * u[n, i] * m[n, i / bs]        (m == NULL: no mask factor)
+ * g, u [..., I]; m [..., I / bs]. One pass instead of silu, mul and the expanded-mask mul. */
+sgt_tensor *sgt_swiglu(sgt_ctx *c, sgt_tensor *g, sgt_tensor *u, sgt_tensor *m, int64_t block_size);
+/* Its backward: dg, du (like g) and dm (like m; NULL without a mask), where
+ *   dm[n, b] = sum over the block's i of silu(g) u dh. */
+void sgt_swiglu_bwd(sgt_ctx *c, sgt_tensor *g, sgt_tensor *u, sgt_tensor *m, sgt_tensor *dh, int64_t block_size,
+                    sgt_tensor **dg, sgt_tensor **du, sgt_tensor **dm);
 
 /* One AdamW update in place (decoupled weight decay), all f32 or all f64, same shape, contiguous:
  *   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2

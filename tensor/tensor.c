@@ -1,6 +1,8 @@
 /* tensor.c: tensor creation, host access, shape queries, views and the dispatch point. */
 #include "tensor.h"
 
+#include "bf16.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@ const sgt_op_info sgt_ops[SGT_NOPS] = {
 };
 
 const sgt_kernel *sgt_cuda_kernels;
+const bool *sgt_cuda_bf16_native;
 
 /* ---- creation ---- */
 
@@ -85,6 +88,7 @@ static double load(const void *base, sgt_dtype t, int64_t i) {
     case SGT_F32: return ((const float *)base)[i];
     case SGT_F64: return ((const double *)base)[i];
     case SGT_I32: return ((const int32_t *)base)[i];
+    case SGT_BF16: return sgt_bf16_to_f32(((const uint16_t *)base)[i]);
     default: SGT_FAIL("host access to a %s tensor is not supported", sgt_dtype_name(t));
     }
 }
@@ -94,6 +98,7 @@ static void store(void *base, sgt_dtype t, int64_t i, double v) {
     case SGT_F32: ((float *)base)[i] = (float)v; break;
     case SGT_F64: ((double *)base)[i] = v; break;
     case SGT_I32: ((int32_t *)base)[i] = (int32_t)v; break;
+    case SGT_BF16: ((uint16_t *)base)[i] = sgt_f32_to_bf16((float)v); break; /* through f32, as the cast op */
     default: SGT_FAIL("host access to a %s tensor is not supported", sgt_dtype_name(t));
     }
 }
@@ -292,6 +297,48 @@ int sgt_dim(const sgt_tensor *x, int dim, const char *op) {
 
 /* ---- the dispatch point ---- */
 
+static bool uses_bf16(const sgt_opcall *call) {
+    for (int i = 0; i < call->nsrc; i++)
+        if (call->src[i]->dtype == SGT_BF16) return true;
+    for (int i = 0; i < call->ndst; i++)
+        if (call->dst[i]->dtype == SGT_BF16) return true;
+    return false;
+}
+
+/* run kernel k on f32 stand-ins for the bf16 operands (see sgt_cpu_bf16_native in tensor.h).
+ * The stand-ins are contiguous, in c's arena, and released when the op returns (on a device the
+ * stream orders the reuse). Outputs are cast in as well as out, so in-place and accumulating
+ * kernels see their current values. */
+static void run_promoted(sgt_ctx *c, sgt_kernel k, sgt_kernel cast, const sgt_opcall *call) {
+    sgt_arena_mark mark = sgt_arena_get_mark(c->arena);
+    sgt_opcall p = *call;
+    sgt_tensor *orig[SGT_MAX_SRC + SGT_MAX_DST], *temp[SGT_MAX_SRC + SGT_MAX_DST];
+    int n = 0;
+    for (int i = 0; i < call->nsrc + call->ndst; i++) {
+        sgt_tensor **slot = i < call->nsrc ? &p.src[i] : &p.dst[i - call->nsrc];
+        sgt_tensor *x = *slot;
+        if (x->dtype != SGT_BF16) continue;
+        sgt_tensor *t = NULL;
+        for (int j = 0; j < n && !t; j++) /* one stand-in per tensor (an op may see one twice) */
+            if (orig[j] == x) t = temp[j];
+        if (!t) {
+            t = sgt_empty(c, SGT_F32, x->ndim, x->shape);
+            sgt_opcall in = {.op = SGT_OP_CAST, .nsrc = 1, .ndst = 1, .src = {x}, .dst = {t}};
+            cast(&in);
+            orig[n] = x;
+            temp[n++] = t;
+        }
+        *slot = t;
+    }
+    k(&p);
+    for (int i = 0; i < call->ndst; i++)
+        if (call->dst[i]->dtype == SGT_BF16) {
+            sgt_opcall out = {.op = SGT_OP_CAST, .nsrc = 1, .ndst = 1, .src = {p.dst[i]}, .dst = {call->dst[i]}};
+            cast(&out);
+        }
+    sgt_arena_rewind(c->arena, mark);
+}
+
 void sgt_dispatch(sgt_ctx *c, sgt_opcall *call) {
     const sgt_op_info *info = &sgt_ops[call->op];
     if (!info->is_view) {
@@ -299,11 +346,20 @@ void sgt_dispatch(sgt_ctx *c, sgt_opcall *call) {
         for (int i = 0; i < call->nsrc; i++)
             SGT_CHECK(call->src[i]->device == dev, "op '%s': input %d is on %s but the output is on %s", info->name, i,
                       sgt_device_name(call->src[i]->device), sgt_device_name(dev));
-        sgt_kernel k = NULL;
-        if (dev == SGT_CPU) k = sgt_cpu_kernels[call->op];
-        else if (dev == SGT_CUDA && sgt_cuda_kernels) k = sgt_cuda_kernels[call->op];
+        sgt_kernel k = NULL, cast = NULL;
+        bool native = true;
+        if (dev == SGT_CPU) {
+            k = sgt_cpu_kernels[call->op];
+            cast = sgt_cpu_kernels[SGT_OP_CAST];
+            native = sgt_cpu_bf16_native[call->op];
+        } else if (dev == SGT_CUDA && sgt_cuda_kernels) {
+            k = sgt_cuda_kernels[call->op];
+            cast = sgt_cuda_kernels[SGT_OP_CAST];
+            native = sgt_cuda_bf16_native && sgt_cuda_bf16_native[call->op];
+        }
         SGT_CHECK(k, "op '%s' has no %s kernel", info->name, sgt_device_name(dev));
-        k(call);
+        if (!native && uses_bf16(call)) run_promoted(c, k, cast, call);
+        else k(call);
     }
     if (c->observer) c->observer(c->observer_user, call);
 }
@@ -346,6 +402,31 @@ sgt_tensor *sgt_reshape(sgt_ctx *c, sgt_tensor *x, int ndim, const int64_t *shap
     char b[96];
     SGT_CHECK(known == n, "reshape: %s has %lld elements, the new shape has %lld", sgt_shape_str(x, b, sizeof b),
               (long long)n, (long long)known);
+    if (!sgt_is_contiguous(x)) {
+        /* a strided x is still viewable when only size-1 dims come or go: the other dims keep
+         * their strides (e.g. [1, B, H, T, D] -> [B, H, T, D] of a permuted QKV buffer) */
+        int64_t st[SGT_MAX_DIMS];
+        int j = 0;
+        bool ok = true;
+        for (int i = 0; i < ndim && ok; i++) {
+            if (sh[i] == 1) {
+                st[i] = 1;
+                continue;
+            }
+            while (j < x->ndim && x->shape[j] == 1) j++;
+            ok = j < x->ndim && x->shape[j] == sh[i];
+            if (ok) st[i] = x->stride[j++];
+        }
+        while (ok && j < x->ndim && x->shape[j] == 1) j++;
+        if (ok && j == x->ndim) {
+            sgt_tensor *v = view_of(c, x);
+            v->ndim = ndim;
+            memcpy(v->shape, sh, sizeof(int64_t) * (size_t)ndim);
+            memcpy(v->stride, st, sizeof(int64_t) * (size_t)ndim);
+            record_view(c, SGT_OP_RESHAPE, x, v, NULL, 0);
+            return v;
+        }
+    }
     sgt_tensor *src = sgt_contiguous(c, x);
     sgt_tensor *v = view_of(c, src);
     v->ndim = ndim;

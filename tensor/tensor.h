@@ -62,6 +62,12 @@ extern const sgt_op_info sgt_ops[SGT_NOPS];
 /* Kernel tables, one per backend, indexed by sgt_op. NULL for views. */
 extern const sgt_kernel sgt_cpu_kernels[SGT_NOPS];
 extern const sgt_kernel *sgt_cuda_kernels; /* NULL when the CUDA backend is not built */
+/* Per backend and op: does the kernel take bf16 operands itself? For an op where it does not, the
+ * dispatch point promotes: bf16 operands are cast to f32 temporaries, the f32 kernel runs, and
+ * the f32 results are rounded back into the bf16 outputs. So every op accepts bf16 on every
+ * backend, with f32 math; the native kernels are the fast path of mixed precision. */
+extern const bool sgt_cpu_bf16_native[SGT_NOPS];
+extern const bool *sgt_cuda_bf16_native;
 
 /* The op context: where outputs are allocated, and who observes ops. */
 typedef struct sgt_ctx {

@@ -35,6 +35,7 @@ const sgt_kernel sgt_cpu_kernels[SGT_NOPS] = {
     [SGT_OP_MATMUL] = sgt_cpu_matmul,
     [SGT_OP_EMBEDDING] = sgt_cpu_embedding,
     [SGT_OP_INDEX_ADD_ROWS] = sgt_cpu_index_add_rows,
+    [SGT_OP_INDEX_COPY_ROWS] = sgt_cpu_index_copy_rows,
     [SGT_OP_CROSS_ENTROPY] = sgt_cpu_cross_entropy,
     [SGT_OP_CROSS_ENTROPY_BWD] = sgt_cpu_cross_entropy_bwd,
     [SGT_OP_RMSNORM] = sgt_cpu_rmsnorm,
@@ -51,4 +52,17 @@ const sgt_kernel sgt_cpu_kernels[SGT_NOPS] = {
     [SGT_OP_ADAMW] = sgt_cpu_adamw,
     [SGT_OP_BSPARSE_SWIGLU] = sgt_cpu_bsparse_swiglu,
     [SGT_OP_BSPARSE_SWIGLU_BWD] = sgt_cpu_bsparse_swiglu_bwd,
+    [SGT_OP_ATTENTION] = sgt_cpu_attention,
+    [SGT_OP_ATTENTION_BWD] = sgt_cpu_attention_bwd,
+    [SGT_OP_SWIGLU] = sgt_cpu_swiglu,
+    [SGT_OP_SWIGLU_BWD] = sgt_cpu_swiglu_bwd,
+};
+
+/* Ops whose CPU kernels take bf16 operands themselves; every other op meets bf16 through the
+ * dispatch point's promotion (f32 temporaries around the f32 kernel, tensor.c): on the CPU bf16
+ * is the reference path for the GPU's, not a fast path. */
+const bool sgt_cpu_bf16_native[SGT_NOPS] = {
+    [SGT_OP_COPY] = true,
+    [SGT_OP_INDEX_COPY_ROWS] = true, /* moves bytes */
+    [SGT_OP_CAST] = true,
 };

@@ -51,6 +51,20 @@ void sgt_cpu_index_add_rows(const sgt_opcall *call) {
     else index_add_double(sgt_ptr(dst), idx, sgt_ptr(rows), n, C);
 }
 
+/* dst row idx[i] = rows[i]: a byte copy per row (any dtype); dst's rows may be strided. A repeated
+ * index takes the last of its rows, as a sequence of assignments would. */
+void sgt_cpu_index_copy_rows(const sgt_opcall *call) {
+    sgt_tensor *dst = call->dst[0];
+    const sgt_tensor *it = call->src[1], *rows = call->src[2];
+    const int64_t n = sgt_numel(it), C = dst->shape[1];
+    const int32_t *idx = sgt_ptr(it);
+    check_indices("index_copy_rows", idx, n, dst->shape[0]);
+    const size_t es = sgt_dtype_size(dst->dtype);
+    char *d = sgt_ptr(dst);
+    const char *r = sgt_ptr(rows);
+    for (int64_t i = 0; i < n; i++) memcpy(d + (size_t)(idx[i] * dst->stride[0]) * es, r + (size_t)(i * C) * es, (size_t)C * es);
+}
+
 /* top-k by partial selection: k passes of "largest not yet taken" for small k, else a sort of
  * indices. Ties go to the lower index; NaN counts as largest. */
 #define TOPK(T)                                                                                  \

@@ -1,38 +1,34 @@
 /* loss.c: the fused cross-entropy kernels: forward (mean NLL and per-row log-sum-exp) and
- * backward (softmax minus one-hot, scaled), over contiguous logits [N, V]. */
+ * backward (softmax minus one-hot, scaled), over contiguous logits [N, V] of which the first
+ * `valid` columns (ip[1]) are the vocabulary: the others are padding (a vocabulary rounded up for
+ * the GEMMs), outside the softmax, with a gradient of exactly 0.
+ * Summation order: each row's exp terms are summed in f64 (8 lanes, in blocks of 4096, in order),
+ * the rows' NLL terms by an OpenMP reduction in f64 (whose order may vary with the threads; the
+ * CUDA kernels sum in a fixed order instead). f32 and f64 only: bf16 logits are promoted to f32
+ * at the dispatch point (and their loss and lse are f32 anyway). */
 #include <math.h>
 
+#include "../ce_targets.h"
 #include "cpu.h"
 #include "vmath.h"
-
-static int64_t count_targets(const int32_t *t, int64_t n, int64_t V, int32_t ignore) {
-    int64_t cnt = 0;
-    for (int64_t i = 0; i < n; i++) {
-        if (t[i] == ignore) continue;
-        SGT_CHECK(t[i] >= 0 && t[i] < V, "cross_entropy: target %d at row %lld is outside [0, %lld)", t[i],
-                  (long long)i, (long long)V);
-        cnt++;
-    }
-    return cnt;
-}
 
 #define CE(T, EXP)                                                                                 \
     static void ce_##T(const sgt_opcall *call) {                                                 \
         const sgt_tensor *lt = call->src[0];                                                     \
-        const int64_t N = lt->shape[0], V = lt->shape[1];                                        \
+        const int64_t N = lt->shape[0], V = lt->shape[1], valid = call->ip[1];                   \
         const T *x = sgt_ptr(lt);                                                                \
         const int32_t *tg = sgt_ptr(call->src[1]), ignore = (int32_t)call->ip[0];                \
         T *loss = sgt_ptr(call->dst[0]), *lse = sgt_ptr(call->dst[1]);                           \
-        const int64_t cnt = count_targets(tg, N, V, ignore);                                     \
+        const int64_t cnt = sgt_ce_count_targets(tg, N, valid, V, ignore);                              \
         double total = 0;                                                                        \
-        _Pragma("omp parallel for schedule(static) reduction(+ : total) if (N * V >= SGT_OMP_MIN)") \
+        _Pragma("omp parallel for schedule(static) reduction(+ : total) if (N * valid >= SGT_OMP_MIN)") \
         for (int64_t r = 0; r < N; r++) {                                                        \
             const T *xr = x + r * V;                                                             \
-            const T mx = row_max_##T(xr, V);                                                     \
+            const T mx = row_max_##T(xr, valid);                                                 \
             double s = 0;                                                                        \
-            for (int64_t i0 = 0; i0 < V; i0 += 4096) { /* exp in blocks, summed in f64 */      \
+            for (int64_t i0 = 0; i0 < valid; i0 += 4096) { /* exp in blocks, summed in f64 */  \
                 T e[4096];                                                                       \
-                const int64_t m = V - i0 < 4096 ? V - i0 : 4096;                                 \
+                const int64_t m = valid - i0 < 4096 ? valid - i0 : 4096;                         \
                 for (int64_t i = 0; i < m; i++) e[i] = EXP(xr[i0 + i] - mx);                     \
                 s += row_sum_##T(e, m);                                                          \
             }                                                                                    \
@@ -44,12 +40,12 @@ static int64_t count_targets(const int32_t *t, int64_t n, int64_t V, int32_t ign
     }                                                                                            \
     static void ce_bwd_##T(const sgt_opcall *call) {                                             \
         const sgt_tensor *lt = call->src[0];                                                     \
-        const int64_t N = lt->shape[0], V = lt->shape[1];                                        \
+        const int64_t N = lt->shape[0], V = lt->shape[1], valid = call->ip[1];                   \
         const T *x = sgt_ptr(lt), *lse = sgt_ptr(call->src[2]);                                  \
         const int32_t *tg = sgt_ptr(call->src[1]), ignore = (int32_t)call->ip[0];                \
         const T dl = *(const T *)sgt_ptr(call->src[3]);                                          \
         T *dx = sgt_ptr(call->dst[0]);                                                           \
-        const int64_t cnt = count_targets(tg, N, V, ignore);                                     \
+        const int64_t cnt = sgt_ce_count_targets(tg, N, valid, V, ignore);                              \
         const T scale = cnt ? dl / (T)cnt : (T)0;                                                \
         _Pragma("omp parallel for schedule(static) if (N * V >= SGT_OMP_MIN)")                  \
         for (int64_t r = 0; r < N; r++) {                                                        \
@@ -60,7 +56,8 @@ static int64_t count_targets(const int32_t *t, int64_t n, int64_t V, int32_t ign
                 continue;                                                                        \
             }                                                                                    \
             const T l = lse[r];                                                                  \
-            for (int64_t i = 0; i < V; i++) o[i] = EXP(xr[i] - l) * scale;                    \
+            for (int64_t i = 0; i < valid; i++) o[i] = EXP(xr[i] - l) * scale;                \
+            for (int64_t i = valid; i < V; i++) o[i] = 0; /* padding: outside the softmax */     \
             o[tg[r]] -= scale;                                                                   \
         }                                                                                        \
     }

@@ -12,7 +12,10 @@
 
 #include "cuda.h"
 
+#define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20) /* NVIDIA's recommendation for Hopper */
+
 sgt_kernel sgt_cuda_kernel_table[SGT_NOPS];
+bool sgt_cuda_bf16_table[SGT_NOPS];
 
 static struct {
     bool counted, ready, sync_each_launch;
@@ -20,7 +23,7 @@ static struct {
     char count_error[160];        /* why there is no device, for the error message */
     cudaStream_t stream;
     cublasHandle_t cublas;
-    void *scratch, *host_scratch;
+    void *scratch, *host_scratch, *cublas_ws;
     size_t scratch_size, host_scratch_size;
 } g;
 
@@ -78,8 +81,13 @@ static void init(void) {
     CUDA_CHECK(cudaStreamCreateWithFlags(&g.stream, cudaStreamNonBlocking));
     CUBLAS_CHECK(cublasCreate(&g.cublas));
     CUBLAS_CHECK(cublasSetStream(g.cublas, g.stream));
+    /* a fixed cuBLAS workspace, so that cuBLAS allocates nothing by itself: required inside CUDA
+     * graph recordings (cuda/graph.cu), and no allocation in the step loop either way */
+    CUDA_CHECK(cudaMalloc(&g.cublas_ws, CUBLAS_WORKSPACE_BYTES));
+    CUBLAS_CHECK(cublasSetWorkspace(g.cublas, g.cublas_ws, CUBLAS_WORKSPACE_BYTES));
     sgt_cuda_register_kernels();
     sgt_cuda_kernels = sgt_cuda_kernel_table;
+    sgt_cuda_bf16_native = sgt_cuda_bf16_table;
     g.ready = true;
 }
 
@@ -193,6 +201,7 @@ extern "C" void sgt_cuda_register_kernels(void) {
     t[SGT_OP_MATMUL] = sgt_cuda_matmul;
     t[SGT_OP_EMBEDDING] = sgt_cuda_embedding;
     t[SGT_OP_INDEX_ADD_ROWS] = sgt_cuda_index_add_rows;
+    t[SGT_OP_INDEX_COPY_ROWS] = sgt_cuda_index_copy_rows;
     t[SGT_OP_CROSS_ENTROPY] = sgt_cuda_cross_entropy;
     t[SGT_OP_CROSS_ENTROPY_BWD] = sgt_cuda_cross_entropy_bwd;
     t[SGT_OP_RMSNORM] = sgt_cuda_rmsnorm;
@@ -209,4 +218,20 @@ extern "C" void sgt_cuda_register_kernels(void) {
     t[SGT_OP_ADAMW] = sgt_cuda_adamw;
     t[SGT_OP_BSPARSE_SWIGLU] = sgt_cuda_bsparse_swiglu;
     t[SGT_OP_BSPARSE_SWIGLU_BWD] = sgt_cuda_bsparse_swiglu_bwd;
+    t[SGT_OP_ATTENTION] = sgt_cuda_attention;
+    t[SGT_OP_ATTENTION_BWD] = sgt_cuda_attention_bwd;
+    t[SGT_OP_SWIGLU] = sgt_cuda_swiglu;
+    t[SGT_OP_SWIGLU_BWD] = sgt_cuda_swiglu_bwd;
+    /* ops whose kernels take bf16 themselves (the mixed-precision hot path); the others meet bf16
+     * through the dispatch point's f32 promotion */
+    bool *n = sgt_cuda_bf16_table;
+    const sgt_op native[] = {SGT_OP_COPY, SGT_OP_CAST, SGT_OP_FILL, SGT_OP_ADD, SGT_OP_SUB, SGT_OP_MUL, SGT_OP_DIV,
+                             SGT_OP_ADD_SCALAR, SGT_OP_MUL_SCALAR, SGT_OP_POW_SCALAR, SGT_OP_NEG, SGT_OP_EXP,
+                             SGT_OP_LOG, SGT_OP_SQRT, SGT_OP_RSQRT, SGT_OP_TANH, SGT_OP_SIGMOID, SGT_OP_SILU,
+                             SGT_OP_GELU, SGT_OP_RELU, SGT_OP_UNARY_BWD, SGT_OP_CMP, SGT_OP_WHERE,
+                             SGT_OP_MASKED_FILL, SGT_OP_MATMUL, SGT_OP_CROSS_ENTROPY, SGT_OP_CROSS_ENTROPY_BWD,
+                             SGT_OP_RMSNORM, SGT_OP_RMSNORM_BWD, SGT_OP_ATTENTION, SGT_OP_ATTENTION_BWD,
+                             SGT_OP_SWIGLU, SGT_OP_SWIGLU_BWD};
+    for (size_t i = 0; i < sizeof native / sizeof *native; i++) n[native[i]] = true;
+    n[SGT_OP_INDEX_COPY_ROWS] = true; /* moves bytes of any width */
 }

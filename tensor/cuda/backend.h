@@ -28,7 +28,15 @@ void sgt_cuda_synchronize(void);
  * sgt_cuda_register_kernels, which needs no device; initialising the backend calls it and points
  * sgt_cuda_kernels (tensor.h) at the table. */
 extern sgt_kernel sgt_cuda_kernel_table[SGT_NOPS];
+extern bool sgt_cuda_bf16_table[SGT_NOPS]; /* which of them take bf16 themselves (tensor.h) */
 void sgt_cuda_register_kernels(void);
+
+/* CUDA graphs (tensor/graph.h, cuda/graph.cu): capture of the backend's stream and replay. */
+void sgt_cuda_graph_begin(void);
+void *sgt_cuda_graph_end(void);
+void sgt_cuda_graph_launch(void *g);
+void sgt_cuda_graph_destroy(void *g);
+bool sgt_cuda_graph_recording(void);
 
 #ifdef __cplusplus
 }

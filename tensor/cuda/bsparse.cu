@@ -193,6 +193,7 @@ template <typename T> static void bwd_typed(const sgt_opcall *call) {
     /* host: the indices, checked, then the slots grouped by block (a stable counting sort) */
     int32_t *hidx = (int32_t *)sgt_cuda_host_scratch(sizeof(int32_t) * (size_t)(2 * d.nslot + 2 * d.nb + 2));
     int32_t *off = hidx + d.nslot, *order = off + d.nb + 1, *fill = order + d.nslot;
+    SGT_CHECK(!sgt_cuda_graph_recording(), "bsparse_swiglu_bwd: groups its slots on the host, so it cannot be recorded in a graph");
     sgt_cuda_fetch_indices("bsparse_swiglu", it, d.nb, false, 0, hidx);
     for (int64_t b = 0; b <= d.nb; b++) off[b] = 0;
     for (int64_t s = 0; s < d.nslot; s++) off[hidx[s] + 1]++;

@@ -6,11 +6,56 @@
  * With --fmad=false, + - * / and sqrt round exactly as on the CPU, so copies, fills, casts, the
  * RNG, arithmetic, comparisons and selection agree bit for bit; exp, log, tanh and pow come from
  * CUDA's libm, which differs from the CPU's (glibc, and cpu/vmath.h for f32 exp and tanh) in the
- * last bits. */
+ * last bits.
+ *
+ * bf16 (the storage type of mixed precision) is native here, so that the dispatch point does not
+ * promote it (tensor.c): copies move its 16 bits; casts go through bf16.h, to bf16 through f32
+ * ((float)value, then round to nearest even), the CPU's rule, so casts agree bit for bit; fills
+ * store the rounded value; and the binary, unary, unary-backward, comparison and selection
+ * kernels load bf16 operands into f32, compute with the f32 formula and round once on store.
+ * That is exactly what promotion computes (f32 kernel on the upcast operands, one rounding of the
+ * result), minus the temporaries: arithmetic agrees with the CPU bit for bit, exp/log/tanh/pow to
+ * one bf16 ulp. Those kernels take any mix of f32 and bf16 operands (mixed precision may meet an
+ * f32 tensor with a bf16 one); bf16 with f64 is refused. The f32 and f64 paths are unchanged. */
 #include <math.h>
 
+#include "../bf16.h"
 #include "../rng.h"
 #include "iter.cuh"
+
+/* ---- bf16 ---- */
+
+/* bf16 as a distinct type for the cast templates (its 16 bits, see bf16.h) */
+struct bf16_t {
+    uint16_t bits;
+};
+
+/* The operands of the f32-math kernels: bit k of `bf` set when operand k is bf16, clear when f32.
+ * The branch is the same for every thread, so it costs next to nothing in these memory-bound
+ * kernels. */
+template <int NOP> __device__ __forceinline__ float ld_f32(const sgt_cuda_iter<NOP> &it, unsigned bf, int k, int64_t off) {
+    return (bf >> k) & 1u ? sgt_bf16_to_f32(sgt_cuda_at<uint16_t>(it, k, off)) : sgt_cuda_at<float>(it, k, off);
+}
+
+template <int NOP>
+__device__ __forceinline__ void st_f32(const sgt_cuda_iter<NOP> &it, unsigned bf, int k, int64_t off, float v) {
+    if ((bf >> k) & 1u) sgt_cuda_at<uint16_t>(it, k, off) = sgt_f32_to_bf16(v);
+    else sgt_cuda_at<float>(it, k, off) = v;
+}
+
+/* host: the bf16 mask of ops[0..n) (ops[0] the output); 0 when none is bf16 (the f32/f64 kernels
+ * take the call). With any bf16 operand, the others must be f32 or bf16. */
+static unsigned bf16_mask(sgt_tensor *const *ops, int n, const char *op) {
+    unsigned m = 0;
+    for (int k = 0; k < n; k++)
+        if (ops[k]->dtype == SGT_BF16) m |= 1u << k;
+    if (!m) return 0;
+    for (int k = 0; k < n; k++)
+        SGT_CHECK(ops[k]->dtype == SGT_BF16 || ops[k]->dtype == SGT_F32,
+                  "%s: operand %d is %s: the CUDA kernel takes bf16 only with f32 or bf16 operands", op, k,
+                  sgt_dtype_name(ops[k]->dtype));
+    return m;
+}
 
 /* ---- copy and cast ---- */
 
@@ -38,12 +83,22 @@ void sgt_cuda_copy(const sgt_opcall *call) {
     CUDA_LAUNCH_CHECK("k_copy");
 }
 
-/* through double, as the CPU's load_as_double does */
+/* through double, as the CPU's load_as_double does; bf16 widens exactly to f32 (so to double), and
+ * narrows from double through f32: (float)v, then round to nearest even, as the CPU's row_cast */
+template <typename T> __device__ __forceinline__ double cast_in(T v) { return (double)v; }
+__device__ __forceinline__ double cast_in(bf16_t v) { return (double)sgt_bf16_to_f32(v.bits); }
+template <typename T> struct cast_out {
+    __device__ static T from(double v) { return (T)v; }
+};
+template <> struct cast_out<bf16_t> {
+    __device__ static bf16_t from(double v) { return bf16_t{sgt_f32_to_bf16((float)v)}; }
+};
+
 template <typename TO, typename FROM> __global__ void k_cast(sgt_cuda_iter<2> it) {
     SGT_CUDA_FOR_EACH(i, it.n) {
         int64_t off[2];
         sgt_cuda_iter_offsets(it, i, off);
-        sgt_cuda_at<TO>(it, 0, off[0]) = (TO)(double)sgt_cuda_at<FROM>(it, 1, off[1]);
+        sgt_cuda_at<TO>(it, 0, off[0]) = cast_out<TO>::from(cast_in(sgt_cuda_at<FROM>(it, 1, off[1])));
     }
 }
 
@@ -53,6 +108,7 @@ template <typename TO> static void launch_cast(const sgt_cuda_iter<2> &it, sgt_d
     switch (from) {
     case SGT_F32: k_cast<TO, float><<<g, SGT_CUDA_THREADS, 0, s>>>(it); break;
     case SGT_F64: k_cast<TO, double><<<g, SGT_CUDA_THREADS, 0, s>>>(it); break;
+    case SGT_BF16: k_cast<TO, bf16_t><<<g, SGT_CUDA_THREADS, 0, s>>>(it); break;
     default: k_cast<TO, int32_t><<<g, SGT_CUDA_THREADS, 0, s>>>(it); break;
     }
     CUDA_LAUNCH_CHECK("k_cast");
@@ -60,13 +116,13 @@ template <typename TO> static void launch_cast(const sgt_cuda_iter<2> &it, sgt_d
 
 void sgt_cuda_cast(const sgt_opcall *call) {
     const sgt_dtype to = call->dst[0]->dtype, from = call->src[0]->dtype;
-    SGT_CHECK(to != SGT_BF16 && from != SGT_BF16, "cast: bf16 has no CUDA kernel");
     sgt_tensor *ops[2] = {call->dst[0], call->src[0]};
     sgt_cuda_iter<2> it = sgt_cuda_iter_init<2>(ops);
     if (!it.n) return;
     switch (to) {
     case SGT_F32: launch_cast<float>(it, from); break;
     case SGT_F64: launch_cast<double>(it, from); break;
+    case SGT_BF16: launch_cast<bf16_t>(it, from); break;
     default: launch_cast<int32_t>(it, from); break;
     }
 }
@@ -92,6 +148,8 @@ void sgt_cuda_fill(const sgt_opcall *call) {
     case SGT_F32: k_fill<float><<<g, SGT_CUDA_THREADS, 0, s>>>(it, (float)v); break;
     case SGT_F64: k_fill<double><<<g, SGT_CUDA_THREADS, 0, s>>>(it, v); break;
     case SGT_I32: k_fill<int32_t><<<g, SGT_CUDA_THREADS, 0, s>>>(it, (int32_t)v); break;
+    /* the f32 fill's value, rounded once: what promotion would store */
+    case SGT_BF16: k_fill<uint16_t><<<g, SGT_CUDA_THREADS, 0, s>>>(it, sgt_f32_to_bf16((float)v)); break;
     default: SGT_FAIL("fill: no CUDA kernel for %s", sgt_dtype_name(y->dtype));
     }
     CUDA_LAUNCH_CHECK("k_fill");
@@ -164,6 +222,16 @@ template <typename T, int OP> __global__ void k_binary(sgt_cuda_iter<3> it) {
     }
 }
 
+/* bf16 operands: the f32 op on the widened values, one rounding on store (in place works too:
+ * each thread reads its element before it writes it) */
+template <int OP> __global__ void k_binary_bf16(sgt_cuda_iter<3> it, unsigned bf) {
+    SGT_CUDA_FOR_EACH(i, it.n) {
+        int64_t off[3];
+        sgt_cuda_iter_offsets(it, i, off);
+        st_f32(it, bf, 0, off[0], binary_op<float, OP>(ld_f32(it, bf, 1, off[1]), ld_f32(it, bf, 2, off[2])));
+    }
+}
+
 template <typename T, int OP> static void launch_binary(const sgt_cuda_iter<3> &it) {
     k_binary<T, OP><<<sgt_cuda_blocks(it.n), SGT_CUDA_THREADS, 0, sgt_cuda_stream()>>>(it);
     CUDA_LAUNCH_CHECK("k_binary");
@@ -171,10 +239,17 @@ template <typename T, int OP> static void launch_binary(const sgt_cuda_iter<3> &
 
 template <int OP> static void run_binary(const sgt_opcall *call) {
     sgt_tensor *ops[3] = {call->dst[0], call->src[0], call->src[1]};
+    const unsigned bf = bf16_mask(ops, 3, sgt_ops[call->op].name);
     sgt_cuda_iter<3> it = sgt_cuda_iter_init<3>(ops);
     if (!it.n) return;
-    if (call->dst[0]->dtype == SGT_F32) launch_binary<float, OP>(it);
-    else launch_binary<double, OP>(it);
+    if (bf) {
+        k_binary_bf16<OP><<<sgt_cuda_blocks(it.n), SGT_CUDA_THREADS, 0, sgt_cuda_stream()>>>(it, bf);
+        CUDA_LAUNCH_CHECK("k_binary_bf16");
+    } else if (call->dst[0]->dtype == SGT_F32) {
+        launch_binary<float, OP>(it);
+    } else {
+        launch_binary<double, OP>(it);
+    }
 }
 
 void sgt_cuda_binary(const sgt_opcall *call) {
@@ -267,12 +342,36 @@ template <typename T> __global__ void k_unary_bwd(sgt_cuda_iter<4> it, int op, T
     }
 }
 
+/* bf16 operands: the f32 formulas (unary_op<float>, unary_bwd_op<float>), one rounding on store */
+__global__ void k_unary_bf16(sgt_cuda_iter<2> it, unsigned bf, int op, float s) {
+    SGT_CUDA_FOR_EACH(i, it.n) {
+        int64_t off[2];
+        sgt_cuda_iter_offsets(it, i, off);
+        st_f32(it, bf, 0, off[0], unary_op<float>(op, ld_f32(it, bf, 1, off[1]), s));
+    }
+}
+
+__global__ void k_unary_bwd_bf16(sgt_cuda_iter<4> it, unsigned bf, int op, float s) {
+    SGT_CUDA_FOR_EACH(i, it.n) {
+        int64_t off[4];
+        sgt_cuda_iter_offsets(it, i, off);
+        st_f32(it, bf, 0, off[0],
+               unary_bwd_op<float>(op, ld_f32(it, bf, 1, off[1]), ld_f32(it, bf, 2, off[2]), ld_f32(it, bf, 3, off[3]), s));
+    }
+}
+
 void sgt_cuda_unary(const sgt_opcall *call) {
     sgt_tensor *ops[2] = {call->dst[0], call->src[0]};
+    const unsigned bf = bf16_mask(ops, 2, sgt_ops[call->op].name);
     sgt_cuda_iter<2> it = sgt_cuda_iter_init<2>(ops);
     if (!it.n) return;
     const unsigned g = sgt_cuda_blocks(it.n);
     cudaStream_t s = sgt_cuda_stream();
+    if (bf) {
+        k_unary_bf16<<<g, SGT_CUDA_THREADS, 0, s>>>(it, bf, (int)call->op, (float)call->fp[0]);
+        CUDA_LAUNCH_CHECK("k_unary_bf16");
+        return;
+    }
     if (call->dst[0]->dtype == SGT_F32) k_unary<float><<<g, SGT_CUDA_THREADS, 0, s>>>(it, (int)call->op, (float)call->fp[0]);
     else k_unary<double><<<g, SGT_CUDA_THREADS, 0, s>>>(it, (int)call->op, call->fp[0]);
     CUDA_LAUNCH_CHECK("k_unary");
@@ -280,11 +379,17 @@ void sgt_cuda_unary(const sgt_opcall *call) {
 
 void sgt_cuda_unary_bwd(const sgt_opcall *call) {
     sgt_tensor *ops[4] = {call->dst[0], call->src[0], call->src[1], call->src[2]};
+    const unsigned bf = bf16_mask(ops, 4, "unary_bwd");
     sgt_cuda_iter<4> it = sgt_cuda_iter_init<4>(ops);
     if (!it.n) return;
     const unsigned g = sgt_cuda_blocks(it.n);
     cudaStream_t s = sgt_cuda_stream();
     const int op = (int)call->ip[0];
+    if (bf) {
+        k_unary_bwd_bf16<<<g, SGT_CUDA_THREADS, 0, s>>>(it, bf, op, (float)call->fp[0]);
+        CUDA_LAUNCH_CHECK("k_unary_bwd_bf16");
+        return;
+    }
     if (call->dst[0]->dtype == SGT_F32) k_unary_bwd<float><<<g, SGT_CUDA_THREADS, 0, s>>>(it, op, (float)call->fp[0]);
     else k_unary_bwd<double><<<g, SGT_CUDA_THREADS, 0, s>>>(it, op, call->fp[0]);
     CUDA_LAUNCH_CHECK("k_unary_bwd");
@@ -309,12 +414,35 @@ template <typename T> __global__ void k_masked_fill(sgt_cuda_iter<3> it, T v) {
     }
 }
 
+/* bf16: through f32 like the others (a selected bf16 value comes back unchanged, a NaN quiet) */
+__global__ void k_where_bf16(sgt_cuda_iter<4> it, unsigned bf) {
+    SGT_CUDA_FOR_EACH(i, it.n) {
+        int64_t off[4];
+        sgt_cuda_iter_offsets(it, i, off);
+        st_f32(it, bf, 0, off[0], ld_f32(it, bf, 1, off[1]) != 0 ? ld_f32(it, bf, 2, off[2]) : ld_f32(it, bf, 3, off[3]));
+    }
+}
+
+__global__ void k_masked_fill_bf16(sgt_cuda_iter<3> it, unsigned bf, float v) {
+    SGT_CUDA_FOR_EACH(i, it.n) {
+        int64_t off[3];
+        sgt_cuda_iter_offsets(it, i, off);
+        st_f32(it, bf, 0, off[0], ld_f32(it, bf, 2, off[2]) != 0 ? v : ld_f32(it, bf, 1, off[1]));
+    }
+}
+
 void sgt_cuda_where(const sgt_opcall *call) {
     sgt_tensor *ops[4] = {call->dst[0], call->src[0], call->src[1], call->src[2]};
+    const unsigned bf = bf16_mask(ops, 4, "where");
     sgt_cuda_iter<4> it = sgt_cuda_iter_init<4>(ops);
     if (!it.n) return;
     const unsigned g = sgt_cuda_blocks(it.n);
     cudaStream_t s = sgt_cuda_stream();
+    if (bf) {
+        k_where_bf16<<<g, SGT_CUDA_THREADS, 0, s>>>(it, bf);
+        CUDA_LAUNCH_CHECK("k_where_bf16");
+        return;
+    }
     if (call->dst[0]->dtype == SGT_F32) k_where<float><<<g, SGT_CUDA_THREADS, 0, s>>>(it);
     else k_where<double><<<g, SGT_CUDA_THREADS, 0, s>>>(it);
     CUDA_LAUNCH_CHECK("k_where");
@@ -322,10 +450,16 @@ void sgt_cuda_where(const sgt_opcall *call) {
 
 void sgt_cuda_masked_fill(const sgt_opcall *call) {
     sgt_tensor *ops[3] = {call->dst[0], call->src[0], call->src[1]};
+    const unsigned bf = bf16_mask(ops, 3, "masked_fill");
     sgt_cuda_iter<3> it = sgt_cuda_iter_init<3>(ops);
     if (!it.n) return;
     const unsigned g = sgt_cuda_blocks(it.n);
     cudaStream_t s = sgt_cuda_stream();
+    if (bf) {
+        k_masked_fill_bf16<<<g, SGT_CUDA_THREADS, 0, s>>>(it, bf, (float)call->fp[0]);
+        CUDA_LAUNCH_CHECK("k_masked_fill_bf16");
+        return;
+    }
     if (call->dst[0]->dtype == SGT_F32) k_masked_fill<float><<<g, SGT_CUDA_THREADS, 0, s>>>(it, (float)call->fp[0]);
     else k_masked_fill<double><<<g, SGT_CUDA_THREADS, 0, s>>>(it, call->fp[0]);
     CUDA_LAUNCH_CHECK("k_masked_fill");

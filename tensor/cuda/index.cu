@@ -3,7 +3,8 @@
  * are contiguous (ops.c sees to it).
  *
  * Indices are copied to the host and range-checked there before any kernel reads them (one small
- * copy and a stream sync per call), so a bad id is the CPU's clear error, not a device fault.
+ * copy and a stream sync per call), so a bad id is the CPU's clear error, not a device fault;
+ * except while a graph is being recorded (tensor/graph.h), where no host round trip is possible.
  * Nothing here uses float atomics: index_add_rows sums each destination element over its source
  * rows in ascending order, the CPU's order, so it matches the CPU bit for bit. */
 #include <limits.h>
@@ -13,6 +14,7 @@
 int64_t sgt_cuda_fetch_indices(const char *op, const sgt_tensor *idx, int64_t limit, bool use_ignore, int32_t ignore,
                                int32_t *host) {
     SGT_CHECK(idx->dtype == SGT_I32 && sgt_is_contiguous(idx), "%s: indices must be contiguous i32", op);
+    if (sgt_cuda_graph_recording()) return -1; /* no host round trip inside a graph (tensor/graph.h) */
     const int64_t n = sgt_numel(idx);
     sgt_device_copy(host, SGT_CPU, sgt_ptr(idx), idx->device, (size_t)n * sizeof(int32_t));
     int64_t cnt = 0;
@@ -52,6 +54,37 @@ void sgt_cuda_embedding(const sgt_opcall *call) {
     CUDA_LAUNCH_CHECK("k_embedding");
 }
 
+/* ---- index_copy_rows: dst row idx[i] = rows[i] (dst rows strided by ld elements) ----
+ * A repeated index takes the last of its rows (the CPU's order): each thread walks the indices
+ * for its column and keeps the last write, so no two threads write one element. */
+template <typename E>
+__global__ void k_index_copy(E *dst, const int32_t *idx, const E *rows, int64_t n, int64_t C, int64_t ld) {
+    SGT_CUDA_FOR_EACH(w, n * C) {
+        const int64_t i = w / C, j = w - i * C;
+        bool last = true;
+        for (int64_t q = i + 1; q < n && last; q++) last = idx[q] != idx[i];
+        if (last) dst[(int64_t)idx[i] * ld + j] = rows[w];
+    }
+}
+
+void sgt_cuda_index_copy_rows(const sgt_opcall *call) {
+    sgt_tensor *dst = call->dst[0];
+    const sgt_tensor *it = call->src[1], *rows = call->src[2];
+    const int64_t n = sgt_numel(it), C = dst->shape[1];
+    if (!n || !C) return;
+    int32_t *host = (int32_t *)sgt_cuda_host_scratch((size_t)n * sizeof(int32_t));
+    sgt_cuda_fetch_indices("index_copy_rows", it, dst->shape[0], false, 0, host);
+    const unsigned g = sgt_cuda_blocks(n * C);
+    cudaStream_t s = sgt_cuda_stream();
+    const int32_t *d_idx = (const int32_t *)sgt_ptr(it);
+    switch (sgt_dtype_size(dst->dtype)) {
+    case 2: k_index_copy<uint16_t><<<g, SGT_CUDA_THREADS, 0, s>>>((uint16_t *)sgt_ptr(dst), d_idx, (const uint16_t *)sgt_ptr(rows), n, C, dst->stride[0]); break;
+    case 4: k_index_copy<uint32_t><<<g, SGT_CUDA_THREADS, 0, s>>>((uint32_t *)sgt_ptr(dst), d_idx, (const uint32_t *)sgt_ptr(rows), n, C, dst->stride[0]); break;
+    default: k_index_copy<uint64_t><<<g, SGT_CUDA_THREADS, 0, s>>>((uint64_t *)sgt_ptr(dst), d_idx, (const uint64_t *)sgt_ptr(rows), n, C, dst->stride[0]); break;
+    }
+    CUDA_LAUNCH_CHECK("k_index_copy");
+}
+
 /* ---- index_add_rows: dst [V, C] += rows [n, C] at idx [n] ----
  * The host groups the source rows by destination row (a stable counting sort: within a group,
  * ascending source position) and uploads the groups; a thread owns one (group, column) element
@@ -79,6 +112,7 @@ void sgt_cuda_index_add_rows(const sgt_opcall *call) {
     /* host scratch: idx[n] | count[V] | order[n] | seg_row[n] | seg_start[n + 1] */
     int32_t *idx = (int32_t *)sgt_cuda_host_scratch(sizeof(int32_t) * (size_t)(4 * n + V + 1));
     int32_t *count = idx + n, *order = count + V, *seg_row = order + n, *seg_start = seg_row + n;
+    SGT_CHECK(!sgt_cuda_graph_recording(), "index_add_rows: groups its indices on the host, so it cannot be recorded in a graph");
     sgt_cuda_fetch_indices("index_add_rows", it, V, false, 0, idx);
     memset(count, 0, sizeof(int32_t) * (size_t)V);
     for (int64_t i = 0; i < n; i++) count[idx[i]]++;

@@ -219,6 +219,61 @@ static void t_rmsnorm(void **s) { (void)s; sgt_tensor *in[] = {R(81, 2, 3, 6), R
 FN(f_layernorm) { UNUSED; return sgt_layernorm(c, x[0], x[1], x[2], 1e-5, NULL, NULL); }
 static void t_layernorm(void **s) { (void)s; sgt_tensor *in[] = {R(83, 4, 6), R(84, 6), R(85, 6)}; check(f_layernorm, NULL, in, 3, NULL); }
 
+/* the padded cross-entropy: only the first 5 of 7 columns are the vocabulary */
+FN(f_ce_padded) { UNUSED; return sgt_cross_entropy_padded(c, x[0], x[1], SGT_NO_IGNORE, 5, NULL); }
+static void t_cross_entropy_padded(void **s) {
+    (void)s;
+    int32_t tg[] = {2, 0, 4, 4, 1};
+    sgt_tensor *in[] = {R(86, 5, 7), sgt_from_i32(C, SGT_SHAPE(5), tg)};
+    check(f_ce_padded, NULL, in, 2, (bool[]){true, false});
+}
+
+/* rmsnorm into another dtype: f64 in, f32 out would lose the FD's precision, so the check is of
+ * the dtype plumbing through the rule with f64 -> f64 via sgt_rmsnorm_to */
+FN(f_rmsnorm_to) { UNUSED; return sgt_rmsnorm_to(c, x[0], x[1], 1e-5, SGT_F64, NULL); }
+static void t_rmsnorm_to(void **s) { (void)s; sgt_tensor *in[] = {R(87, 3, 5), R(88, 5)}; check(f_rmsnorm_to, NULL, in, 2, NULL); }
+
+/* ---- fused attention: q, k, v; causal, with Tq < Tk (a KV cache) and strided views ---- */
+typedef struct { int64_t Tq; } att_case;
+FN(f_attention) {
+    (void)n;
+    const att_case *a = u;
+    sgt_tensor *q = x[0];
+    if (a->Tq < q->shape[2]) q = sgt_narrow(c, q, 2, q->shape[2] - a->Tq, a->Tq); /* the last Tq queries */
+    sgt_tensor *y = sgt_attention(c, q, x[1], x[2], 0.7, NULL);
+    return sgt_mul(c, y, y); /* a non-linear readout, so every y element's gradient differs */
+}
+/* q, k, v as the split of one [B, T, 3, H, D] buffer, as nn/modules.c makes them */
+FN(f_attention_qkv) {
+    UNUSED;
+    const int64_t B = 2, T = 5, H = 2, D = 3;
+    sgt_tensor *heads = sgt_permute(c, sgt_reshape(c, x[0], SGT_SHAPE(B, T, 3, H, D)), (int[]){2, 0, 3, 1, 4});
+    sgt_tensor *p[3];
+    sgt_split(c, heads, 0, 3, (int64_t[]){1, 1, 1}, p);
+    for (int i = 0; i < 3; i++) p[i] = sgt_reshape(c, p[i], SGT_SHAPE(B, H, T, D));
+    sgt_tensor *y = sgt_attention(c, p[0], p[1], p[2], 0.5, NULL);
+    return sgt_tanh(c, y);
+}
+static void t_attention(void **s) {
+    (void)s;
+    att_case full = {6}, kv = {2};
+    sgt_tensor *in[] = {R(110, 2, 3, 6, 4), R(111, 2, 3, 6, 4), R(112, 2, 3, 6, 4)};
+    check(f_attention, &full, in, 3, NULL);
+    check(f_attention, &kv, in, 3, NULL);
+    sgt_tensor *in2[] = {R(113, 2, 5, 3 * 2 * 3)};
+    check(f_attention_qkv, NULL, in2, 1, NULL);
+}
+
+/* ---- fused SwiGLU, with and without the block mask ---- */
+FN(f_swiglu) { (void)n; return sgt_swiglu(c, x[0], x[1], u ? x[2] : NULL, u ? *(int64_t *)u : 0); }
+static void t_swiglu(void **s) {
+    (void)s;
+    int64_t bs = 3;
+    sgt_tensor *in[] = {R(115, 4, 9), R(116, 4, 9), POS(117, 4, 3)};
+    check(f_swiglu, NULL, in, 2, NULL);
+    check(f_swiglu, &bs, in, 3, NULL);
+}
+
 /* ---- the block-skipping SwiGLU (x, gate, up, down, selected-block mask values) ---- */
 FN(f_bsparse) { UNUSED; return sgt_bsparse_swiglu(c, x[0], x[1], x[2], x[3], x[4], x[5], 3, NULL, NULL); }
 static void t_bsparse_swiglu(void **s) {
@@ -273,7 +328,8 @@ int main(int argc, char **argv) {
         T(t_relu), T(t_sum), T(t_mean), T(t_max), T(t_softmax), T(t_log_softmax), T(t_softmax_causal),
         T(t_matmul), T(t_matmul_views), T(t_embedding), T(t_topk), T(t_gather_last), T(t_scatter_add_last),
         T(t_concat), T(t_where), T(t_masked_fill), T(t_cross_entropy), T(t_rmsnorm), T(t_layernorm),
-        T(t_bsparse_swiglu), T(t_reused_input), T(t_grad_alias), T(t_deep_graph),
+        T(t_bsparse_swiglu), T(t_reused_input), T(t_grad_alias), T(t_deep_graph), T(t_cross_entropy_padded),
+        T(t_rmsnorm_to), T(t_attention), T(t_swiglu),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("gradcheck", tests, setup, teardown);

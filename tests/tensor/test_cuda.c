@@ -28,7 +28,7 @@
 #include <unistd.h>
 
 #include "../../nn/checkpoint.h"
-#include "../common/test_util.h"
+#include "../common/test_device.h"
 #ifdef SGT_HAVE_CUDA
 #include "../../tensor/cuda/backend.h"
 #endif
@@ -48,70 +48,11 @@ static tol sums_tol(sgt_dtype t) { /* another summation order: the last bit or t
     return t == SGT_F32 ? (tol){1e-6, 1e-9, false} : (tol){1e-12, 1e-12, false};
 }
 
-/* ---- the two devices ---- */
+/* ---- the two devices (tests/common/test_device.h) ---- */
 
-typedef struct {
-    sgt_arena *arena;
-    sgt_ctx ctx;
-} dev_env;
+/* the device arena is one big chunk, so every case allocates from the same region (see sentinel_arm) */
+TD_GROUP("test_cuda", "parity-cpu", 64u << 20, "parity-cuda", (size_t)512 << 20)
 
-static dev_env cpu, gpu;
-static bool have_gpu, self_check; /* self_check: SGT_CUDA_TEST_ON_CPU, the CPU plays the GPU */
-static sgt_device DEV = SGT_CUDA;  /* the device under test */
-static sgt_ctx *C, *G;
-
-static char what_buf[512];
-#define WHAT(...) (snprintf(what_buf, sizeof what_buf, __VA_ARGS__), what_buf)
-
-#define NEED_GPU()                \
-    do {                          \
-        if (!have_gpu) skip();    \
-    } while (0)
-
-static int group_setup(void **s) {
-    (void)s;
-    have_gpu = sgt_device_available(SGT_CUDA);
-    const char *self = getenv("SGT_CUDA_TEST_ON_CPU");
-    if (!have_gpu && self && *self && strcmp(self, "0")) {
-        have_gpu = self_check = true;
-        DEV = SGT_CPU;
-    }
-    cpu.arena = sgt_arena_create("parity-cpu", SGT_CPU, 64u << 20, 0);
-    cpu.ctx = (sgt_ctx){.arena = cpu.arena, .device = SGT_CPU};
-    C = &cpu.ctx;
-    if (have_gpu) {
-        /* one big chunk, so every case allocates from the same region (see sentinel_arm) */
-        gpu.arena = sgt_arena_create("parity-cuda", DEV, (size_t)512 << 20, 0);
-        gpu.ctx = (sgt_ctx){.arena = gpu.arena, .device = DEV};
-        G = &gpu.ctx;
-    }
-    fprintf(stderr, "test_cuda: seed %u, CUDA device %s\n", TEST_SEED,
-            self_check ? "absent: SGT_CUDA_TEST_ON_CPU, the CPU plays the GPU"
-            : have_gpu ? "present" : "absent: parity tests skip");
-    return 0;
-}
-
-static int group_teardown(void **s) {
-    (void)s;
-    sgt_arena_destroy(cpu.arena);
-    if (gpu.arena) sgt_arena_destroy(gpu.arena);
-    return 0;
-}
-
-typedef struct {
-    sgt_arena_mark c, g;
-} marks;
-
-static marks mark_both(void) {
-    marks m = {sgt_arena_get_mark(cpu.arena), {0}};
-    if (gpu.arena) m.g = sgt_arena_get_mark(gpu.arena);
-    return m;
-}
-
-static void rewind_both(marks m) {
-    sgt_arena_rewind(cpu.arena, m.c);
-    if (gpu.arena) sgt_arena_rewind(gpu.arena, m.g);
-}
 
 /* ---- inputs (always made on the CPU, then copied) ---- */
 
@@ -226,7 +167,7 @@ static void record_writes(void *user, const sgt_opcall *call) {
 
 /* fills the GPU arena's free space (where the next allocations go) with the pattern */
 static void sentinel_arm(void) {
-    sgt_arena *a = gpu.arena;
+    sgt_arena *a = dev_arena;
     nwritten = 0;
     sent_len = 0;
     /* a CPU arena also holds the tensor structs (see arena.h), so the check is for devices only */
@@ -966,7 +907,7 @@ static int f_ce(sgt_ctx *c, sgt_tensor **in, sgt_tensor **out, const void *arg) 
 }
 
 static int f_ce_bwd(sgt_ctx *c, sgt_tensor **in, sgt_tensor **out, const void *arg) {
-    out[0] = sgt_cross_entropy_bwd(c, in[0], in[1], in[2], in[3], *(const int32_t *)arg);
+    out[0] = sgt_cross_entropy_bwd(c, in[0], in[1], in[2], in[3], *(const int32_t *)arg, in[0]->shape[1]);
     return 1;
 }
 

@@ -1575,7 +1575,7 @@ static void t_cross_entropy(void **s) {
                             (fabs(p) * (fabs(hl[r] - lse[r]) + eps_of(dt) * (fabs(hx[r * V + j] - lse[r]) + 4)) +
                              2 * eps_of(dt) * fabs(p - (j == tg[r])));
                     }
-                sgt_tensor *dx = sgt_cross_entropy_bwd(c, logits, targets, lse_ref, sgt_scalar(c, dt, dloss), ignore);
+                sgt_tensor *dx = sgt_cross_entropy_bwd(c, logits, targets, lse_ref, sgt_scalar(c, dt, dloss), ignore, logits->shape[1]);
                 check_shape(dx, SGT_SHAPE(N, V), what);
                 close_tol(dx, want_dx, tol_dx, WHAT("cross_entropy_bwd %s [%lld,%lld] ignore %d", sgt_dtype_name(dt),
                                                     (long long)N, (long long)V, ignore));

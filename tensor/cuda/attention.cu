@@ -1,0 +1,638 @@
+/* attention.cu: CUDA kernels of fused causal attention (flash-style) and its backward, the
+ * counterparts of cpu/attention.c (the oracle). Nothing of size Tq x Tk is ever in global memory.
+ *
+ * Operands (ops.c, sgt_attention): q [B,H,Tq,D], k, v [B,H,Tk,D], y and dy [B,H,Tq,D], dq, dk, dv:
+ * unit stride along D, any strides on the other dims; lse [B,H,Tq] contiguous. Query i sees keys
+ * j <= i + (Tk - Tq), Tk being the device-held key count when src[3] is given (sgt_attention_len).
+ * Storage f32, f64 or bf16 (as its 16 bits, sgt_bf16_* from ../bf16.h); the
+ * math is f32 for f32 and bf16 (each bf16 result rounded once, on store), f64 for f64. lse (and Di)
+ * are in the math type, which is also lse's dtype (f32 for bf16).
+ *
+ * Design: CUDA cores (no tensor cores), 4 warps per block, tiles staged in shared memory in the
+ * math type, zero-padded from D up to a compile-time bucket DB in {32, 64, 128} (D > 128 is a clear
+ * error). Each lane owns the columns d = lane + 32 c of the accumulators it keeps in registers.
+ * Dot products along D read 16-byte vectors from shared memory: one operand broadcast (the same
+ * address in every lane), the other lane-indexed with its rows padded by one vector (conflict-free).
+ *   forward  (k_attn_fwd): a block per (b, h, tile of BQ = 4 RW queries; RW = 16 rows per warp,
+ *     8 in f64). Per tile of 32 keys up to the diagonal: lane j scores key j against the warp's RW
+ *     rows, the causal mask, an online softmax (running max m by a warp max, running sum l kept as
+ *     per-lane partial sums), P to shared memory, O = alpha O + P V. y = O / l, lse = m + log l.
+ *   backward: Di = dy . y (k_attn_di, a warp per row); then, recomputing P = exp(scale q.k - lse)
+ *     and dS = P (dy.v - Di) from scratch, with no atomics (deterministic):
+ *     k_attn_bwd_kv: a block per (b, h, tile of 4 RW keys; RW = 8, 4 in f64), looping over the
+ *       32-query tiles that see it: lane i scores query i against the warp's keys, then
+ *       dV += P^T dY and dK += dS^T Q (contracted over the 32 queries through shared memory);
+ *     k_attn_bwd_q: a block per (b, h, tile of 4 RW queries), looping over the 32-key tiles up to
+ *       the diagonal: lane j scores key j, then dQ += dS K.
+ *   Key (query) tiles wholly masked for a block are never visited. Heaviest blocks (most tiles to
+ *   visit) are numbered first.
+ * Shared memory per block (dynamic, opted in above 48 KB and checked against the device's limit,
+ * 227 KB on an H100, 163 KB on an A100): at DB = 128, f32/bf16 74 KB (forward), 75 KB (dK/dV),
+ * 71 KB (dQ); f64 107, 108, 103 KB.
+ * Expected speed: bound by shared-memory loads (about one 16-byte load per 2-4 FMAs), so a
+ * fraction of the FP32 peak: on an H100 of the order of 10 TFLOP/s for the f32 forward, about half
+ * of that per useful FLOP for the backward (which recomputes the scores twice), below what
+ * tensor-core FlashAttention reaches but with no Tq x Tk traffic at all.
+ *
+ * Sums inside a dot product run in order of d with fma (explicit fma is allowed under --fmad=false:
+ * it only stops the compiler from contracting separate * and +), so results are deterministic. */
+#include <math.h>
+#include <stdint.h>
+
+#include "../bf16.h"
+#include "cuda.h"
+
+namespace {
+
+constexpr int NWARP = 4;          /* warps per block */
+constexpr int NTHREADS = NWARP * 32;
+constexpr int KT = 32;            /* keys (or queries) per inner tile: one per lane */
+
+/* storage type -> math type, load and store */
+template <typename T> struct io;
+template <> struct io<float> {
+    typedef float A;
+    static __device__ __forceinline__ float ld(float x) { return x; }
+    static __device__ __forceinline__ float st(float a) { return a; }
+};
+template <> struct io<double> {
+    typedef double A;
+    static __device__ __forceinline__ double ld(double x) { return x; }
+    static __device__ __forceinline__ double st(double a) { return a; }
+};
+template <> struct io<uint16_t> {
+    typedef float A;
+    static __device__ __forceinline__ float ld(uint16_t x) { return sgt_bf16_to_f32(x); }
+    static __device__ __forceinline__ uint16_t st(float a) { return sgt_f32_to_bf16(a); }
+};
+
+__device__ __forceinline__ float fma_(float a, float b, float c) { return fmaf(a, b, c); }
+__device__ __forceinline__ double fma_(double a, double b, double c) { return fma(a, b, c); }
+
+/* 16-byte vectors out of shared memory: VN elements of the math type */
+template <typename A> struct vec;
+template <> struct vec<float> {
+    static constexpr int N = 4;
+    static __device__ __forceinline__ void load(const float *p, float (&o)[4]) {
+        const float4 v = *reinterpret_cast<const float4 *>(p);
+        o[0] = v.x;
+        o[1] = v.y;
+        o[2] = v.z;
+        o[3] = v.w;
+    }
+};
+template <> struct vec<double> {
+    static constexpr int N = 2;
+    static __device__ __forceinline__ void load(const double *p, double (&o)[2]) {
+        const double2 v = *reinterpret_cast<const double2 *>(p);
+        o[0] = v.x;
+        o[1] = v.y;
+    }
+};
+
+/* butterfly reductions: every lane ends with the same value */
+template <typename A> __device__ __forceinline__ A warp_max(A v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        const A w = __shfl_xor_sync(0xffffffffu, v, o);
+        v = w > v ? w : v;
+    }
+    return v;
+}
+template <typename A> __device__ __forceinline__ A warp_sum(A v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* element strides of dims 0..2 of a [B,H,T,D] operand (dim 3 has unit stride) */
+struct st3 {
+    int64_t b, h, t;
+};
+st3 strides_of(const sgt_tensor *x) { return st3{x->stride[0], x->stride[1], x->stride[2]}; }
+
+/* Loads rows t0 .. t0+rows-1 of x[b,h] (rows < n valid, the rest and d >= D zero) into a shared
+ * [rows][ld] tile of the math type; all threads of the block take part. */
+template <typename T, int DB>
+__device__ __forceinline__ void load_tile(typename io<T>::A *dst, int ld, int rows, const T *x, int64_t st, int64_t t0,
+                                          int64_t n, int D) {
+    typedef typename io<T>::A A;
+    for (int e = threadIdx.x; e < rows * DB; e += NTHREADS) {
+        const int r = e / DB, d = e % DB;
+        dst[r * ld + d] = (t0 + r < n && d < D) ? io<T>::ld(x[(t0 + r) * st + d]) : (A)0;
+    }
+}
+
+/* ---- forward ---- */
+
+template <typename A, int DB, int RW> constexpr size_t fwd_smem() {
+    /* Q [BQ][DB], K [KT][DB + VN], V [KT][DB], P [BQ][KT] */
+    return sizeof(A) * ((size_t)NWARP * RW * DB + (size_t)KT * (DB + vec<A>::N) + (size_t)KT * DB + (size_t)NWARP * RW * KT);
+}
+
+template <typename T, int DB, int RW>
+__global__ void __launch_bounds__(NTHREADS)
+    k_attn_fwd(const T *__restrict__ q, const T *__restrict__ k, const T *__restrict__ v, T *__restrict__ y,
+               typename io<T>::A *__restrict__ lse, st3 sq, st3 sk, st3 sv, st3 sy, int64_t BH, int64_t H, int64_t Tq,
+               int64_t Tk, int D, typename io<T>::A scale, int64_t nqt, const int32_t *__restrict__ len) {
+    typedef typename io<T>::A A;
+    /* sgt_attention_len: the key count comes from device memory (a replayed decode step), clamped
+     * to the cache; the decoder checks it on the host before copying it in */
+    if (len) Tk = *len < 0 ? 0 : *len < Tk ? *len : Tk;
+    constexpr int BQ = NWARP * RW, NC = DB / 32, VN = vec<A>::N, KS = DB + VN;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    A *Qs = reinterpret_cast<A *>(smem_raw);
+    A *Ks = Qs + BQ * DB;
+    A *Vs = Ks + KT * KS;
+    A *Ps = Vs + KT * DB;
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    /* the last query tiles see the most keys: they get the lowest block numbers */
+    const int64_t bh = blockIdx.x % BH, qt = nqt - 1 - (int64_t)blockIdx.x / BH;
+    const int64_t b = bh / H, h = bh % H, i0 = qt * BQ, off = Tk - Tq;
+    const int64_t nq = Tq - i0 < BQ ? Tq - i0 : BQ;
+    const T *qb = q + b * sq.b + h * sq.h, *kb = k + b * sk.b + h * sk.h, *vb = v + b * sv.b + h * sv.h;
+
+    load_tile<T, DB>(Qs, DB, BQ, qb, sq.t, i0, Tq, D);
+
+    A m[RW], l[RW], o[RW][NC];
+#pragma unroll
+    for (int rr = 0; rr < RW; rr++) {
+        m[rr] = -INFINITY;
+        l[rr] = 0;
+#pragma unroll
+        for (int c = 0; c < NC; c++) o[rr][c] = 0;
+    }
+    /* keys >= kend are masked for every row of the tile */
+    const int64_t kend = i0 + nq + off;
+    for (int64_t j0 = 0; j0 < kend; j0 += KT) {
+        __syncthreads(); /* the previous K, V, P are consumed (and Q is loaded, the first time) */
+        load_tile<T, DB>(Ks, KS, KT, kb, sk.t, j0, Tk, D);
+        load_tile<T, DB>(Vs, DB, KT, vb, sv.t, j0, Tk, D);
+        __syncthreads();
+
+        /* s[rr] = q[row rr] . k[key lane] */
+        A s[RW];
+#pragma unroll
+        for (int rr = 0; rr < RW; rr++) s[rr] = 0;
+        const A *kr = Ks + lane * KS;
+#pragma unroll 2
+        for (int d = 0; d < DB; d += VN) {
+            A kv[VN];
+            vec<A>::load(kr + d, kv);
+#pragma unroll
+            for (int rr = 0; rr < RW; rr++) {
+                A qv[VN];
+                vec<A>::load(Qs + (warp * RW + rr) * DB + d, qv);
+#pragma unroll
+                for (int u = 0; u < VN; u++) s[rr] = fma_(qv[u], kv[u], s[rr]);
+            }
+        }
+        const int64_t j = j0 + lane;
+#pragma unroll
+        for (int rr = 0; rr < RW; rr++) {
+            const int r = warp * RW + rr;
+            const bool ok = j < Tk && j <= i0 + r + off;
+            const A sc = ok ? s[rr] * scale : (A)-INFINITY;
+            const A mx = warp_max(sc);
+            const A mnew = mx > m[rr] ? mx : m[rr];
+            /* mnew is finite once the row has seen a key (every row sees key 0 in the first tile);
+             * alpha = 0 on that first tile (m = -inf), 1 on tiles the mask empties for this row */
+            const A alpha = mnew == (A)-INFINITY ? (A)1 : sgt_exp(m[rr] - mnew);
+            const A p = ok ? sgt_exp(sc - mnew) : (A)0;
+            l[rr] = l[rr] * alpha + p; /* per-lane partial sums: alpha is the same in every lane */
+            m[rr] = mnew;
+            Ps[r * KT + lane] = p;
+#pragma unroll
+            for (int c = 0; c < NC; c++) o[rr][c] *= alpha;
+        }
+        __syncwarp();
+        /* o[rr][c] += sum_jj P[rr][jj] V[jj][32 c + lane] */
+#pragma unroll 1
+        for (int jj = 0; jj < KT; jj += VN) {
+            A vv[VN][NC];
+#pragma unroll
+            for (int u = 0; u < VN; u++)
+#pragma unroll
+                for (int c = 0; c < NC; c++) vv[u][c] = Vs[(jj + u) * DB + c * 32 + lane];
+#pragma unroll
+            for (int rr = 0; rr < RW; rr++) {
+                A pv[VN];
+                vec<A>::load(Ps + (warp * RW + rr) * KT + jj, pv);
+#pragma unroll
+                for (int u = 0; u < VN; u++)
+#pragma unroll
+                    for (int c = 0; c < NC; c++) o[rr][c] = fma_(pv[u], vv[u][c], o[rr][c]);
+            }
+        }
+    }
+
+    T *yb = y + b * sy.b + h * sy.h;
+#pragma unroll
+    for (int rr = 0; rr < RW; rr++) {
+        const int r = warp * RW + rr;
+        const A lsum = warp_sum(l[rr]);
+        if (r < nq) {
+            const A inv = (A)1 / lsum;
+            T *yr = yb + (i0 + r) * sy.t;
+#pragma unroll
+            for (int c = 0; c < NC; c++) {
+                const int d = c * 32 + lane;
+                if (d < D) yr[d] = io<T>::st(o[rr][c] * inv);
+            }
+            if (lane == 0) lse[bh * Tq + i0 + r] = m[rr] + sgt_log(lsum);
+        }
+    }
+}
+
+/* ---- backward ---- */
+
+/* Di[row] = dy[row] . y[row], a warp per row of [B, H, Tq] */
+template <typename T>
+__global__ void k_attn_di(const T *__restrict__ y, const T *__restrict__ dy, typename io<T>::A *__restrict__ Di, st3 sy,
+                          st3 sg, int64_t H, int64_t Tq, int D, int64_t rows) {
+    typedef typename io<T>::A A;
+    const int lane = threadIdx.x & 31;
+    const int64_t wpb = blockDim.x >> 5;
+    for (int64_t r = (int64_t)blockIdx.x * wpb + (threadIdx.x >> 5); r < rows; r += (int64_t)gridDim.x * wpb) {
+        const int64_t b = r / (H * Tq), h = r / Tq % H, i = r % Tq;
+        const T *yr = y + b * sy.b + h * sy.h + i * sy.t, *gr = dy + b * sg.b + h * sg.h + i * sg.t;
+        A s = 0;
+        for (int d = lane; d < D; d += 32) s = fma_(io<T>::ld(gr[d]), io<T>::ld(yr[d]), s);
+        s = warp_sum(s);
+        if (lane == 0) Di[r] = s;
+    }
+}
+
+template <typename A, int DB, int RW> constexpr size_t bwd_kv_smem() {
+    /* K, V [BKV][DB]; Q, dY [KT][DB + VN]; P, dS [BKV][KT]; lse, Di [KT] */
+    return sizeof(A) * (2 * (size_t)NWARP * RW * DB + 2 * (size_t)KT * (DB + vec<A>::N) + 2 * (size_t)NWARP * RW * KT +
+                        2 * (size_t)KT);
+}
+
+template <typename T, int DB, int RW>
+__global__ void __launch_bounds__(NTHREADS)
+    k_attn_bwd_kv(const T *__restrict__ q, const T *__restrict__ k, const T *__restrict__ v, const T *__restrict__ dy,
+                  const typename io<T>::A *__restrict__ lse, const typename io<T>::A *__restrict__ Di,
+                  T *__restrict__ dk, T *__restrict__ dv, st3 sq, st3 sk, st3 sv, st3 sg, st3 sdk, st3 sdv, int64_t BH,
+                  int64_t H, int64_t Tq, int64_t Tk, int D, typename io<T>::A scale) {
+    typedef typename io<T>::A A;
+    constexpr int BKV = NWARP * RW, NC = DB / 32, VN = vec<A>::N, QS = DB + VN;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    A *Ks = reinterpret_cast<A *>(smem_raw);
+    A *Vs = Ks + BKV * DB;
+    A *Qs = Vs + BKV * DB;
+    A *Gs = Qs + KT * QS;
+    A *Ps = Gs + KT * QS;
+    A *Ss = Ps + BKV * KT;
+    A *Ls = Ss + BKV * KT;
+    A *Ds = Ls + KT;
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    /* the first key tiles are seen by the most queries: lowest block numbers */
+    const int64_t bh = blockIdx.x % BH, kt = (int64_t)blockIdx.x / BH;
+    const int64_t b = bh / H, h = bh % H, j0 = kt * BKV, off = Tk - Tq;
+    const T *qb = q + b * sq.b + h * sq.h, *kb = k + b * sk.b + h * sk.h, *vb = v + b * sv.b + h * sv.h;
+    const T *gb = dy + b * sg.b + h * sg.h;
+
+    load_tile<T, DB>(Ks, DB, BKV, kb, sk.t, j0, Tk, D);
+    load_tile<T, DB>(Vs, DB, BKV, vb, sv.t, j0, Tk, D);
+
+    A dka[RW][NC], dva[RW][NC];
+#pragma unroll
+    for (int rk = 0; rk < RW; rk++)
+#pragma unroll
+        for (int c = 0; c < NC; c++) dka[rk][c] = dva[rk][c] = 0;
+
+    /* query i sees key j0 when i >= j0 - off */
+    const int64_t first = (j0 - off > 0 ? j0 - off : 0) / KT * KT;
+    for (int64_t i0 = first; i0 < Tq; i0 += KT) {
+        __syncthreads(); /* the previous Q, dY, P, dS are consumed (K, V loaded, the first time) */
+        load_tile<T, DB>(Qs, QS, KT, qb, sq.t, i0, Tq, D);
+        load_tile<T, DB>(Gs, QS, KT, gb, sg.t, i0, Tq, D);
+        if (threadIdx.x < KT) {
+            const int64_t i = i0 + threadIdx.x;
+            Ls[threadIdx.x] = i < Tq ? lse[bh * Tq + i] : (A)0;
+            Ds[threadIdx.x] = i < Tq ? Di[bh * Tq + i] : (A)0;
+        }
+        __syncthreads();
+
+        /* s[rk] = q[query lane] . k[key rk], dp[rk] = dy[query lane] . v[key rk] */
+        A s[RW], dp[RW];
+#pragma unroll
+        for (int rk = 0; rk < RW; rk++) s[rk] = dp[rk] = 0;
+        const A *qr = Qs + lane * QS, *gr = Gs + lane * QS;
+#pragma unroll 2
+        for (int d = 0; d < DB; d += VN) {
+            A qv[VN], gv[VN];
+            vec<A>::load(qr + d, qv);
+            vec<A>::load(gr + d, gv);
+#pragma unroll
+            for (int rk = 0; rk < RW; rk++) {
+                A kv[VN], vv[VN];
+                vec<A>::load(Ks + (warp * RW + rk) * DB + d, kv);
+                vec<A>::load(Vs + (warp * RW + rk) * DB + d, vv);
+#pragma unroll
+                for (int u = 0; u < VN; u++) {
+                    s[rk] = fma_(qv[u], kv[u], s[rk]);
+                    dp[rk] = fma_(gv[u], vv[u], dp[rk]);
+                }
+            }
+        }
+        const int64_t i = i0 + lane;
+        const A lse_i = Ls[lane], di = Ds[lane];
+#pragma unroll
+        for (int rk = 0; rk < RW; rk++) {
+            const int64_t j = j0 + warp * RW + rk;
+            const bool ok = i < Tq && j < Tk && j <= i + off;
+            const A p = ok ? sgt_exp(s[rk] * scale - lse_i) : (A)0;
+            Ps[(warp * RW + rk) * KT + lane] = p;
+            Ss[(warp * RW + rk) * KT + lane] = ok ? p * (dp[rk] - di) : (A)0;
+        }
+        __syncwarp();
+        /* dv[rk] += sum_i P[rk][i] dy[i], dk[rk] += sum_i dS[rk][i] q[i] (columns 32 c + lane) */
+#pragma unroll 1
+        for (int ii = 0; ii < KT; ii += VN) {
+            A gv[VN][NC], qv[VN][NC];
+#pragma unroll
+            for (int u = 0; u < VN; u++)
+#pragma unroll
+                for (int c = 0; c < NC; c++) {
+                    gv[u][c] = Gs[(ii + u) * QS + c * 32 + lane];
+                    qv[u][c] = Qs[(ii + u) * QS + c * 32 + lane];
+                }
+#pragma unroll
+            for (int rk = 0; rk < RW; rk++) {
+                A pv[VN], sv_[VN];
+                vec<A>::load(Ps + (warp * RW + rk) * KT + ii, pv);
+                vec<A>::load(Ss + (warp * RW + rk) * KT + ii, sv_);
+#pragma unroll
+                for (int u = 0; u < VN; u++)
+#pragma unroll
+                    for (int c = 0; c < NC; c++) {
+                        dva[rk][c] = fma_(pv[u], gv[u][c], dva[rk][c]);
+                        dka[rk][c] = fma_(sv_[u], qv[u][c], dka[rk][c]);
+                    }
+            }
+        }
+    }
+
+    T *dkb = dk + b * sdk.b + h * sdk.h, *dvb = dv + b * sdv.b + h * sdv.h;
+#pragma unroll
+    for (int rk = 0; rk < RW; rk++) {
+        const int64_t j = j0 + warp * RW + rk;
+        if (j >= Tk) continue;
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            const int d = c * 32 + lane;
+            if (d < D) {
+                dkb[j * sdk.t + d] = io<T>::st(dka[rk][c] * scale);
+                dvb[j * sdv.t + d] = io<T>::st(dva[rk][c]);
+            }
+        }
+    }
+}
+
+template <typename A, int DB, int RW> constexpr size_t bwd_q_smem() {
+    /* Q, dY [BQ][DB]; K, V [KT][DB + VN]; dS [BQ][KT] */
+    return sizeof(A) * (2 * (size_t)NWARP * RW * DB + 2 * (size_t)KT * (DB + vec<A>::N) + (size_t)NWARP * RW * KT);
+}
+
+template <typename T, int DB, int RW>
+__global__ void __launch_bounds__(NTHREADS)
+    k_attn_bwd_q(const T *__restrict__ q, const T *__restrict__ k, const T *__restrict__ v, const T *__restrict__ dy,
+                 const typename io<T>::A *__restrict__ lse, const typename io<T>::A *__restrict__ Di, T *__restrict__ dq,
+                 st3 sq, st3 sk, st3 sv, st3 sg, st3 sdq, int64_t BH, int64_t H, int64_t Tq, int64_t Tk, int D,
+                 typename io<T>::A scale, int64_t nqt) {
+    typedef typename io<T>::A A;
+    constexpr int BQ = NWARP * RW, NC = DB / 32, VN = vec<A>::N, KS = DB + VN;
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    A *Qs = reinterpret_cast<A *>(smem_raw);
+    A *Gs = Qs + BQ * DB;
+    A *Ks = Gs + BQ * DB;
+    A *Vs = Ks + KT * KS;
+    A *Ss = Vs + KT * KS;
+
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int64_t bh = blockIdx.x % BH, qt = nqt - 1 - (int64_t)blockIdx.x / BH;
+    const int64_t b = bh / H, h = bh % H, i0 = qt * BQ, off = Tk - Tq;
+    const int64_t nq = Tq - i0 < BQ ? Tq - i0 : BQ;
+    const T *qb = q + b * sq.b + h * sq.h, *kb = k + b * sk.b + h * sk.h, *vb = v + b * sv.b + h * sv.h;
+    const T *gb = dy + b * sg.b + h * sg.h;
+
+    load_tile<T, DB>(Qs, DB, BQ, qb, sq.t, i0, Tq, D);
+    load_tile<T, DB>(Gs, DB, BQ, gb, sg.t, i0, Tq, D);
+    A lse_r[RW], di_r[RW], dqa[RW][NC];
+#pragma unroll
+    for (int rr = 0; rr < RW; rr++) {
+        const int r = warp * RW + rr;
+        lse_r[rr] = r < nq ? lse[bh * Tq + i0 + r] : (A)0;
+        di_r[rr] = r < nq ? Di[bh * Tq + i0 + r] : (A)0;
+#pragma unroll
+        for (int c = 0; c < NC; c++) dqa[rr][c] = 0;
+    }
+
+    const int64_t kend = i0 + nq + off;
+    for (int64_t j0 = 0; j0 < kend; j0 += KT) {
+        __syncthreads(); /* the previous K, V, dS are consumed (Q, dY loaded, the first time) */
+        load_tile<T, DB>(Ks, KS, KT, kb, sk.t, j0, Tk, D);
+        load_tile<T, DB>(Vs, KS, KT, vb, sv.t, j0, Tk, D);
+        __syncthreads();
+
+        /* s[rr] = q[row rr] . k[key lane], dp[rr] = dy[row rr] . v[key lane] */
+        A s[RW], dp[RW];
+#pragma unroll
+        for (int rr = 0; rr < RW; rr++) s[rr] = dp[rr] = 0;
+        const A *kr = Ks + lane * KS, *vr = Vs + lane * KS;
+#pragma unroll 2
+        for (int d = 0; d < DB; d += VN) {
+            A kv[VN], vv[VN];
+            vec<A>::load(kr + d, kv);
+            vec<A>::load(vr + d, vv);
+#pragma unroll
+            for (int rr = 0; rr < RW; rr++) {
+                A qv[VN], gv[VN];
+                vec<A>::load(Qs + (warp * RW + rr) * DB + d, qv);
+                vec<A>::load(Gs + (warp * RW + rr) * DB + d, gv);
+#pragma unroll
+                for (int u = 0; u < VN; u++) {
+                    s[rr] = fma_(qv[u], kv[u], s[rr]);
+                    dp[rr] = fma_(gv[u], vv[u], dp[rr]);
+                }
+            }
+        }
+        const int64_t j = j0 + lane;
+#pragma unroll
+        for (int rr = 0; rr < RW; rr++) {
+            const int r = warp * RW + rr;
+            const bool ok = r < nq && j < Tk && j <= i0 + r + off;
+            const A p = ok ? sgt_exp(s[rr] * scale - lse_r[rr]) : (A)0;
+            Ss[r * KT + lane] = ok ? p * (dp[rr] - di_r[rr]) : (A)0;
+        }
+        __syncwarp();
+        /* dq[rr] += sum_jj dS[rr][jj] k[jj] (columns 32 c + lane) */
+#pragma unroll 1
+        for (int jj = 0; jj < KT; jj += VN) {
+            A kv[VN][NC];
+#pragma unroll
+            for (int u = 0; u < VN; u++)
+#pragma unroll
+                for (int c = 0; c < NC; c++) kv[u][c] = Ks[(jj + u) * KS + c * 32 + lane];
+#pragma unroll
+            for (int rr = 0; rr < RW; rr++) {
+                A sv_[VN];
+                vec<A>::load(Ss + (warp * RW + rr) * KT + jj, sv_);
+#pragma unroll
+                for (int u = 0; u < VN; u++)
+#pragma unroll
+                    for (int c = 0; c < NC; c++) dqa[rr][c] = fma_(sv_[u], kv[u][c], dqa[rr][c]);
+            }
+        }
+    }
+
+    T *dqb = dq + b * sdq.b + h * sdq.h;
+#pragma unroll
+    for (int rr = 0; rr < RW; rr++) {
+        const int r = warp * RW + rr;
+        if (r >= nq) continue;
+#pragma unroll
+        for (int c = 0; c < NC; c++) {
+            const int d = c * 32 + lane;
+            if (d < D) dqb[(i0 + r) * sdq.t + d] = io<T>::st(dqa[rr][c] * scale);
+        }
+    }
+}
+
+/* ---- host side ---- */
+
+/* rows per warp: fewer in f64, whose registers are twice the size */
+template <typename A> constexpr int fwd_rw() { return sizeof(A) == 8 ? 8 : 16; }
+template <typename A> constexpr int bwd_rw() { return sizeof(A) == 8 ? 4 : 8; }
+
+/* Opts a kernel in to `bytes` of dynamic shared memory (once per instantiation), failing clearly
+ * when the device has less. */
+template <typename K> void use_smem(K kernel, size_t bytes, const char *name, bool *done) {
+    if (*done) return;
+    int dev = 0, optin = 0;
+    CUDA_CHECK(cudaGetDevice(&dev));
+    CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    SGT_CHECK(bytes <= (size_t)optin, "attention: %s needs %zu bytes of shared memory per block, the device allows %d",
+              name, bytes, optin);
+    if (bytes > 48 * 1024)
+        CUDA_CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+    *done = true;
+}
+
+unsigned grid_of(int64_t blocks, const char *op) {
+    SGT_CHECK(blocks <= 0x7fffffff, "%s: %lld blocks exceed CUDA's grid", op, (long long)blocks);
+    return (unsigned)blocks;
+}
+
+template <typename T, int DB> void fwd_run(const sgt_opcall *call) {
+    typedef typename io<T>::A A;
+    constexpr int RW = fwd_rw<A>(), BQ = NWARP * RW;
+    constexpr size_t smem = fwd_smem<A, DB, RW>();
+    static bool done = false;
+    use_smem(k_attn_fwd<T, DB, RW>, smem, "k_attn_fwd", &done);
+    const sgt_tensor *q = call->src[0], *k = call->src[1], *v = call->src[2];
+    sgt_tensor *y = call->dst[0], *lse = call->dst[1];
+    const int64_t B = q->shape[0], H = q->shape[1], Tq = q->shape[2], Tk = k->shape[2];
+    const int64_t BH = B * H, nqt = (Tq + BQ - 1) / BQ;
+    k_attn_fwd<T, DB, RW><<<grid_of(BH * nqt, "attention"), NTHREADS, smem, sgt_cuda_stream()>>>(
+        (const T *)sgt_ptr(q), (const T *)sgt_ptr(k), (const T *)sgt_ptr(v), (T *)sgt_ptr(y), (A *)sgt_ptr(lse),
+        strides_of(q), strides_of(k), strides_of(v), strides_of(y), BH, H, Tq, Tk, (int)q->shape[3], (A)call->fp[0], nqt,
+        call->nsrc > 3 ? (const int32_t *)sgt_ptr(call->src[3]) : (const int32_t *)NULL);
+    CUDA_LAUNCH_CHECK("k_attn_fwd");
+}
+
+template <typename T, int DB> void bwd_run(const sgt_opcall *call) {
+    typedef typename io<T>::A A;
+    constexpr int RW = bwd_rw<A>(), BT = NWARP * RW;
+    constexpr size_t smem_kv = bwd_kv_smem<A, DB, RW>(), smem_q = bwd_q_smem<A, DB, RW>();
+    static bool done_kv = false, done_q = false;
+    use_smem(k_attn_bwd_kv<T, DB, RW>, smem_kv, "k_attn_bwd_kv", &done_kv);
+    use_smem(k_attn_bwd_q<T, DB, RW>, smem_q, "k_attn_bwd_q", &done_q);
+    const sgt_tensor *q = call->src[0], *k = call->src[1], *v = call->src[2], *y = call->src[3], *lse = call->src[4];
+    const sgt_tensor *dy = call->src[5];
+    sgt_tensor *dq = call->dst[0], *dk = call->dst[1], *dv = call->dst[2];
+    const int64_t B = q->shape[0], H = q->shape[1], Tq = q->shape[2], Tk = k->shape[2];
+    const int D = (int)q->shape[3];
+    const int64_t BH = B * H, rows = BH * Tq;
+    const A scale = (A)call->fp[0];
+    cudaStream_t s = sgt_cuda_stream();
+    A *Di = NULL;
+    if (rows > 0) {
+        Di = (A *)sgt_cuda_scratch(sizeof(A) * (size_t)rows);
+        const int warps = NTHREADS / 32;
+        const int64_t blocks = (rows + warps - 1) / warps;
+        k_attn_di<T><<<blocks > 65536 ? 65536u : (unsigned)blocks, NTHREADS, 0, s>>>(
+            (const T *)sgt_ptr(y), (const T *)sgt_ptr(dy), Di, strides_of(y), strides_of(dy), H, Tq, D, rows);
+        CUDA_LAUNCH_CHECK("k_attn_di");
+    }
+    /* every key gets its dk, dv written (zeros when no query sees it, e.g. Tq = 0) */
+    const int64_t nkt = (Tk + BT - 1) / BT, nqt = (Tq + BT - 1) / BT;
+    k_attn_bwd_kv<T, DB, RW><<<grid_of(BH * nkt, "attention_bwd"), NTHREADS, smem_kv, s>>>(
+        (const T *)sgt_ptr(q), (const T *)sgt_ptr(k), (const T *)sgt_ptr(v), (const T *)sgt_ptr(dy),
+        (const A *)sgt_ptr(lse), Di, (T *)sgt_ptr(dk), (T *)sgt_ptr(dv), strides_of(q), strides_of(k), strides_of(v),
+        strides_of(dy), strides_of(dk), strides_of(dv), BH, H, Tq, Tk, D, scale);
+    CUDA_LAUNCH_CHECK("k_attn_bwd_kv");
+    if (rows > 0) {
+        k_attn_bwd_q<T, DB, RW><<<grid_of(BH * nqt, "attention_bwd"), NTHREADS, smem_q, s>>>(
+            (const T *)sgt_ptr(q), (const T *)sgt_ptr(k), (const T *)sgt_ptr(v), (const T *)sgt_ptr(dy),
+            (const A *)sgt_ptr(lse), Di, (T *)sgt_ptr(dq), strides_of(q), strides_of(k), strides_of(v), strides_of(dy),
+            strides_of(dq), BH, H, Tq, Tk, D, scale, nqt);
+        CUDA_LAUNCH_CHECK("k_attn_bwd_q");
+    }
+}
+
+/* the layout the kernels assume (ops.c makes it so) and the head-dim limit */
+void check_call(const char *op, const sgt_opcall *call) {
+    const int64_t D = call->src[0]->shape[3];
+    SGT_CHECK(D <= 128, "%s: the CUDA kernels support head dims D <= 128, got D = %lld", op, (long long)D);
+    for (int i = 0; i < call->nsrc + call->ndst; i++) {
+        const sgt_tensor *x = i < call->nsrc ? call->src[i] : call->dst[i - call->nsrc];
+        if (x->ndim != 4) continue; /* lse */
+        SGT_CHECK(D <= 1 || x->stride[3] == 1, "%s: operand %d needs a unit stride along D (got %lld)", op, i,
+                  (long long)x->stride[3]);
+    }
+}
+
+template <typename T> void fwd_dispatch(const sgt_opcall *call) {
+    const int64_t D = call->src[0]->shape[3];
+    if (D <= 32) fwd_run<T, 32>(call);
+    else if (D <= 64) fwd_run<T, 64>(call);
+    else fwd_run<T, 128>(call);
+}
+
+template <typename T> void bwd_dispatch(const sgt_opcall *call) {
+    const int64_t D = call->src[0]->shape[3];
+    if (D <= 32) bwd_run<T, 32>(call);
+    else if (D <= 64) bwd_run<T, 64>(call);
+    else bwd_run<T, 128>(call);
+}
+
+} // namespace
+
+void sgt_cuda_attention(const sgt_opcall *call) {
+    check_call("attention", call);
+    const sgt_tensor *q = call->src[0];
+    if (q->shape[0] * q->shape[1] * q->shape[2] == 0) return;
+    switch (q->dtype) {
+    case SGT_F32: fwd_dispatch<float>(call); break;
+    case SGT_F64: fwd_dispatch<double>(call); break;
+    case SGT_BF16: fwd_dispatch<uint16_t>(call); break;
+    default: SGT_FAIL("attention: no CUDA kernel for %s", sgt_dtype_name(q->dtype));
+    }
+}
+
+void sgt_cuda_attention_bwd(const sgt_opcall *call) {
+    check_call("attention_bwd", call);
+    const sgt_tensor *q = call->src[0], *k = call->src[1];
+    if (q->shape[0] * q->shape[1] * k->shape[2] == 0) return;
+    switch (q->dtype) {
+    case SGT_F32: bwd_dispatch<float>(call); break;
+    case SGT_F64: bwd_dispatch<double>(call); break;
+    case SGT_BF16: bwd_dispatch<uint16_t>(call); break;
+    default: SGT_FAIL("attention_bwd: no CUDA kernel for %s", sgt_dtype_name(q->dtype));
+    }
+}
