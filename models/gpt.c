@@ -7,11 +7,11 @@
 #include <string.h>
 
 static const gpt_config presets[] = {
-    /* name       L   C    H   d_ff  V      ctx   sparse nb  bs  k  tie    std   eps   skip */
-    {"sgt-150m", 12, 768, 12, 2048, 50257, 1024, false, 32, 64, 16, false, 0.02, 1e-5, false},
-    {"small",     6, 384,  6, 1024, 50257,  512, false, 16, 64,  8, false, 0.02, 1e-5, false},
-    {"tiny",      4, 256,  4,  512, 50257,  256, false,  8, 64,  4, false, 0.02, 1e-5, false},
-    {"nano",      2,  32,  2,   64,   101,   32, false,  4, 16,  2, false, 0.02, 1e-5, false},
+    /* name       L   C    H   d_ff  V      ctx   sparse nb  bs  k  tie    std   eps   skip   compute  composed */
+    {"sgt-150m", 12, 768, 12, 2048, 50257, 1024, false, 32, 64, 16, false, 0.02, 1e-5, false, SGT_F32, false},
+    {"small",     6, 384,  6, 1024, 50257,  512, false, 16, 64,  8, false, 0.02, 1e-5, false, SGT_F32, false},
+    {"tiny",      4, 256,  4,  512, 50257,  256, false,  8, 64,  4, false, 0.02, 1e-5, false, SGT_F32, false},
+    {"nano",      2,  32,  2,   64,   101,   32, false,  4, 16,  2, false, 0.02, 1e-5, false, SGT_F32, false},
 };
 
 const char *gpt_preset_names(void) { return "sgt-150m, small, tiny, nano"; }
@@ -58,7 +58,7 @@ gpt_model *gpt_build(const gpt_config *cfg, nn_params *p) {
     const int64_t C = cfg->d_model, L = cfg->n_layers;
     const double std = cfg->init_std, res_std = cfg->init_std / sqrt(2.0 * (double)L);
     const int64_t hidden = cfg->sparse ? cfg->num_blocks * cfg->block_size : cfg->d_ff;
-    nn_embedding_init(&m->wte, p, "wte", cfg->vocab, C, std);
+    nn_embedding_init(&m->wte, p, "wte", cfg->tie_head ? gpt_vocab_padded(cfg) : cfg->vocab, C, std);
     nn_embedding_init(&m->wpe, p, "wpe", cfg->ctx_len, C, std);
     for (int64_t i = 0; i < L; i++) {
         gpt_layer *l = &m->layers[i];
@@ -74,8 +74,26 @@ gpt_model *gpt_build(const gpt_config *cfg, nn_params *p) {
     }
     gpt_set_ffn_skip(m, cfg->ffn_skip);
     nn_rmsnorm_init(&m->ln_f, p, "ln_f", C, cfg->norm_eps);
-    if (!cfg->tie_head) nn_linear_init(&m->head, p, "head", C, cfg->vocab, false, std);
+    const int64_t Vp = gpt_vocab_padded(cfg);
+    sgt_tensor *out_w;
+    if (!cfg->tie_head) {
+        nn_linear_init(&m->head, p, "head", C, Vp, false, std);
+        out_w = m->head.w;
+    } else {
+        out_w = m->wte.w;
+    }
+    /* the padding rows of the output projection are zero (and stay so: their logits are outside
+     * the softmax, so their gradient is exactly 0, and weight decay keeps 0 at 0) */
+    if (Vp > cfg->vocab) sgt_fill(&p->ctx, sgt_narrow(&p->ctx, out_w, 0, cfg->vocab, Vp - cfg->vocab), 0.0);
+    gpt_set_attention(m, cfg->composed_attention);
     return m;
+}
+
+int64_t gpt_vocab_padded(const gpt_config *cfg) { return (cfg->vocab + GPT_VOCAB_ALIGN - 1) / GPT_VOCAB_ALIGN * GPT_VOCAB_ALIGN; }
+
+void gpt_set_attention(gpt_model *m, bool composed) {
+    m->cfg.composed_attention = composed;
+    for (int64_t i = 0; i < m->cfg.n_layers; i++) m->layers[i].attn.composed = composed;
 }
 
 void gpt_free(gpt_model *m) { free(m); }
@@ -93,10 +111,24 @@ void gpt_prepare_decode(gpt_model *m) {
 void gpt_kv_init(gpt_kv *kv, sgt_ctx *c, const gpt_model *m, int64_t B, int64_t max_len) {
     SGT_CHECK(max_len <= m->cfg.ctx_len, "KV cache of %lld positions exceeds the context length %lld",
               (long long)max_len, (long long)m->cfg.ctx_len);
+    const sgt_dtype t = m->cfg.compute == SGT_BF16 ? SGT_BF16 : m->params->dtype; /* the activations' dtype */
     for (int64_t i = 0; i < m->cfg.n_layers; i++)
-        nn_kv_cache_init(&kv->layer[i], c, m->params->dtype, B, m->cfg.n_heads, max_len,
-                         m->cfg.d_model / m->cfg.n_heads);
+        nn_kv_cache_init(&kv->layer[i], c, t, B, m->cfg.n_heads, max_len, m->cfg.d_model / m->cfg.n_heads);
     kv->len = 0;
+    kv->pos_dev = NULL;
+}
+
+/* x += branch, the branch's output brought to the residual stream's dtype */
+static sgt_tensor *residual_add(sgt_ctx *c, sgt_tensor *x, sgt_tensor *branch) {
+    return sgt_add(c, x, branch->dtype == x->dtype ? branch : sgt_cast(c, branch, x->dtype));
+}
+
+void gpt_kv_set_static(gpt_kv *kv, const gpt_model *m, sgt_tensor *pos, sgt_tensor *len) {
+    for (int64_t i = 0; i < m->cfg.n_layers; i++) {
+        kv->layer[i].pos_dev = pos;
+        kv->layer[i].len_dev = len;
+    }
+    kv->pos_dev = pos;
 }
 
 gpt_output gpt_forward(sgt_ctx *c, const gpt_model *m, sgt_tensor *idx, const gpt_forward_opts *o) {
@@ -112,33 +144,56 @@ gpt_output gpt_forward(sgt_ctx *c, const gpt_model *m, sgt_tensor *idx, const gp
     gpt_output out;
     memset(&out, 0, sizeof out);
 
-    int32_t *pos = sgt_arena_alloc_host(c->arena, sizeof(int32_t) * (size_t)T);
-    for (int64_t t = 0; t < T; t++) pos[t] = (int32_t)(pos0 + t);
-    sgt_tensor *pos_t = sgt_from_i32(c, SGT_SHAPE(T), pos);
+    sgt_tensor *pos_t;
+    const bool static_kv = o->kv && o->kv->pos_dev;
+    if (static_kv) { /* positions held on the device (gpt_kv_set_static) */
+        SGT_CHECK(sgt_numel(o->kv->pos_dev) == T, "gpt_forward: %lld device positions for %lld tokens",
+                  (long long)sgt_numel(o->kv->pos_dev), (long long)T);
+        pos_t = o->kv->pos_dev;
+    } else {
+        int32_t *pos = sgt_arena_alloc_host(c->arena, sizeof(int32_t) * (size_t)T);
+        for (int64_t t = 0; t < T; t++) pos[t] = (int32_t)(pos0 + t);
+        pos_t = sgt_from_i32(c, SGT_SHAPE(T), pos);
+    }
     sgt_tensor *x = sgt_add(c, nn_embedding_forward(c, &m->wte, idx), nn_embedding_forward(c, &m->wpe, pos_t));
 
+    /* Mixed precision (cfg->compute = bf16): the residual stream x stays in the parameters' dtype
+     * (f32); each norm writes its output straight in bf16, the Linears multiply bf16 casts of the
+     * f32 weights, attention and SwiGLU run on bf16, and each branch's bf16 output is added back
+     * into the f32 stream. Statistics (rstd, lse, the loss) are f32. */
+    const sgt_dtype act = cfg->compute == SGT_BF16 ? SGT_BF16 : x->dtype;
     sgt_tensor *aux = NULL;
     for (int64_t i = 0; i < cfg->n_layers; i++) {
         const gpt_layer *l = &m->layers[i];
-        x = sgt_add(c, x, nn_attention_forward(c, &l->attn, nn_rmsnorm_forward(c, &l->ln1, x),
-                                               o->kv ? &o->kv->layer[i] : NULL));
-        sgt_tensor *h = nn_rmsnorm_forward(c, &l->ln2, x);
+        sgt_tensor *h = sgt_rmsnorm_to(c, x, l->ln1.w, l->ln1.eps, act, NULL);
+        x = residual_add(c, x, nn_attention_forward(c, &l->attn, h, o->kv ? &o->kv->layer[i] : NULL));
+        h = sgt_rmsnorm_to(c, x, l->ln2.w, l->ln2.eps, act, NULL);
         if (cfg->sparse) {
-            x = sgt_add(c, x, nn_bs_swiglu_forward(c, &l->sffn, h, &out.route[i]));
+            x = residual_add(c, x, nn_bs_swiglu_forward(c, &l->sffn, h, &out.route[i]));
             if (o->targets && o->aux_weight > 0) {
                 sgt_tensor *a = nn_load_balance_loss(c, &out.route[i], cfg->top_k, o->aux_weight);
                 aux = aux ? sgt_add(c, aux, a) : a;
             }
         } else {
-            x = sgt_add(c, x, nn_swiglu_forward(c, &l->ffn, h));
+            x = residual_add(c, x, nn_swiglu_forward(c, &l->ffn, h));
         }
     }
-    if (o->kv) o->kv->len += T;
+    if (o->kv && !static_kv) o->kv->len += T;
     if (o->last_only && T > 1) x = sgt_narrow(c, x, 1, T - 1, 1);
-    x = nn_rmsnorm_forward(c, &m->ln_f, x);
-    out.logits = cfg->tie_head ? sgt_matmul(c, x, m->wte.w, false, true) : nn_linear_forward(c, &m->head, x);
+    x = sgt_rmsnorm_to(c, x, m->ln_f.w, m->ln_f.eps, act, NULL);
+    /* logits over the padded vocabulary [B, T, Vp]; callers see the first V columns (a view) */
+    const int64_t V = cfg->vocab, Vp = gpt_vocab_padded(cfg);
+    sgt_tensor *lp;
+    if (cfg->tie_head) {
+        sgt_tensor *w = m->wte.w->dtype == act ? m->wte.w : sgt_cast(c, m->wte.w, act);
+        lp = sgt_matmul(c, x, w, false, true);
+    } else {
+        lp = nn_linear_forward(c, &m->head, x);
+    }
+    out.logits = Vp > V ? sgt_narrow(c, lp, -1, 0, V) : lp;
     if (o->targets) {
-        out.ce = nn_cross_entropy(c, out.logits, o->targets, SGT_NO_IGNORE);
+        out.ce = sgt_cross_entropy_padded(c, sgt_reshape(c, lp, SGT_SHAPE(-1, Vp)), sgt_reshape(c, o->targets, SGT_SHAPE(-1)),
+                                          SGT_NO_IGNORE, V, NULL);
         out.loss = out.ce;
         if (aux) {
             out.aux = sgt_mul_scalar(c, aux, 1.0 / (double)cfg->n_layers);
@@ -148,7 +203,10 @@ gpt_output gpt_forward(sgt_ctx *c, const gpt_model *m, sgt_tensor *idx, const gp
     return out;
 }
 
-int64_t gpt_param_count(const gpt_model *m) { return nn_params_count(m->params); }
+/* the padding rows of the output projection are storage, not parameters */
+int64_t gpt_param_count(const gpt_model *m) {
+    return nn_params_count(m->params) - (gpt_vocab_padded(&m->cfg) - m->cfg.vocab) * m->cfg.d_model;
+}
 
 int64_t gpt_router_param_count(const gpt_model *m) { return nn_params_count_matching(m->params, ".router."); }
 
@@ -171,7 +229,7 @@ double gpt_decode_bytes(const gpt_config *c, bool skip, int64_t pos) {
                                           (double)c->num_blocks
                                     : 0;
     const double per_layer = 2 * C + 4 * C * C + ffn + router;   /* norms, qkv + proj, FFN, router */
-    const double head = c->tie_head ? 0 : (double)c->vocab * C;
+    const double head = c->tie_head ? 0 : (double)gpt_vocab_padded(c) * C; /* padding rows are read too */
     const double kv = 2 * L * (double)pos * C;                  /* keys and values of past positions */
     return es * (L * per_layer + head + 3 * C + kv);            /* + ln_f and one row of wte, wpe */
 }

@@ -7,7 +7,8 @@
  *   logits = head(rmsnorm(x))                      (head untied unless tie_head)
  *
  * Parameter names (also the checkpoint tensor names):
- *   wte.weight [V,C]  wpe.weight [ctx,C]  ln_f.weight [C]  head.weight [V,C] (absent when tied)
+ *   wte.weight [V,C]  wpe.weight [ctx,C]  ln_f.weight [C]  head.weight [Vp,C] (absent when tied;
+ *   Vp = V padded to a multiple of 128, the extra rows zero; a tied wte.weight is [Vp,C])
  *   layers.{i}.ln1.weight [C]  layers.{i}.attn.qkv.weight [3C,C]  layers.{i}.attn.proj.weight [C,C]
  *   layers.{i}.ln2.weight [C]  layers.{i}.ffn.{gate,up}.weight [I,C]  layers.{i}.ffn.down.weight [C,I]
  *   SGT only: layers.{i}.ffn.router.fc1.{weight [128,C], bias [128]}
@@ -30,6 +31,12 @@ typedef struct {
     double init_std;   /* 0.02; residual projections get init_std / sqrt(2 n_layers) */
     double norm_eps;
     bool ffn_skip;     /* SGT FFN path: skip unselected blocks (nn/router.h); not saved with weights */
+    /* Runtime choices, not saved with the weights either (the defaults are the zero values): */
+    sgt_dtype compute; /* SGT_F32 (default): everything in the parameters' dtype. SGT_BF16: mixed
+                        * precision: matmul operands and activations in bf16, with f32 master
+                        * weights, f32 residual stream, norms, softmax statistics, loss and AdamW */
+    bool composed_attention; /* attention from matmul + causal softmax + matmul (the T x T scores
+                              * in memory) instead of the fused kernel: the reference path */
 } gpt_config;
 
 /* Presets: "sgt-150m" (the seed's table), "small", "tiny", "nano" (tests). sparse is false; set
@@ -58,6 +65,13 @@ typedef struct {
 } gpt_model;
 
 gpt_model *gpt_build(const gpt_config *cfg, nn_params *params);
+/* The output projection is padded to a multiple of GPT_VOCAB_ALIGN rows (zero rows, outside the
+ * softmax) so the largest GEMM has aligned dims: head.weight (wte.weight when tied) is
+ * [gpt_vocab_padded, C]. Parameter counts leave the padding out. */
+#define GPT_VOCAB_ALIGN 128
+int64_t gpt_vocab_padded(const gpt_config *cfg);
+/* Fused attention kernel (default) or the composed reference (nn_attention.composed). */
+void gpt_set_attention(gpt_model *m, bool composed);
 /* Switches the SGT FFNs between mask-and-multiply and block skipping (same weights). */
 void gpt_set_ffn_skip(gpt_model *m, bool skip);
 /* For inference with block skipping: block-contiguous copies of the down projections (+1/3 of the
@@ -69,11 +83,17 @@ void gpt_free(gpt_model *m);
 typedef struct {
     nn_kv_cache layer[GPT_MAX_LAYERS];
     int64_t len;
+    sgt_tensor *pos_dev; /* static-shape mode (gpt_kv_set_static), or NULL */
 } gpt_kv;
+/* The caches hold activations: bf16 under mixed precision, the parameters' dtype otherwise. */
 void gpt_kv_init(gpt_kv *kv, sgt_ctx *c, const gpt_model *m, int64_t B, int64_t max_len);
+/* Static-shape mode for replayable decode steps (nn_kv_cache): pos (i32 [T]) and len (i32 [1])
+ * in device memory give the new tokens' positions and the key count; NULLs switch it off. In this
+ * mode gpt_forward leaves kv->len alone. */
+void gpt_kv_set_static(gpt_kv *kv, const gpt_model *m, sgt_tensor *pos, sgt_tensor *len);
 
 typedef struct {
-    sgt_tensor *logits;  /* [B, T, V], or [B, 1, V] with last_only */
+    sgt_tensor *logits;  /* [B, T, V], or [B, 1, V] with last_only (a view of the padded [.., Vp]) */
     sgt_tensor *ce;      /* mean cross-entropy (when targets are given) */
     sgt_tensor *aux;     /* mean over layers of the load-balancing loss, times its weight (SGT) */
     sgt_tensor *loss;    /* ce + aux */

@@ -17,9 +17,13 @@ sgt_tensor *nn_linear_forward(sgt_ctx *c, const nn_linear *m, sgt_tensor *x) {
     SGT_CHECK(x->ndim >= 1 && x->shape[x->ndim - 1] == m->in, "linear %s: input %s, expected last dim %lld",
               m->w->name ? m->w->name : "", sgt_shape_str(x, b, sizeof b), (long long)m->in);
     sgt_tensor *x2 = x->ndim == 1 ? sgt_reshape(c, x, SGT_SHAPE(1, m->in)) : x;
-    sgt_tensor *y = sgt_matmul(c, x2, m->w, false, true); /* [..., in] @ [out, in]^T */
+    /* mixed precision: the layer computes in its input's dtype; a cast of the (f32 master) weight
+     * is recorded, so its gradient comes back to the master in f32 */
+    sgt_tensor *w = m->w->dtype == x->dtype ? m->w : sgt_cast(c, m->w, x->dtype);
+    sgt_tensor *y = sgt_matmul(c, x2, w, false, true); /* [..., in] @ [out, in]^T */
     if (x->ndim == 1) y = sgt_reshape(c, y, SGT_SHAPE(m->out));
-    return m->b ? sgt_add(c, y, m->b) : y;
+    if (!m->b) return y;
+    return sgt_add(c, y, m->b->dtype == y->dtype ? m->b : sgt_cast(c, m->b, y->dtype));
 }
 
 /* ---- Embedding ---- */
@@ -46,10 +50,14 @@ sgt_tensor *nn_rmsnorm_forward(sgt_ctx *c, const nn_rmsnorm *m, sgt_tensor *x) {
 /* ---- attention ---- */
 
 void nn_kv_cache_init(nn_kv_cache *kv, sgt_ctx *c, sgt_dtype t, int64_t B, int64_t H, int64_t max_len, int64_t D) {
-    kv->k = sgt_zeros(c, t, SGT_SHAPE(B, H, max_len, D));
-    kv->v = sgt_zeros(c, t, SGT_SHAPE(B, H, max_len, D));
+    sgt_tensor *ks = sgt_zeros(c, t, SGT_SHAPE(B, max_len, H, D)), *vs = sgt_zeros(c, t, SGT_SHAPE(B, max_len, H, D));
+    kv->k = sgt_permute(c, ks, (int[]){0, 2, 1, 3}); /* [B, H, Tmax, D] */
+    kv->v = sgt_permute(c, vs, (int[]){0, 2, 1, 3});
+    kv->k_rows = sgt_reshape(c, ks, SGT_SHAPE(B * max_len, H * D));
+    kv->v_rows = sgt_reshape(c, vs, SGT_SHAPE(B * max_len, H * D));
     kv->len = 0;
     kv->max_len = max_len;
+    kv->pos_dev = kv->len_dev = NULL;
 }
 
 void nn_attention_init(nn_attention *m, nn_params *p, const char *prefix, int64_t C, int64_t H, double std,
@@ -60,6 +68,7 @@ void nn_attention_init(nn_attention *m, nn_params *p, const char *prefix, int64_
     m->C = C;
     m->H = H;
     m->D = C / H;
+    m->composed = false;
     nn_linear_init(&m->qkv, p, nn_join(buf, sizeof buf, prefix, "qkv"), C, 3 * C, false, std);
     nn_linear_init(&m->proj, p, nn_join(buf, sizeof buf, prefix, "proj"), C, C, false, proj_std);
 }
@@ -71,21 +80,42 @@ sgt_tensor *nn_attention_forward(sgt_ctx *c, const nn_attention *m, sgt_tensor *
     sgt_tensor *heads = sgt_permute(c, sgt_reshape(c, qkv, SGT_SHAPE(B, T, 3, H, D)), (int[]){2, 0, 3, 1, 4});
     sgt_tensor *parts[3];
     sgt_split(c, heads, 0, 3, (int64_t[]){1, 1, 1}, parts);                     /* each [1, B, H, T, D] */
-    sgt_tensor *q = parts[0], *k = parts[1], *v = parts[2];
+    /* [1, B, H, T, D] -> [B, H, T, D]: dropping a size-1 dim is still a view */
+    sgt_tensor *q = sgt_reshape(c, parts[0], SGT_SHAPE(B, H, T, D));
+    sgt_tensor *k = sgt_reshape(c, parts[1], SGT_SHAPE(B, H, T, D));
+    sgt_tensor *v = sgt_reshape(c, parts[2], SGT_SHAPE(B, H, T, D));
+    const double scale = 1.0 / sqrt((double)D);
+    if (kv && kv->pos_dev) { /* static shapes: write at the device-held positions, read len keys */
+        SGT_CHECK(B == 1 && !m->composed, "attention: the static-shape KV cache needs batch 1 and the fused kernel");
+        SGT_CHECK(kv->k->dtype == x->dtype, "attention: KV cache is %s, activations %s",
+                  sgt_dtype_name(kv->k->dtype), sgt_dtype_name(x->dtype));
+        sgt_index_copy_rows(c, kv->k_rows, kv->pos_dev, sgt_reshape(c, sgt_permute(c, k, (int[]){0, 2, 1, 3}), SGT_SHAPE(T, C)));
+        sgt_index_copy_rows(c, kv->v_rows, kv->pos_dev, sgt_reshape(c, sgt_permute(c, v, (int[]){0, 2, 1, 3}), SGT_SHAPE(T, C)));
+        sgt_tensor *y = sgt_attention_len(c, q, kv->k, kv->v, kv->len_dev, scale, NULL);
+        y = sgt_reshape(c, sgt_permute(c, y, (int[]){0, 2, 1, 3}), SGT_SHAPE(B, T, C));
+        return nn_linear_forward(c, &m->proj, y);
+    }
     if (kv) {
+        SGT_CHECK(kv->k->dtype == x->dtype, "attention: KV cache is %s, activations %s",
+                  sgt_dtype_name(kv->k->dtype), sgt_dtype_name(x->dtype));
         SGT_CHECK(kv->len + T <= kv->max_len, "attention: KV cache full (%lld + %lld > %lld positions)",
                   (long long)kv->len, (long long)T, (long long)kv->max_len);
         sgt_tensor *kd = sgt_narrow(c, kv->k, 2, kv->len, T), *vd = sgt_narrow(c, kv->v, 2, kv->len, T);
-        sgt_copy_into(c, kd, sgt_reshape(c, k, SGT_SHAPE(B, H, T, D)));
-        sgt_copy_into(c, vd, sgt_reshape(c, v, SGT_SHAPE(B, H, T, D)));
+        sgt_copy_into(c, kd, k);
+        sgt_copy_into(c, vd, v);
         kv->len += T;
         k = sgt_narrow(c, kv->k, 2, 0, kv->len); /* [B, H, Tk, D] */
         v = sgt_narrow(c, kv->v, 2, 0, kv->len);
     }
-    sgt_tensor *att = sgt_matmul(c, q, k, false, true);                       /* [1, B, H, T, Tk] */
-    att = sgt_softmax_causal(c, sgt_mul_scalar(c, att, 1.0 / sqrt((double)D)));
-    sgt_tensor *y = sgt_matmul(c, att, v, false, false);                      /* [1, B, H, T, D] */
-    y = sgt_reshape(c, sgt_permute(c, y, (int[]){0, 1, 3, 2, 4}), SGT_SHAPE(B, T, C));
+    sgt_tensor *y;
+    if (m->composed) { /* the reference: the [T, Tk] scores in memory */
+        sgt_tensor *att = sgt_matmul(c, q, k, false, true);                   /* [B, H, T, Tk] */
+        att = sgt_softmax_causal(c, sgt_mul_scalar(c, att, scale));
+        y = sgt_matmul(c, att, v, false, false);                              /* [B, H, T, D] */
+    } else {
+        y = sgt_attention(c, q, k, v, scale, NULL);           /* [B, H, T, D] over [B, T, H, D] */
+    }
+    y = sgt_reshape(c, sgt_permute(c, y, (int[]){0, 2, 1, 3}), SGT_SHAPE(B, T, C));
     return nn_linear_forward(c, &m->proj, y);
 }
 
@@ -101,8 +131,15 @@ void nn_swiglu_init(nn_swiglu *m, nn_params *p, const char *prefix, int64_t C, i
     nn_linear_init(&m->down, p, nn_join(buf, sizeof buf, prefix, "down"), hidden, C, false, down_std);
 }
 
+sgt_tensor *nn_swiglu_hidden_masked(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x, sgt_tensor *mask,
+                                    int64_t block_size) {
+    sgt_tensor *g = nn_linear_forward(c, &m->gate, x), *u = nn_linear_forward(c, &m->up, x);
+    if (mask && mask->dtype != g->dtype) mask = sgt_cast(c, mask, g->dtype);
+    return sgt_swiglu(c, g, u, mask, block_size);
+}
+
 sgt_tensor *nn_swiglu_hidden(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x) {
-    return sgt_mul(c, sgt_silu(c, nn_linear_forward(c, &m->gate, x)), nn_linear_forward(c, &m->up, x));
+    return nn_swiglu_hidden_masked(c, m, x, NULL, 0);
 }
 
 sgt_tensor *nn_swiglu_forward(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x) {

@@ -11,7 +11,8 @@
 
 #include "params.h"
 
-/* y = x @ W^T (+ b). W [out, in] as in PyTorch. */
+/* y = x @ W^T (+ b). W [out, in] as in PyTorch. The product runs in x's dtype: a bf16 x (mixed
+ * precision) multiplies a bf16 cast of an f32 W, whose gradient reaches W in f32. */
 typedef struct {
     sgt_tensor *w;      /* [out, in] */
     sgt_tensor *b;      /* [out] or NULL */
@@ -33,10 +34,17 @@ typedef struct {
 void nn_rmsnorm_init(nn_rmsnorm *m, nn_params *p, const char *prefix, int64_t dim, double eps);
 sgt_tensor *nn_rmsnorm_forward(sgt_ctx *c, const nn_rmsnorm *m, sgt_tensor *x);
 
-/* Keys and values of past positions, per layer: [B, H, Tmax, D] each, filled up to `len`. */
+/* Keys and values of past positions, per layer: [B, H, Tmax, D] views of [B, Tmax, H, D] storage
+ * (a position's keys are one row of H*D), filled up to `len`.
+ * Static-shape mode (replayable decode steps, tensor/graph.h): with `pos` (i32 [T], the new
+ * tokens' positions) and `len` (i32 [1], the key count after them) set, both in device memory, the
+ * new keys are written at pos and attention reads the whole cache with the count from len, so no
+ * shape depends on the position; the host-side len is then the caller's to keep. B must be 1. */
 typedef struct {
     sgt_tensor *k, *v;
+    sgt_tensor *k_rows, *v_rows; /* the same storage as [B * Tmax, H * D] rows */
     int64_t len, max_len;
+    sgt_tensor *pos_dev, *len_dev; /* static-shape mode, or NULL */
 } nn_kv_cache;
 /* The cache lives in `c`'s arena (use a dedicated arena for a decode session). */
 void nn_kv_cache_init(nn_kv_cache *kv, sgt_ctx *c, sgt_dtype t, int64_t B, int64_t H, int64_t max_len, int64_t D);
@@ -46,6 +54,8 @@ typedef struct {
     nn_linear qkv;      /* C -> 3C */
     nn_linear proj;     /* C -> C, the residual output projection */
     int64_t C, H, D;
+    bool composed;      /* false (default): the fused attention op (sgt_attention); true: matmul,
+                         * causal softmax, matmul, with the [T, Tk] scores in memory (the reference) */
 } nn_attention;
 void nn_attention_init(nn_attention *m, nn_params *p, const char *prefix, int64_t C, int64_t H, double std,
                        double proj_std);
@@ -61,8 +71,11 @@ typedef struct {
 } nn_swiglu;
 void nn_swiglu_init(nn_swiglu *m, nn_params *p, const char *prefix, int64_t C, int64_t hidden, double std,
                     double down_std);
-/* The hidden silu(gate(x)) * up(x), [..., I]: the block-sparse FFN masks it before down. */
+/* The hidden silu(gate(x)) * up(x), [..., I], one fused op (sgt_swiglu). */
 sgt_tensor *nn_swiglu_hidden(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x);
+/* The same times a block mask [..., I / block_size] (the block-sparse FFN), in the same op. */
+sgt_tensor *nn_swiglu_hidden_masked(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x, sgt_tensor *mask,
+                                    int64_t block_size);
 sgt_tensor *nn_swiglu_forward(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x);
 
 /* Mean cross-entropy of logits [..., V] against i32 targets [...]. */

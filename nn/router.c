@@ -74,24 +74,18 @@ static sgt_tensor *skip_forward(sgt_ctx *c, const nn_bs_swiglu *m, sgt_tensor *x
 }
 
 sgt_tensor *nn_bs_swiglu_forward(sgt_ctx *c, const nn_bs_swiglu *m, sgt_tensor *x, nn_route *route_out) {
-    nn_route r = nn_router_forward(c, &m->router, x);
-    if (m->path == NN_BS_SKIP) {
-        if (route_out) *route_out = r;
-        return skip_forward(c, m, x, &r);
-    }
-    sgt_tensor *h = nn_swiglu_hidden(c, &m->ffn, x);                 /* [..., nb*bs] */
-    int nd = h->ndim;
-    int64_t shape[SGT_MAX_DIMS + 1], mshape[SGT_MAX_DIMS + 1];
-    for (int d = 0; d < nd - 1; d++) shape[d] = mshape[d] = h->shape[d];
-    shape[nd - 1] = mshape[nd - 1] = m->num_blocks;
-    shape[nd] = m->block_size;
-    mshape[nd] = 1;
-    SGT_CHECK(nd + 1 <= SGT_MAX_DIMS, "block-sparse FFN: input rank %d too large", x->ndim);
-    sgt_tensor *hb = sgt_reshape(c, h, nd + 1, shape);              /* [..., nb, bs] */
-    sgt_tensor *mb = sgt_reshape(c, r.mask, nd + 1, mshape);        /* [..., nb, 1] */
-    sgt_tensor *masked = sgt_reshape(c, sgt_mul(c, hb, mb), nd, h->shape);
+    /* mixed precision: the router (0.75% of the FLOPs) decides in f32 (bf16 logits would tie far
+     * more often in the top-k); the FFN runs in x's dtype */
+    const sgt_dtype wt = m->router.fc1.w->dtype;
+    nn_route r = nn_router_forward(c, &m->router, x->dtype == wt ? x : sgt_cast(c, x, wt));
     if (route_out) *route_out = r;
-    return nn_linear_forward(c, &m->ffn.down, masked);
+    if (m->path == NN_BS_SKIP) { /* the skipping kernel runs in the weights' dtype */
+        if (x->dtype == m->ffn.gate.w->dtype) return skip_forward(c, m, x, &r);
+        return sgt_cast(c, skip_forward(c, m, sgt_cast(c, x, m->ffn.gate.w->dtype), &r), x->dtype);
+    }
+    /* mask-and-multiply: silu(gate x) * up x * mask (expanded per block) in one fused op */
+    sgt_tensor *h = nn_swiglu_hidden_masked(c, &m->ffn, x, r.mask, m->block_size); /* [..., nb*bs] */
+    return nn_linear_forward(c, &m->ffn.down, h);
 }
 
 void nn_bs_swiglu_prepare_decode(nn_bs_swiglu *m, nn_params *p) {

@@ -164,6 +164,117 @@ static void decode_parity(bool sparse, sgt_dtype dt, double tol) {
 static void t_decode_dense(void **s) { (void)s; decode_parity(false, SGT_F64, 1e-10); decode_parity(false, SGT_F32, 1e-4); }
 static void t_decode_sgt(void **s) { (void)s; decode_parity(true, SGT_F64, 1e-10); decode_parity(true, SGT_F32, 1e-4); }
 
+/* ---- the static-shape decoder (models/decoder.h): each step's logits equal the full forward's ---- */
+
+#include "../../models/decoder.h"
+
+static void decoder_parity(bool sparse, bool skip, sgt_dtype dt, double tol) {
+    tu_env *e = tu_env_new();
+    sgt_ctx *c = &e->ctx;
+    gpt_config cfg;
+    gpt_preset("nano", &cfg);
+    cfg.sparse = sparse;
+    cfg.ffn_skip = skip;
+    nn_params *p = nn_params_create(5, dt, SGT_CPU);
+    gpt_model *m = gpt_build(&cfg, p);
+    gpt_prepare_decode(m);
+    const int T = 11;
+    int32_t ids[11];
+    for (int i = 0; i < T; i++) ids[i] = (int32_t)((i * 37 + 5) % cfg.vocab);
+    double *full = tu_host(gpt_forward(c, m, sgt_from_i32(c, SGT_SHAPE(1, T), ids), NULL).logits); /* [1, T, V] */
+    gpt_decoder *d = gpt_decoder_create(m, 16, true); /* on the CPU: eager static steps */
+    for (int at = 2; at <= T; at++) {
+        const float *lg = at == 2 ? gpt_decoder_prefill(d, ids, 3) : gpt_decoder_step(d, ids[at]);
+        const int pos = at == 2 ? 2 : at; /* the position whose logits came back */
+        for (int64_t v = 0; v < cfg.vocab; v++) {
+            double w = full[pos * cfg.vocab + v];
+            if (fabs(lg[v] - w) > tol * (1 + fabs(w)))
+                fail_msg("decoder (%s%s): pos %d vocab %lld: %.9g vs full %.9g", sparse ? "sgt" : "dense",
+                         skip ? ", skip" : "", pos, (long long)v, lg[v], w);
+        }
+        if (at == T - 1) break;
+    }
+    assert_int_equal(gpt_decoder_len(d), T);
+    assert_false(gpt_decoder_replaying(d)); /* nothing to replay on the CPU */
+    EXPECT_SGT_ERROR(gpt_decoder_step(d, (int32_t)cfg.vocab), "outside the vocabulary");
+    gpt_decoder_destroy(d);
+    free(full);
+    gpt_free(m);
+    nn_params_destroy(p);
+    tu_env_free(e);
+}
+static void t_decoder(void **s) {
+    (void)s;
+    /* f64 models: the decoder hands back f32 logits, hence 1e-7 */
+    decoder_parity(false, false, SGT_F64, 1e-7);
+    decoder_parity(true, false, SGT_F64, 1e-7);
+    decoder_parity(true, true, SGT_F64, 1e-7);
+    decoder_parity(false, false, SGT_F32, 1e-4);
+}
+
+/* ---- fused vs composed attention, and mixed precision, on the whole model ---- */
+static void t_fused_vs_composed(void **s) {
+    (void)s;
+    tu_env *e = tu_env_new();
+    sgt_ctx *c = &e->ctx;
+    for (int sparse = 0; sparse <= 1; sparse++) {
+        gpt_config cfg;
+        gpt_preset("nano", &cfg);
+        cfg.sparse = sparse;
+        nn_params *p = nn_params_create(7, SGT_F64, SGT_CPU);
+        gpt_model *m = gpt_build(&cfg, p);
+        int32_t ids[2 * 13];
+        for (int i = 0; i < 26; i++) ids[i] = (int32_t)((i * 53 + 1) % cfg.vocab);
+        sgt_tensor *idx = sgt_from_i32(c, SGT_SHAPE(2, 13), ids);
+        double *a = tu_host(gpt_forward(c, m, idx, NULL).logits);
+        gpt_set_attention(m, true);
+        double *b = tu_host(gpt_forward(c, m, idx, NULL).logits);
+        for (int64_t i = 0; i < 26 * cfg.vocab; i++)
+            if (fabs(a[i] - b[i]) > 1e-11 * (1 + fabs(b[i])))
+                fail_msg("fused vs composed attention (%s): logit %lld %.15g vs %.15g", sparse ? "sgt" : "dense",
+                         (long long)i, a[i], b[i]);
+        free(a);
+        free(b);
+        gpt_free(m);
+        nn_params_destroy(p);
+    }
+    tu_env_free(e);
+}
+
+/* bf16 mixed precision (on the CPU through the dispatch point's promotion) tracks f32: the loss
+ * within 2% and the logits within 0.05 + 2% (a few bf16 roundings of 2-layer activations, each
+ * 2^-9 relative, compounding through the layers; measured ~0.3% on the loss) */
+static void t_mixed_precision(void **s) {
+    (void)s;
+    tu_env *e = tu_env_new();
+    sgt_ctx *c = &e->ctx;
+    for (int sparse = 0; sparse <= 1; sparse++) {
+        gpt_config cfg;
+        gpt_preset("nano", &cfg);
+        cfg.sparse = sparse;
+        nn_params *p = nn_params_create(9, SGT_F32, SGT_CPU);
+        gpt_model *m = gpt_build(&cfg, p);
+        int32_t ids[2 * 17], tg[2 * 17];
+        for (int i = 0; i < 34; i++) ids[i] = (int32_t)((i * 31 + 7) % cfg.vocab), tg[i] = (int32_t)((i * 17 + 2) % cfg.vocab);
+        sgt_tensor *idx = sgt_from_i32(c, SGT_SHAPE(2, 17), ids), *t = sgt_from_i32(c, SGT_SHAPE(2, 17), tg);
+        gpt_output o32 = gpt_forward(c, m, idx, &(gpt_forward_opts){.targets = t});
+        m->cfg.compute = SGT_BF16;
+        gpt_output o16 = gpt_forward(c, m, idx, &(gpt_forward_opts){.targets = t});
+        assert_int_equal(o16.logits->dtype, SGT_BF16);
+        assert_int_equal(o16.loss->dtype, SGT_F32); /* the loss is reduced in f32 */
+        const double l32 = sgt_item(o32.loss), l16 = sgt_item(o16.loss);
+        if (fabs(l16 - l32) > 0.02 * fabs(l32)) fail_msg("bf16 loss %.6f vs f32 %.6f (%s)", l16, l32, sparse ? "sgt" : "dense");
+        double *a = tu_host(o32.logits), *b = tu_host(o16.logits);
+        for (int64_t i = 0; i < 34 * cfg.vocab; i++)
+            if (fabs(a[i] - b[i]) > 0.05 + 0.02 * fabs(a[i])) fail_msg("bf16 logit %lld %.6f vs f32 %.6f", (long long)i, b[i], a[i]);
+        free(a);
+        free(b);
+        gpt_free(m);
+        nn_params_destroy(p);
+    }
+    tu_env_free(e);
+}
+
 /* ---- overfitting one batch ---- */
 
 #include "../../nn/optim.h"
@@ -216,6 +327,8 @@ int main(void) {
         cmocka_unit_test(t_param_counts_sgt150m), cmocka_unit_test(t_param_names),
         cmocka_unit_test(t_gradcheck_dense),      cmocka_unit_test(t_gradcheck_sgt),
         cmocka_unit_test(t_decode_dense),         cmocka_unit_test(t_decode_sgt),
+        cmocka_unit_test(t_decoder),              cmocka_unit_test(t_fused_vs_composed),
+        cmocka_unit_test(t_mixed_precision),
         cmocka_unit_test(t_overfit_dense),        cmocka_unit_test(t_overfit_sgt),
     };
     return cmocka_run_group_tests_name("gpt", tests, NULL, NULL);
