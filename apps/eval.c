@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "../models/decoder.h"
 #include "../nn/checkpoint.h"
 #include "../tensor/rng.h"
 #include "cli.h"
@@ -27,7 +28,7 @@
 #define FAIL(...) do { fprintf(stderr, "eval: " __VA_ARGS__); fputc('\n', stderr); exit(1); } while (0)
 
 typedef struct {
-    const char *dataset, *eval_dataset, *output_dir, *device, *text_field, *tokenizer, *sample;
+    const char *dataset, *eval_dataset, *output_dir, *device, *text_field, *tokenizer, *sample, *precision, *attention;
     int64_t eval_tokens, batch_size, seq_len, decode_tokens, prompt_tokens, sample_tokens, threads, seed;
     double val_fraction, temperature;
 } eval_args;
@@ -48,7 +49,7 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static bool load_model(loaded_model *lm, const char *dir, sgt_device dev) {
+static bool load_model(loaded_model *lm, const char *dir, sgt_device dev, sgt_dtype compute, bool composed) {
     char path[4200], err[1024];
     snprintf(path, sizeof path, "%s/%s/checkpoint.safetensors", dir, lm->kind);
     struct stat st;
@@ -64,6 +65,8 @@ static bool load_model(loaded_model *lm, const char *dir, sgt_device dev) {
         FAIL("%s: no usable model config in the metadata (%s)", path, cj ? err : "missing");
     cJSON_Delete(cj);
     cJSON_Delete(mj);
+    cfg.compute = compute;
+    cfg.composed_attention = composed;
     lm->p = nn_params_create(1, SGT_F32, dev);
     lm->p->skip_init = true;
     lm->m = gpt_build(&cfg, lm->p);
@@ -73,51 +76,46 @@ static bool load_model(loaded_model *lm, const char *dir, sgt_device dev) {
     return true;
 }
 
-/* greedy (temperature 0) or sampled next token from logits [V] */
-static int32_t pick(const sgt_tensor *logits, double temperature, uint64_t seed, uint64_t i, double *l) {
-    const int64_t V = sgt_numel(logits);
-    sgt_to_f64(logits, l); /* any device, any strides */
+/* greedy (temperature 0) or sampled next token from host logits l[V] */
+static int32_t pick(const float *l, int64_t V, double temperature, uint64_t seed, uint64_t i) {
     int32_t best = 0;
     for (int64_t v = 1; v < V; v++)
         if (l[v] > l[best]) best = (int32_t)v;
     if (temperature <= 0) return best;
     double s = 0, u = sgt_rng_uniform_at(i, 77, seed);
-    for (int64_t v = 0; v < V; v++) s += exp((l[v] - l[best]) / temperature);
+    for (int64_t v = 0; v < V; v++) s += exp(((double)l[v] - l[best]) / temperature);
     double acc = 0;
     for (int64_t v = 0; v < V; v++) {
-        acc += exp((l[v] - l[best]) / temperature) / s;
+        acc += exp(((double)l[v] - l[best]) / temperature) / s;
         if (acc >= u) return (int32_t)v;
     }
     return best;
 }
 
-/* Prefill `np` prompt tokens then generate `ngen` tokens at batch 1 with the KV cache; per-token
- * times in ms go to times[ngen]; returns the prefill time in seconds; generated ids to out. */
+/* Prefills `prompt` then generates ngen tokens one at a time with the batch-1 decoder
+ * (models/decoder.h: a device KV cache; on CUDA each step after the second is one replayed CUDA
+ * graph). Per-token times in ms go to times[ngen]; returns the prefill time in seconds; generated
+ * ids to out. Decoding runs in the weights' dtype (f32): under --precision bf16 every step would
+ * otherwise re-cast the f32 weights, reading them twice. */
 static double decode_run(const gpt_model *m, sgt_device dev, const int32_t *prompt, int64_t np, int64_t ngen,
                          double temperature, uint64_t seed, double *times, int32_t *out) {
-    sgt_arena *kva = sgt_arena_create("kv-cache", dev, 0, 0), *step = sgt_arena_create("decode", dev, 0, 0);
-    sgt_ctx kc = {.arena = kva, .device = dev}, c = {.arena = step, .device = dev};
-    gpt_kv kv;
-    gpt_kv_init(&kv, &kc, m, 1, np + ngen);
+    (void)dev;
+    gpt_model *mm = (gpt_model *)m;
+    const sgt_dtype compute = mm->cfg.compute;
+    mm->cfg.compute = SGT_F32;
+    gpt_decoder *d = gpt_decoder_create(m, np + ngen, true);
+    const int64_t V = m->cfg.vocab;
     double t0 = exp_now();
-    sgt_tensor *idx = sgt_from_i32(&c, SGT_SHAPE(1, np), prompt);
-    gpt_forward_opts o = {.kv = &kv, .last_only = true};
-    sgt_tensor *lg = gpt_forward(&c, m, idx, &o).logits;
-    double *host = malloc(sizeof(double) * (size_t)m->cfg.vocab);
-    int32_t next = pick(lg, temperature, seed, 0, host);
+    int32_t next = pick(gpt_decoder_prefill(d, prompt, np), V, temperature, seed, 0);
     double prefill = exp_now() - t0;
     for (int64_t i = 0; i < ngen; i++) {
-        sgt_arena_reset(step);
         double t = exp_now();
         out[i] = next;
-        sgt_tensor *x = sgt_from_i32(&c, SGT_SHAPE(1, 1), &next);
-        lg = gpt_forward(&c, m, x, &o).logits;
-        next = pick(lg, temperature, seed, (uint64_t)i + 1, host);
+        next = pick(gpt_decoder_step(d, next), V, temperature, seed, (uint64_t)i + 1);
         times[i] = 1e3 * (exp_now() - t);
     }
-    free(host);
-    sgt_arena_destroy(step);
-    sgt_arena_destroy(kva);
+    gpt_decoder_destroy(d);
+    mm->cfg.compute = compute;
     return prefill;
 }
 
@@ -276,7 +274,7 @@ static void svg_heatmap(const char *path, const route_stats *rs) {
 }
 
 int main(int argc, char **argv) {
-    eval_args a = {.output_dir = "outputs", .device = "auto", .text_field = "text", .eval_tokens = 0, .batch_size = 8,
+    eval_args a = {.output_dir = "outputs", .device = "auto", .precision = "auto", .attention = "fused", .text_field = "text", .eval_tokens = 0, .batch_size = 8,
                    .decode_tokens = 64, .prompt_tokens = 32, .sample_tokens = 48, .seed = 1337,
                    .val_fraction = SGT_VAL_FRACTION_DEFAULT, .temperature = 0.8};
     cli_flag flags[] = {
@@ -292,6 +290,8 @@ int main(int argc, char **argv) {
         {"temperature", CLI_DOUBLE, &a.temperature, "sampling temperature for --sample (0: greedy)", 0, 0, 100, 0},
         {"output_dir", CLI_STRING, &a.output_dir, "where train wrote its outputs", 0, 0, 0, 0},
         {"device", CLI_CHOICE, &a.device, "where to evaluate", "auto|cpu|cuda", 0, 0, 0},
+        {"precision", CLI_CHOICE, &a.precision, "f32, or bf16 mixed precision; auto: bf16 on cuda, f32 on cpu", "auto|f32|bf16", 0, 0, 0},
+        {"attention", CLI_CHOICE, &a.attention, "fused attention kernel, or the composed reference", "fused|composed", 0, 0, 0},
         {"val_fraction", CLI_DOUBLE, &a.val_fraction, "share of documents held out (as in train)", 0, 0, 0.9, 0},
         {"text_field", CLI_STRING, &a.text_field, "JSON key of the text", 0, 0, 0, 0},
         {"tokenizer", CLI_STRING, &a.tokenizer, "GPT-2 tokenizer directory", 0, 0, 0, 0},
@@ -315,7 +315,9 @@ int main(int argc, char **argv) {
     sgt_set_threads((int)a.threads);
 
     loaded_model lm[2] = {{.kind = "dense"}, {.kind = "sparse"}};
-    for (int k = 0; k < 2; k++) load_model(&lm[k], a.output_dir, dev);
+    const sgt_dtype compute =
+        !strcmp(a.precision, "bf16") || (!strcmp(a.precision, "auto") && dev == SGT_CUDA) ? SGT_BF16 : SGT_F32;
+    for (int k = 0; k < 2; k++) load_model(&lm[k], a.output_dir, dev, compute, !strcmp(a.attention, "composed"));
     if (!lm[0].present && !lm[1].present)
         FAIL("no checkpoint in %s/dense or %s/sparse: run apps/train first", a.output_dir, a.output_dir);
     const gpt_model *any = lm[0].present ? lm[0].m : lm[1].m;

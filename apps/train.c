@@ -29,7 +29,8 @@
 #include "experiment.h"
 
 typedef struct {
-    const char *dataset, *model, *config, *output_dir, *device, *text_field, *tokenizer, *ffn_path;
+    const char *dataset, *model, *config, *output_dir, *device, *text_field, *tokenizer, *ffn_path, *precision,
+        *attention;
     int64_t max_tokens, top_k, num_blocks, block_size, batch_size, seq_len, tokens_per_step, warmup, seed;
     int64_t eval_every, log_every, eval_tokens, ckpt_every, stop_at_step, threads;
     double lr, min_lr, weight_decay, aux_w, val_fraction, grad_clip;
@@ -37,7 +38,7 @@ typedef struct {
 } train_args;
 
 typedef struct {
-    const char *kind;
+    const char *kind, *precision, *attention;
     int64_t params, router_params, tokens, steps;
     double final_loss, final_val, tokens_per_s, wall;
     bool done;
@@ -136,6 +137,11 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
         FAIL("%s", err);
     cfg.vocab = sgt_tokenizer_vocab_size(data->tok); /* the presets' vocab serves unit tests; the data decides */
     cfg.ffn_skip = !strcmp(a->ffn_path, "skip");
+    /* auto: bf16 mixed precision on a GPU, f32 on the CPU (where bf16 is only emulated) */
+    cfg.compute = !strcmp(a->precision, "bf16") || (!strcmp(a->precision, "auto") && dev == SGT_CUDA) ? SGT_BF16 : SGT_F32;
+    cfg.composed_attention = !strcmp(a->attention, "composed");
+    res.precision = cfg.compute == SGT_BF16 ? "bf16" : "f32";
+    res.attention = a->attention;
     const int64_t B = a->batch_size, T = a->seq_len > 0 ? a->seq_len : cfg.ctx_len;
     if (a->tokens_per_step % (B * T))
         FAIL("--tokens_per_step %lld is not a multiple of --batch_size x --seq_len = %lld", (long long)a->tokens_per_step,
@@ -352,6 +358,8 @@ static cJSON *result_json(const model_result *r) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "params", (double)r->params);
     cJSON_AddNumberToObject(j, "router_params", (double)r->router_params);
+    cJSON_AddStringToObject(j, "precision", r->precision ? r->precision : "f32");
+    cJSON_AddStringToObject(j, "attention", r->attention ? r->attention : "fused");
     cJSON_AddNumberToObject(j, "tokens", (double)r->tokens);
     cJSON_AddNumberToObject(j, "steps", (double)r->steps);
     cJSON_AddNumberToObject(j, "final_train_loss", r->final_loss);
@@ -364,7 +372,7 @@ static cJSON *result_json(const model_result *r) {
 
 int main(int argc, char **argv) {
     train_args a = {
-        .model = "both", .ffn_path = "mask", .config = "sgt-150m", .output_dir = "outputs", .device = "auto", .text_field = "text",
+        .model = "both", .ffn_path = "mask", .precision = "auto", .attention = "fused", .config = "sgt-150m", .output_dir = "outputs", .device = "auto", .text_field = "text",
         .max_tokens = 500000000, .batch_size = 8, .warmup = 100, .seed = 1337, .eval_every = 200, .log_every = 10,
         .eval_tokens = 65536, .lr = 6e-4, .min_lr = 6e-5, .weight_decay = 0.1, .aux_w = 0.01,
         .val_fraction = SGT_VAL_FRACTION_DEFAULT, .grad_clip = 1.0, .progress = true,
@@ -377,6 +385,8 @@ int main(int argc, char **argv) {
         {"num_blocks", CLI_INT, &a.num_blocks, "FFN blocks (0: the preset's)", 0, 0, 4096, 0},
         {"block_size", CLI_INT, &a.block_size, "FFN block width (0: the preset's)", 0, 0, 65536, 0},
         {"ffn_path", CLI_CHOICE, &a.ffn_path, "sparse FFN kernel: mask-and-multiply (the seed's) or skip unselected blocks", "mask|skip", 0, 0, 0},
+        {"precision", CLI_CHOICE, &a.precision, "f32, or bf16 mixed precision (f32 master weights, norms, softmax statistics, loss and AdamW); auto: bf16 on cuda, f32 on cpu", "auto|f32|bf16", 0, 0, 0},
+        {"attention", CLI_CHOICE, &a.attention, "fused attention kernel, or the composed reference (matmul, causal softmax, matmul)", "fused|composed", 0, 0, 0},
         {"config", CLI_STRING, &a.config, "model preset: sgt-150m, small, tiny or nano", 0, 0, 0, 0},
         {"batch_size", CLI_INT, &a.batch_size, "sequences per micro-batch", 0, 1, 1 << 20, 0},
         {"seq_len", CLI_INT, &a.seq_len, "tokens per sequence (0: the preset's context length)", 0, 0, 1 << 20, 0},
