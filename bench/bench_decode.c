@@ -14,17 +14,7 @@
 #include <time.h>
 
 #include "../models/gpt.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "bench_util.h"
 
 /* ms per generated token: median and p90 over the tokens of one run */
 static void decode(const gpt_model *m, int64_t np, int64_t ng, double *med, double *p90) {
@@ -40,15 +30,15 @@ static void decode(const gpt_model *m, int64_t np, int64_t ng, double *med, doub
     int32_t next = 1;
     for (int64_t i = 0; i < ng; i++) {
         sgt_arena_reset(step);
-        double t0 = now();
+        double t0 = bench_now();
         sgt_tensor *lg = gpt_forward(&c, m, sgt_from_i32(&c, SGT_SHAPE(1, 1), &next), &o).logits;
         const float *l = sgt_ptr(lg);
         int32_t best = 0;
         for (int64_t v = 1; v < m->cfg.vocab; v++) best = l[v] > l[best] ? (int32_t)v : best;
         next = best;
-        t[i] = 1e3 * (now() - t0);
+        t[i] = 1e3 * (bench_now() - t0);
     }
-    qsort(t, (size_t)ng, sizeof(double), cmp);
+    qsort(t, (size_t)ng, sizeof(double), bench_cmp_double);
     *med = t[ng / 2];
     *p90 = t[(int64_t)(0.9 * (double)(ng - 1))];
     free(t);
@@ -95,8 +85,8 @@ int main(int argc, char **argv) {
         if (reps > 16) reps = 16;
         decode(m, np, ng < 8 ? ng : 8, &runs[0], &p90s[0]); /* warm-up */
         for (int64_t r = 0; r < reps; r++) decode(m, np, ng, &runs[r], &p90s[r]);
-        qsort(runs, (size_t)reps, sizeof(double), cmp);
-        qsort(p90s, (size_t)reps, sizeof(double), cmp);
+        qsort(runs, (size_t)reps, sizeof(double), bench_cmp_double);
+        qsort(p90s, (size_t)reps, sizeof(double), bench_cmp_double);
         med[v] = runs[reps / 2];
         double ideal = 1e3 * gpt_decode_bytes(&c, v == 2, np + ng / 2) / bw;
         printf("%-22s %10.3f %10.3f %10.3f %9.2f\n", names[v], med[v], p90s[reps / 2], ideal, med[v] / ideal);

@@ -82,6 +82,7 @@
 #include "../models/decoder.h"
 #include "../models/gpt.h"
 #include "../nn/optim.h"
+#include "bench_util.h"
 
 #define AUX_WEIGHT 0.01
 #define LR 3e-4
@@ -123,25 +124,6 @@ typedef struct {
 
 static result results[M_N * W_N];
 static int nresults;
-
-/* ---- timing and statistics ---- */
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
-/* sorts v in place; the median */
-static double median_sorted(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 /* ---- failures: SGT_FAIL longjmps back to the part that was running ---- */
 
@@ -268,15 +250,6 @@ static double attn_flops(const gpt_config *cfg, int64_t T) {
     return 2.0 * (double)cfg->n_layers * (double)T * (double)cfg->d_model; /* forward: 2*2*L*T*C/2 */
 }
 
-/* The ids of the header comment, [B, T+1] */
-static int32_t *make_ids(int64_t B, int64_t T, int64_t V) {
-    int32_t *ids = malloc(sizeof *ids * (size_t)(B * (T + 1)));
-    SGT_CHECK(ids, "out of host memory for %lld ids", (long long)(B * (T + 1)));
-    for (int64_t i = 0; i < B * (T + 1); i++)
-        ids[i] = (int32_t)((((uint64_t)i * 2654435761u + 12345u) & 0xffffffffu) % (uint64_t)V);
-    return ids;
-}
-
 static double *timings(int i, int n) {
     R.t[i] = calloc((size_t)n, sizeof(double));
     SGT_CHECK(R.t[i], "out of host memory");
@@ -305,7 +278,7 @@ static void train_body(void *argp) {
     R.ctx = (sgt_ctx){.arena = R.arena, .device = o->dev};
     ag_tape_init(&R.tape, &R.ctx);
     R.tape_on = true;
-    R.ids = make_ids(B, T, R.m->cfg.vocab);
+    R.ids = bench_make_ids(B, T, R.m->cfg.vocab);
     r->flops_per_token = 6.0 * matmul_params(R.m, a->kind == M_SKIP) + 3.0 * attn_flops(&R.m->cfg, T);
     const int n = o->steps;
     double *tot = timings(PH_N, n), *ph[PH_N];
@@ -314,25 +287,25 @@ static void train_body(void *argp) {
         sgt_ctx *c = &R.ctx;
         sgt_device_synchronize(o->dev);
         double t[PH_N + 1];
-        t[0] = now();
+        t[0] = bench_now();
         sgt_tensor *all = sgt_from_i32(c, SGT_SHAPE(B, T + 1), R.ids);
         sgt_tensor *x = sgt_contiguous(c, sgt_narrow(c, all, 1, 0, T));
         sgt_tensor *y = sgt_contiguous(c, sgt_narrow(c, all, 1, 1, T));
         gpt_output out = gpt_forward(c, R.m, x, &(gpt_forward_opts){.targets = y, .aux_weight = AUX_WEIGHT});
         if (o->phases) sgt_device_synchronize(o->dev);
-        t[1] = now();
+        t[1] = bench_now();
         ag_backward(&R.tape, out.loss);
         if (o->phases) sgt_device_synchronize(o->dev);
-        t[2] = now();
+        t[2] = bench_now();
         nn_adamw_step(R.opt, LR);
         if (o->phases) sgt_device_synchronize(o->dev);
-        t[3] = now();
+        t[3] = bench_now();
         nn_params_zero_grad(R.p);
         const double loss = sgt_item(out.loss); /* waits for the step's kernels */
         if (s == 0) r->step_mib = mib(R.arena->high_water);
         ag_step_end(&R.tape);
         sgt_device_synchronize(o->dev);
-        t[4] = now();
+        t[4] = bench_now();
         if (s == 0) r->first_loss = loss;
         r->last_loss = loss;
         if (s >= o->warmup) {
@@ -342,9 +315,9 @@ static void train_body(void *argp) {
     }
     r->step_mib = mib(R.arena->high_water);
     r->param_mib = mib(sgt_arena_capacity(R.p->arena));
-    r->median_s = median_sorted(tot, n);
+    r->median_s = bench_median_sorted(tot, n);
     r->min_s = tot[0];
-    for (int k = 0; k < PH_N; k++) r->phase_ms[k] = 1e3 * median_sorted(ph[k], n);
+    for (int k = 0; k < PH_N; k++) r->phase_ms[k] = 1e3 * bench_median_sorted(ph[k], n);
     r->tokens_per_s = (double)(B * T) / r->median_s;
 }
 
@@ -356,7 +329,7 @@ static void prefill_body(void *argp) {
     build(o, a->kind);
     R.arena = sgt_arena_create("bench-prefill", o->dev, 0, 0);
     R.ctx = (sgt_ctx){.arena = R.arena, .device = o->dev}; /* no tape: nothing is recorded (no grad) */
-    R.ids = make_ids(B, T, R.m->cfg.vocab);
+    R.ids = bench_make_ids(B, T, R.m->cfg.vocab);
     r->flops_per_token = 2.0 * matmul_params(R.m, a->kind == M_SKIP) + attn_flops(&R.m->cfg, T);
     const int n = o->steps;
     double *tot = timings(PH_N, n);
@@ -364,16 +337,16 @@ static void prefill_body(void *argp) {
         sgt_ctx *c = &R.ctx;
         sgt_arena_reset(R.arena);
         sgt_device_synchronize(o->dev);
-        const double t0 = now();
+        const double t0 = bench_now();
         sgt_tensor *all = sgt_from_i32(c, SGT_SHAPE(B, T + 1), R.ids);
         sgt_tensor *x = sgt_contiguous(c, sgt_narrow(c, all, 1, 0, T));
         gpt_forward(c, R.m, x, NULL);
         sgt_device_synchronize(o->dev);
-        if (s >= o->warmup) tot[s - o->warmup] = now() - t0;
+        if (s >= o->warmup) tot[s - o->warmup] = bench_now() - t0;
     }
     r->step_mib = mib(R.arena->high_water);
     r->param_mib = mib(sgt_arena_capacity(R.p->arena));
-    r->median_s = median_sorted(tot, n);
+    r->median_s = bench_median_sorted(tot, n);
     r->min_s = tot[0];
     r->tokens_per_s = (double)(B * T) / r->median_s;
 }
@@ -396,7 +369,7 @@ static void decode_body(void *argp) {
     gpt_prepare_decode(R.m); /* block-contiguous down weights for the skipping decode kernel */
     R.arena = sgt_arena_create("bench-decode", o->dev, 0, 0); /* unused by the decoder: kept for the report */
     R.kva = sgt_arena_create("bench-kv", o->dev, 0, 0);
-    R.ids = make_ids(1, np, R.m->cfg.vocab);
+    R.ids = bench_make_ids(1, np, R.m->cfg.vocab);
     const int64_t V = R.m->cfg.vocab;
     double *t = timings(PH_N, (int)ng);
     for (int session = 0; session < 2; session++) {
@@ -405,9 +378,9 @@ static void decode_body(void *argp) {
         gpt_decoder *d = gpt_decoder_create(R.m, np + n, !o->decode_eager);
         int32_t next = argmax_host(gpt_decoder_prefill(d, R.ids, np), V);
         for (int64_t i = 0; i < n; i++) {
-            const double t0 = now();
+            const double t0 = bench_now();
             next = argmax_host(gpt_decoder_step(d, next), V); /* returns with the logits on the host */
-            if (session == 1) t[i] = now() - t0;
+            if (session == 1) t[i] = bench_now() - t0;
         }
         if (session == 1) r->graph = gpt_decoder_replaying(d);
         gpt_decoder_destroy(d);
@@ -416,7 +389,7 @@ static void decode_body(void *argp) {
     r->param_mib = mib(sgt_arena_capacity(R.p->arena));
     r->prompt = np;
     r->tokens = ng;
-    r->median_s = median_sorted(t, (int)ng);
+    r->median_s = bench_median_sorted(t, (int)ng);
     r->min_s = t[0];
     r->p90_s = t[(int64_t)(0.9 * (double)(ng - 1))];
     r->tokens_per_s = 1.0 / r->median_s;

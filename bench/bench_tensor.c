@@ -30,30 +30,20 @@
 #include <string.h>
 #include <time.h>
 
+#include "bench_util.h"
 #include "ops.h"
 #include "tensor.h"
 
 #define WARMUP 2 /* after the checking run: the first may grow the arena, the next faults its pages */
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 typedef struct {
     double med, min; /* seconds */
 } timing;
 
+/* sorts t in place */
 static timing summarize(double *t, int n) {
-    qsort(t, (size_t)n, sizeof *t, cmp_double);
-    timing s = {n % 2 ? t[n / 2] : 0.5 * (t[n / 2 - 1] + t[n / 2]), t[0]};
-    return s;
+    const double med = bench_median_sorted(t, n);
+    return (timing){med, t[0]};
 }
 
 /* ---- the cases ---- */
@@ -153,13 +143,13 @@ static void bench(bench_env *e, const bench_case *bc) {
     double *to = malloc(sizeof(double) * (size_t)bc->reps), *tp = malloc(sizeof(double) * (size_t)bc->reps);
     unsigned long long allocs0 = (unsigned long long)ar->n_system_allocs;
     for (int r = 0; r < bc->reps; r++) {
-        double t0 = now_s();
+        double t0 = bench_now();
         run_ours(e, bc);
-        double t1 = now_s();
+        double t1 = bench_now();
         sgt_arena_reset(ar);
-        double t2 = now_s();
+        double t2 = bench_now();
         run_peer(e, bc);
-        double t3 = now_s();
+        double t3 = bench_now();
         to[r] = t1 - t0;
         tp[r] = t3 - t2;
     }

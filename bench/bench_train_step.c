@@ -47,6 +47,7 @@
 #include "../models/gpt.h"
 #include "../nn/checkpoint.h"
 #include "../nn/optim.h"
+#include "bench_util.h"
 
 /* After our headers: OpenBLAS's cblas.h pulls in <complex.h>, whose `I` macro would break the
  * parameter names `I` (d_ff) in nn/modules.h. */
@@ -58,12 +59,6 @@
 enum { PH_FWD, PH_BWD, PH_OPT, PH_ZERO, PH_N };
 static const char *const phase_name[PH_N] = {"forward", "backward", "optimizer", "zero+reset"};
 
-static double clock_s(clockid_t id) {
-    struct timespec ts;
-    clock_gettime(id, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 /* Wall time and the CPU time of all the process's threads. On a shared machine the wall time
  * includes the time our threads waited for a core; the CPU time does not, so cpu/wall shows how
  * much of the machine we actually got (with OMP_WAIT_POLICY=PASSIVE; spinning waits count as CPU). */
@@ -71,20 +66,14 @@ typedef struct {
     double wall, cpu;
 } stamp;
 
-static stamp now(void) { return (stamp){clock_s(CLOCK_MONOTONIC), clock_s(CLOCK_PROCESS_CPUTIME_ID)}; }
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+static stamp now(void) { return (stamp){bench_clock_s(CLOCK_MONOTONIC), bench_clock_s(CLOCK_PROCESS_CPUTIME_ID)}; }
 
 /* median of n values (sorts a copy) */
 static double median(const double *v, int n) {
     double *s = malloc(sizeof *s * (size_t)n);
     SGT_CHECK(s, "out of host memory");
     memcpy(s, v, sizeof *s * (size_t)n);
-    qsort(s, (size_t)n, sizeof *s, cmp_double);
-    double m = n % 2 ? s[n / 2] : 0.5 * (s[n / 2 - 1] + s[n / 2]);
+    double m = bench_median_sorted(s, n);
     free(s);
     return m;
 }
@@ -188,15 +177,6 @@ static void prof_print(profiler *pr, int steps, const double *phase_med) {
     }
 }
 
-/* The ids of the header comment, [B, T+1] */
-static int32_t *make_ids(int64_t B, int64_t T, int64_t V) {
-    int32_t *ids = malloc(sizeof *ids * (size_t)(B * (T + 1)));
-    SGT_CHECK(ids, "out of host memory for %lld ids", (long long)(B * (T + 1)));
-    for (int64_t i = 0; i < B * (T + 1); i++)
-        ids[i] = (int32_t)((((uint64_t)i * 2654435761u + 12345u) & 0xffffffffu) % (uint64_t)V);
-    return ids;
-}
-
 static gpt_output step_forward(sgt_ctx *c, const gpt_model *m, const int32_t *ids, int64_t B, int64_t T) {
     sgt_tensor *all = sgt_from_i32(c, SGT_SHAPE(B, T + 1), ids);
     sgt_tensor *x = sgt_contiguous(c, sgt_narrow(c, all, 1, 0, T));
@@ -243,7 +223,7 @@ static void run_model(const bench_opts *o, int kind, bool several) {
         c.observer = prof_observe;
         c.observer_user = pr;
     }
-    int32_t *ids = make_ids(o->B, o->T, cfg.vocab);
+    int32_t *ids = bench_make_ids(o->B, o->T, cfg.vocab);
 
     const char *variant = kind == M_SKIP ? ", SGT, block skipping" : sparse ? ", SGT, mask-and-multiply" : "";
     printf("\n== %s (%s%s): %lld params, B %lld x T %lld = %lld tokens/step\n", name, o->config, variant,

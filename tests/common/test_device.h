@@ -2,8 +2,9 @@
  * and a context G on the device under test DEV, each over its own arena; have_gpu, with
  * NEED_GPU() to skip a test without one; SGT_CUDA_TEST_ON_CPU=1 (without a CUDA device) letting
  * the CPU stand in for the GPU (self_check, DEV = SGT_CPU), a check of the test's own logic; WHAT()
- * for failure messages; and TD_GROUP, the cmocka group setup/teardown that makes the two and
- * prints the seed and whether a device is there. */
+ * for failure messages; TD_GROUP, the cmocka group setup/teardown that makes the two and
+ * prints the seed and whether a device is there; and td_make, td_rand: CPU inputs (on C) from
+ * host values, in any float dtype. */
 #ifndef SGT_TEST_DEVICE_H
 #define SGT_TEST_DEVICE_H
 
@@ -72,6 +73,23 @@ __attribute__((unused)) static marks mark_both(void) {
 __attribute__((unused)) static void rewind_both(marks m) {
     sgt_arena_rewind(cpu_arena, m.c);
     if (dev_arena) sgt_arena_rewind(dev_arena, m.g);
+}
+
+/* a CPU tensor (on C) of dtype dt holding v (rounded to dt; bf16 by the CPU's cast from f32) */
+__attribute__((unused)) static sgt_tensor *td_make(sgt_dtype dt, int nd, const int64_t *shape, const double *v) {
+    if (dt != SGT_BF16) return sgt_from_f64(C, dt, nd, shape, v);
+    return sgt_cast(C, sgt_from_f64(C, SGT_F32, nd, shape, v), SGT_BF16);
+}
+
+/* a CPU tensor (on C) of dtype dt: lo + (hi - lo) tu_urand(i, stream) at element i, rounded to dt */
+__attribute__((unused)) static sgt_tensor *td_rand(sgt_dtype dt, int nd, const int64_t *shape, uint64_t stream,
+                                                   double lo, double hi) {
+    const int64_t n = tu_prod(nd, shape);
+    double *v = tu_dbuf(n);
+    for (int64_t i = 0; i < n; i++) v[i] = lo + (hi - lo) * tu_urand((uint64_t)i, stream);
+    sgt_tensor *x = td_make(dt, nd, shape, v);
+    free(v);
+    return x;
 }
 
 /* TD_GROUP("test_x", "x-cpu", cpu_bytes, "x-dev", dev_bytes): group_setup and group_teardown

@@ -119,6 +119,25 @@ static void gradcheck_model(bool sparse) {
 static void t_gradcheck_dense(void **s) { (void)s; gradcheck_model(false); }
 static void t_gradcheck_sgt(void **s) { (void)s; gradcheck_model(true); }
 
+/* a nano model (dense or SGT) with parameters in dt, seeded; free with nano_free */
+static gpt_model *nano(bool sparse, uint64_t seed, sgt_dtype dt) {
+    gpt_config cfg;
+    gpt_preset("nano", &cfg);
+    cfg.sparse = sparse;
+    return gpt_build(&cfg, nn_params_create(seed, dt, SGT_CPU));
+}
+
+static void nano_free(gpt_model *m) {
+    nn_params *p = m->params;
+    gpt_free(m);
+    nn_params_destroy(p);
+}
+
+/* n token ids (i * mul + add) mod V */
+static void some_ids(int32_t *ids, int n, int mul, int add, int64_t V) {
+    for (int i = 0; i < n; i++) ids[i] = (int32_t)((i * mul + add) % V);
+}
+
 /* ---- KV-cache decoding ---- */
 
 static void decode_parity(bool sparse, sgt_dtype dt, double tol) {
@@ -218,25 +237,21 @@ static void t_fused_vs_composed(void **s) {
     tu_env *e = tu_env_new();
     sgt_ctx *c = &e->ctx;
     for (int sparse = 0; sparse <= 1; sparse++) {
-        gpt_config cfg;
-        gpt_preset("nano", &cfg);
-        cfg.sparse = sparse;
-        nn_params *p = nn_params_create(7, SGT_F64, SGT_CPU);
-        gpt_model *m = gpt_build(&cfg, p);
+        gpt_model *m = nano(sparse, 7, SGT_F64);
+        const int64_t V = m->cfg.vocab;
         int32_t ids[2 * 13];
-        for (int i = 0; i < 26; i++) ids[i] = (int32_t)((i * 53 + 1) % cfg.vocab);
+        some_ids(ids, 26, 53, 1, V);
         sgt_tensor *idx = sgt_from_i32(c, SGT_SHAPE(2, 13), ids);
         double *a = tu_host(gpt_forward(c, m, idx, NULL).logits);
         gpt_set_attention(m, true);
         double *b = tu_host(gpt_forward(c, m, idx, NULL).logits);
-        for (int64_t i = 0; i < 26 * cfg.vocab; i++)
+        for (int64_t i = 0; i < 26 * V; i++)
             if (fabs(a[i] - b[i]) > 1e-11 * (1 + fabs(b[i])))
                 fail_msg("fused vs composed attention (%s): logit %lld %.15g vs %.15g", sparse ? "sgt" : "dense",
                          (long long)i, a[i], b[i]);
         free(a);
         free(b);
-        gpt_free(m);
-        nn_params_destroy(p);
+        nano_free(m);
     }
     tu_env_free(e);
 }
@@ -249,13 +264,11 @@ static void t_mixed_precision(void **s) {
     tu_env *e = tu_env_new();
     sgt_ctx *c = &e->ctx;
     for (int sparse = 0; sparse <= 1; sparse++) {
-        gpt_config cfg;
-        gpt_preset("nano", &cfg);
-        cfg.sparse = sparse;
-        nn_params *p = nn_params_create(9, SGT_F32, SGT_CPU);
-        gpt_model *m = gpt_build(&cfg, p);
+        gpt_model *m = nano(sparse, 9, SGT_F32);
+        const int64_t V = m->cfg.vocab;
         int32_t ids[2 * 17], tg[2 * 17];
-        for (int i = 0; i < 34; i++) ids[i] = (int32_t)((i * 31 + 7) % cfg.vocab), tg[i] = (int32_t)((i * 17 + 2) % cfg.vocab);
+        some_ids(ids, 34, 31, 7, V);
+        some_ids(tg, 34, 17, 2, V);
         sgt_tensor *idx = sgt_from_i32(c, SGT_SHAPE(2, 17), ids), *t = sgt_from_i32(c, SGT_SHAPE(2, 17), tg);
         gpt_output o32 = gpt_forward(c, m, idx, &(gpt_forward_opts){.targets = t});
         m->cfg.compute = SGT_BF16;
@@ -265,12 +278,11 @@ static void t_mixed_precision(void **s) {
         const double l32 = sgt_item(o32.loss), l16 = sgt_item(o16.loss);
         if (fabs(l16 - l32) > 0.02 * fabs(l32)) fail_msg("bf16 loss %.6f vs f32 %.6f (%s)", l16, l32, sparse ? "sgt" : "dense");
         double *a = tu_host(o32.logits), *b = tu_host(o16.logits);
-        for (int64_t i = 0; i < 34 * cfg.vocab; i++)
+        for (int64_t i = 0; i < 34 * V; i++)
             if (fabs(a[i] - b[i]) > 0.05 + 0.02 * fabs(a[i])) fail_msg("bf16 logit %lld %.6f vs f32 %.6f", (long long)i, b[i], a[i]);
         free(a);
         free(b);
-        gpt_free(m);
-        nn_params_destroy(p);
+        nano_free(m);
     }
     tu_env_free(e);
 }

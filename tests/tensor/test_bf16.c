@@ -839,31 +839,8 @@ static void t_cuda_native_vs_promoted(void **s) {
 /* ======================================================================================= */
 /* CUDA: bf16 matmul                                                                        */
 
-typedef struct {
-    int na, nb;
-    int64_t sa[4], sb[4]; /* stored shapes */
-    bool ta, tb;
-    int va, vb; /* views: 0 none, 1 transpose, 2 narrow the last dim by one on each side, 3 permute batch, 4 expand */
-} mm_arg;
-
-static sgt_tensor *mm_view(sgt_ctx *c, sgt_tensor *x, int v) {
-    switch (v) {
-    case 1: return sgt_transpose(c, x, -1, -2);
-    case 2: return sgt_narrow(c, x, -1, 1, x->shape[x->ndim - 1] - 2); /* 2-byte aligned, ld > cols */
-    case 3: return sgt_transpose(c, x, 0, 1);
-    case 4: {
-        int64_t sh[SGT_MAX_DIMS];
-        memcpy(sh, x->shape, sizeof(int64_t) * (size_t)x->ndim);
-        sh[0] = 4;
-        return sgt_expand(c, x, x->ndim, sh);
-    }
-    default: return x;
-    }
-}
-
-static sgt_tensor *mm_run(sgt_ctx *c, const mm_arg *a, sgt_tensor *x, sgt_tensor *y) {
-    return sgt_matmul(c, mm_view(c, x, a->va), mm_view(c, y, a->vb), a->ta, a->tb);
-}
+/* the cases: tu_mm_arg, run through their views by tu_mm_run (tests/common/test_util.h); view 2
+ * narrows to a 2-byte aligned view with ld > cols */
 
 /* The bound on |gpu - cpu| per element, with S = (|A| @ |B|) (in f64 from the same bf16 values):
  *   - the CPU sums the exact bf16 products (8 + 8 significant bits fit f32's 24) in f32 in its
@@ -880,8 +857,8 @@ static sgt_tensor *mm_run(sgt_ctx *c, const mm_arg *a, sgt_tensor *x, sgt_tensor
  * looser relative to the result but still catches any layout or batch-stride mistake, which is
  * off by O(S). (Split-K algorithms that add partial sums in bf16 would break the bound: matmul.cu
  * excludes them.) */
-static void mm_check(const mm_arg *a, sgt_tensor *x, sgt_tensor *y, const char *what, bool exact) {
-    sgt_tensor *g = mm_run(G, a, to_dev(x), to_dev(y)), *c = mm_run(C, a, x, y);
+static void mm_check(const tu_mm_arg *a, sgt_tensor *x, sgt_tensor *y, const char *what, bool exact) {
+    sgt_tensor *g = tu_mm_run(G, a, to_dev(x), to_dev(y)), *c = tu_mm_run(C, a, x, y);
     if (g->dtype != SGT_BF16) fail_msg("%s: the bf16 matmul gave %s (seed %u)", what, sgt_dtype_name(g->dtype), TEST_SEED);
     if (exact) {
         same_bits(g, c, what);
@@ -895,8 +872,8 @@ static void mm_check(const mm_arg *a, sgt_tensor *x, sgt_tensor *y, const char *
         ab[i] = sgt_from_f64(C, SGT_F64, ab[i]->ndim, ab[i]->shape, v);
         free(v);
     }
-    double *S = tu_host(mm_run(C, a, ab[0], ab[1]));
-    const sgt_tensor *xv = mm_view(C, x, a->va);
+    double *S = tu_host(tu_mm_run(C, a, ab[0], ab[1]));
+    const sgt_tensor *xv = tu_mm_view(C, x, a->va);
     const int64_t K = xv->shape[xv->ndim - (a->ta ? 2 : 1)];
     const int64_t n = sgt_numel(c);
     uint16_t *gv = to_raw(g), *cv = to_raw(c);
@@ -913,7 +890,7 @@ static void mm_check(const mm_arg *a, sgt_tensor *x, sgt_tensor *y, const char *
     free(gv), free(cv), free(S);
 }
 
-static const mm_arg mm_cases[] = {
+static const tu_mm_arg mm_cases[] = {
     {2, 2, {7, 65}, {65, 130}, false, false, 0, 0},
     {2, 2, {65, 7}, {130, 65}, true, true, 0, 0},              /* both transposed in memory */
     {2, 2, {65, 7}, {65, 130}, false, false, 1, 0},            /* a a transposed view [7, 65] */
@@ -935,7 +912,7 @@ static void t_cuda_matmul(void **s) {
     NEED_GPU();
     for (int i = 0; i < NMM; i++) {
         marks m = mark_both();
-        const mm_arg *a = &mm_cases[i];
+        const tu_mm_arg *a = &mm_cases[i];
         sgt_tensor *x = rand_bf16(C, a->na, a->sa, 200 + (uint64_t)i, -1, 1);
         sgt_tensor *y = rand_bf16(C, a->nb, a->sb, 220 + (uint64_t)i, -1, 1);
         mm_check(a, x, y, WHAT("bf16 matmul case %d", i), false);
@@ -958,7 +935,7 @@ static void t_cuda_matmul(void **s) {
                 marks m = mark_both();
                 const int64_t M = sz[im], N = sz[in], K = sz[ik];
                 const bool ta = idx & 1, tb = (idx >> 1) & 1;
-                mm_arg a = {2, 2, {ta ? K : M, ta ? M : K}, {tb ? N : K, tb ? K : N}, ta, tb, 0, 0};
+                tu_mm_arg a = {2, 2, {ta ? K : M, ta ? M : K}, {tb ? N : K, tb ? K : N}, ta, tb, 0, 0};
                 sgt_tensor *x = rand_bf16(C, 2, a.sa, 300 + (uint64_t)idx, -1, 1);
                 sgt_tensor *y = rand_bf16(C, 2, a.sb, 400 + (uint64_t)idx, -1, 1);
                 mm_check(&a, x, y, WHAT("bf16 matmul M=%lld N=%lld K=%lld ta=%d tb=%d", (long long)M, (long long)N,
@@ -967,11 +944,11 @@ static void t_cuda_matmul(void **s) {
             }
     /* K = 0: zeros */
     marks m = mark_both();
-    const mm_arg k0 = {2, 2, {5, 0}, {0, 4}, false, false, 0, 0};
-    const mm_arg k0b = {3, 2, {2, 5, 0}, {0, 4}, false, false, 0, 0};
+    const tu_mm_arg k0 = {2, 2, {5, 0}, {0, 4}, false, false, 0, 0};
+    const tu_mm_arg k0b = {3, 2, {2, 5, 0}, {0, 4}, false, false, 0, 0};
     sgt_tensor *x0 = sgt_empty(C, SGT_BF16, SGT_SHAPE(5, 0)), *y0 = sgt_empty(C, SGT_BF16, SGT_SHAPE(0, 4));
     mm_check(&k0, x0, y0, "bf16 matmul K = 0", true);
-    sgt_tensor *zg = mm_run(G, &k0, to_dev(x0), to_dev(y0));
+    sgt_tensor *zg = tu_mm_run(G, &k0, to_dev(x0), to_dev(y0));
     uint16_t *z = to_raw(zg);
     for (int i = 0; i < 20; i++)
         if (z[i] != 0) fail_msg("bf16 matmul K = 0: element %d is 0x%04x, not +0 (seed %u)", i, z[i], TEST_SEED);

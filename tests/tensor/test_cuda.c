@@ -54,15 +54,7 @@ static tol sums_tol(sgt_dtype t) { /* another summation order: the last bit or t
 TD_GROUP("test_cuda", "parity-cpu", 64u << 20, "parity-cuda", (size_t)512 << 20)
 
 
-/* ---- inputs (always made on the CPU, then copied) ---- */
-
-static int64_t prod(int nd, const int64_t *s) {
-    int64_t n = 1;
-    for (int d = 0; d < nd; d++) n *= s[d];
-    return n;
-}
-
-static double urand(uint64_t i, uint64_t stream) { return sgt_rng_uniform_at(i, stream, TEST_SEED); }
+/* ---- inputs (always made on the CPU, then copied; tu_prod, tu_urand: tests/common/test_util.h) ---- */
 
 static sgt_tensor *rnd(sgt_dtype t, int nd, const int64_t *shape, uint64_t stream, double lo, double hi) {
     return tu_rand(C, t, nd, shape, stream, lo, hi);
@@ -70,18 +62,18 @@ static sgt_tensor *rnd(sgt_dtype t, int nd, const int64_t *shape, uint64_t strea
 
 /* few distinct values (integers in [-levels/2, levels/2)): ties on purpose */
 static sgt_tensor *levels(sgt_dtype t, int nd, const int64_t *shape, uint64_t stream, int lv) {
-    int64_t n = prod(nd, shape);
+    int64_t n = tu_prod(nd, shape);
     double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    for (int64_t i = 0; i < n; i++) v[i] = floor(urand((uint64_t)i, stream) * lv) - lv / 2;
+    for (int64_t i = 0; i < n; i++) v[i] = floor(tu_urand((uint64_t)i, stream) * lv) - lv / 2;
     sgt_tensor *x = sgt_from_f64(C, t, nd, shape, v);
     free(v);
     return x;
 }
 
 static sgt_tensor *rand_idx(int nd, const int64_t *shape, uint64_t stream, int32_t limit) {
-    int64_t n = prod(nd, shape);
+    int64_t n = tu_prod(nd, shape);
     int32_t *v = malloc(sizeof(int32_t) * (size_t)(n ? n : 1));
-    for (int64_t i = 0; i < n; i++) v[i] = (int32_t)(urand((uint64_t)i, stream) * limit);
+    for (int64_t i = 0; i < n; i++) v[i] = (int32_t)(tu_urand((uint64_t)i, stream) * limit);
     sgt_tensor *x = sgt_from_i32(C, nd, shape, v);
     free(v);
     return x;
@@ -650,33 +642,8 @@ static void t_softmax(void **s) {
 /* ======================================================================================= */
 /* matmul                                                                                   */
 
-typedef struct {
-    int na, nb;
-    int64_t sa[4], sb[4]; /* stored shapes */
-    bool ta, tb;
-    int va, vb; /* views: 0 none, 1 transpose of a stored transpose, 2 narrow last dim, 3 permute batch, 4 expand */
-} mm_arg;
-
-static sgt_tensor *mm_view(sgt_ctx *c, sgt_tensor *x, int v, bool *t) {
-    switch (v) {
-    case 1: (void)t; return sgt_transpose(c, x, -1, -2);
-    case 2: return sgt_narrow(c, x, -1, 1, x->shape[x->ndim - 1] - 2);
-    case 3: return sgt_transpose(c, x, 0, 1);
-    case 4: {
-        int64_t sh[SGT_MAX_DIMS];
-        memcpy(sh, x->shape, sizeof(int64_t) * (size_t)x->ndim);
-        sh[0] = 4;
-        return sgt_expand(c, x, x->ndim, sh);
-    }
-    default: return x;
-    }
-}
-
 static int f_matmul(sgt_ctx *c, sgt_tensor **in, sgt_tensor **out, const void *arg) {
-    const mm_arg *a = arg;
-    bool ta = a->ta, tb = a->tb;
-    sgt_tensor *x = mm_view(c, in[0], a->va, &ta), *y = mm_view(c, in[1], a->vb, &tb);
-    out[0] = sgt_matmul(c, x, y, ta, tb);
+    out[0] = tu_mm_run(c, arg, in[0], in[1]); /* the cases' views: tests/common/test_util.h */
     return 1;
 }
 
@@ -693,7 +660,7 @@ static sgt_tensor *abs_of(sgt_tensor *x) {
 static void t_matmul(void **s) {
     (void)s;
     NEED_GPU();
-    const mm_arg cases[] = {
+    const tu_mm_arg cases[] = {
         {2, 2, {33, 17}, {17, 29}, false, false, 0, 0},
         {2, 2, {17, 33}, {29, 17}, true, true, 0, 0},           /* both transposed in memory */
         {2, 2, {7, 5}, {7, 10}, false, false, 1, 2},            /* a a transposed view [5,7], b narrowed (ld > cols) */
@@ -714,7 +681,7 @@ static void t_matmul(void **s) {
         sgt_dtype dt = dtypes[k];
         for (int i = 0; i < ncase; i++) {
             marks m = mark_both();
-            const mm_arg *a = &cases[i];
+            const tu_mm_arg *a = &cases[i];
             sgt_tensor *in[2] = {rnd(dt, a->na, a->sa, 500 + (uint64_t)i, -1, 1), rnd(dt, a->nb, a->sb, 520 + (uint64_t)i, -1, 1)};
             sgt_tensor *g[1], *c[1];
             const char *what = WHAT("matmul case %d %s", i, sgt_dtype_name(dt));
@@ -924,7 +891,7 @@ static void t_cross_entropy(void **s) {
                 /* v 0: no ignore; 1: ignore -1 on some rows; 2: every row ignored (NaN loss) */
                 int32_t *tg = malloc(sizeof(int32_t) * (size_t)N);
                 for (int64_t i = 0; i < N; i++) {
-                    tg[i] = (int32_t)(urand((uint64_t)i, 800 + (uint64_t)sh) * (double)V);
+                    tg[i] = (int32_t)(tu_urand((uint64_t)i, 800 + (uint64_t)sh) * (double)V);
                     if ((v == 1 && i % 5 == 2) || v == 2) tg[i] = -1;
                 }
                 sgt_tensor *in[2] = {sh == 0 ? rnd(dt, SGT_SHAPE(V, N), 810, -5, 5) : rnd(dt, SGT_SHAPE(N, V), 810, -5, 5),
@@ -1058,7 +1025,7 @@ static sgt_tensor *distinct_blocks(int64_t N, int64_t k, int64_t nb, uint64_t st
     for (int64_t t = 0; t < N; t++) {
         for (int32_t b = 0; b < nb; b++) perm[b] = b;
         for (int64_t j = 0; j < k; j++) { /* a partial Fisher-Yates shuffle */
-            int64_t r = j + (int64_t)(urand((uint64_t)(t * k + j), stream) * (double)(nb - j));
+            int64_t r = j + (int64_t)(tu_urand((uint64_t)(t * k + j), stream) * (double)(nb - j));
             int32_t tmp = perm[j];
             perm[j] = perm[r];
             perm[r] = tmp;
@@ -1170,7 +1137,7 @@ static void t_round_trips(void **s) {
     const int64_t n = 1000 * 33;
     double *v = malloc(sizeof(double) * n);
     void *zeros = calloc(1000 * 3, sizeof(double));
-    for (int64_t i = 0; i < n; i++) v[i] = urand((uint64_t)i, 970) * 200 - 100;
+    for (int64_t i = 0; i < n; i++) v[i] = tu_urand((uint64_t)i, 970) * 200 - 100;
     for (int k = 0; k < 3; k++) {
         sgt_dtype dt = k == 0 ? SGT_F32 : k == 1 ? SGT_F64 : SGT_I32;
         sgt_tensor *g = sgt_from_f64(G, dt, SGT_SHAPE(1000, 33), v), *c = sgt_from_f64(C, dt, SGT_SHAPE(1000, 33), v);

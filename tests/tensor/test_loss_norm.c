@@ -21,92 +21,14 @@
 
 TD_GROUP("test_loss_norm", "loss-norm-cpu", 64u << 20, "loss-norm-dev", 64u << 20)
 
-/* ---- host values and inputs ---- */
-
-static double urand(uint64_t i, uint64_t stream) { return sgt_rng_uniform_at(i, stream, TEST_SEED); }
-
-static int64_t prod(int nd, const int64_t *s) {
-    int64_t n = 1;
-    for (int d = 0; d < nd; d++) n *= s[d];
-    return n;
-}
-
-static double *dbuf(int64_t n) { return calloc((size_t)(n ? n : 1), sizeof(double)); }
-
-/* the values of any float tensor on any device, in logical order (bf16 through its bits) */
-static double *vals(const sgt_tensor *x) {
-    const int64_t n = sgt_numel(x);
-    double *v = dbuf(n);
-    if (x->dtype == SGT_BF16) {
-        uint16_t *h = malloc(sizeof(uint16_t) * (size_t)(n ? n : 1));
-        sgt_copy_to_host(x, h);
-        for (int64_t i = 0; i < n; i++) v[i] = sgt_bf16_to_f32(h[i]);
-        free(h);
-    } else {
-        sgt_to_f64(x, v);
-    }
-    return v;
-}
-
-/* a CPU tensor of dtype dt holding v (rounded to dt; bf16 by the CPU's cast from f32) */
-static sgt_tensor *make(sgt_dtype dt, int nd, const int64_t *shape, const double *v) {
-    if (dt != SGT_BF16) return sgt_from_f64(C, dt, nd, shape, v);
-    return sgt_cast(C, sgt_from_f64(C, SGT_F32, nd, shape, v), SGT_BF16);
-}
-
-static sgt_tensor *rand_t(sgt_dtype dt, int nd, const int64_t *shape, uint64_t stream, double lo, double hi) {
-    const int64_t n = prod(nd, shape);
-    double *v = dbuf(n);
-    for (int64_t i = 0; i < n; i++) v[i] = lo + (hi - lo) * urand((uint64_t)i, stream);
-    sgt_tensor *x = make(dt, nd, shape, v);
-    free(v);
-    return x;
-}
+/* ---- host values, inputs and comparisons (the rest: tests/common/test_util.h, test_device.h) ---- */
 
 static sgt_dtype stat_of(sgt_dtype t) { return t == SGT_BF16 ? SGT_F32 : t; }
-
-/* ---- comparisons ---- */
-
-static void check_meta(const sgt_tensor *got, sgt_dtype dt, int nd, const int64_t *shape, const char *what) {
-    bool ok = got->dtype == dt && got->ndim == nd;
-    for (int d = 0; ok && d < nd; d++) ok = got->shape[d] == shape[d];
-    char b[96];
-    if (!ok) fail_msg("%s: result %s, expected %s of rank %d", what, sgt_shape_str(got, b, sizeof b), sgt_dtype_name(dt), nd);
-}
-
-/* |got - want| <= tol[i] (tol NULL: the same value); NaN must meet NaN, an infinity the same one */
-static void close_at(const sgt_tensor *got, const double *want, const double *tol, const char *what, const char *file,
-                     int line) {
-    const int64_t n = sgt_numel(got);
-    double *g = vals(got);
-    for (int64_t i = 0; i < n; i++) {
-        const double a = g[i], b = want[i], t = tol ? tol[i] : 0.0;
-        bool ok;
-        if (isnan(a) || isnan(b)) ok = isnan(a) && isnan(b);
-        else if (isinf(a) || isinf(b)) ok = a == b;
-        else ok = tol ? fabs(a - b) <= t : a == b;
-        if (!ok) {
-            free(g);
-            fail_msg("%s:%d: %s: element %lld is %.17g, expected %.17g, |diff| %.3g > tol %.3g (seed %u)", file, line,
-                     what, (long long)i, a, b, fabs(a - b), t, TEST_SEED);
-        }
-    }
-    free(g);
-}
-#define close_to(got, want, tol, what) close_at(got, want, tol, what, __FILE__, __LINE__)
-
-static void same_at(const sgt_tensor *got, const sgt_tensor *want, const char *what, const char *file, int line) {
-    check_meta(got, want->dtype, want->ndim, want->shape, what);
-    double *w = vals(want);
-    close_at(got, w, NULL, what, file, line);
-    free(w);
-}
-#define same_as(got, want, what) same_at(got, want, what, __FILE__, __LINE__)
 
 /* dlogits [N, V]: exactly 0 (either sign) in the padding columns and on ignored rows */
 static void zeros_outside(const sgt_tensor *dx, const int32_t *tg, int32_t ignore, int64_t valid, const char *what) {
     const int64_t N = dx->shape[0], V = dx->shape[1];
-    double *v = vals(dx);
+    double *v = tu_vals(dx);
     for (int64_t r = 0; r < N; r++)
         for (int64_t j = 0; j < V; j++)
             if ((j >= valid || tg[r] == ignore) && v[r * V + j] != 0.0) {
@@ -137,10 +59,10 @@ static const ce_case ce_cpu_cases[] = {
  * the max shift), the padding columns 50 + [0, 1) (they would dominate the softmax) and NaN in
  * row 0 (any read of them would show) */
 static double *ce_logits(const ce_case *k, uint64_t stream) {
-    double *v = dbuf(k->N * k->V);
+    double *v = tu_dbuf(k->N * k->V);
     for (int64_t r = 0; r < k->N; r++)
         for (int64_t j = 0; j < k->V; j++) {
-            const double u = urand((uint64_t)(r * k->V + j), stream);
+            const double u = tu_urand((uint64_t)(r * k->V + j), stream);
             double x = j < k->valid ? -4 + 8 * u : r == 0 ? NAN : 50 + u;
             if (j < k->valid && r == k->N - 1 && k->N > 1) x += 1000;
             v[r * k->V + j] = x;
@@ -151,7 +73,7 @@ static double *ce_logits(const ce_case *k, uint64_t stream) {
 /* targets in [0, valid); rows 1 and N - 2 get `ignore` when there is one */
 static int32_t *ce_targets(const ce_case *k, int32_t ignore, uint64_t stream) {
     int32_t *t = malloc(sizeof(int32_t) * (size_t)(k->N ? k->N : 1));
-    for (int64_t r = 0; r < k->N; r++) t[r] = (int32_t)(urand((uint64_t)r, stream) * (double)k->valid);
+    for (int64_t r = 0; r < k->N; r++) t[r] = (int32_t)(tu_urand((uint64_t)r, stream) * (double)k->valid);
     if (k->N > 2 && ignore != SGT_NO_IGNORE) t[1] = t[k->N - 2] = ignore;
     return t;
 }
@@ -174,38 +96,35 @@ static void t_ce_padded_cpu(void **s) {
                          (long long)N, (long long)V, (long long)valid, ignore);
                 double *hv = ce_logits(k, 10 + (uint64_t)ki);
                 int32_t *tg = ce_targets(k, ignore, 20 + (uint64_t)ki);
-                sgt_tensor *logits = make(dt, SGT_SHAPE(N, V), hv), *targets = sgt_from_i32(C, SGT_SHAPE(N), tg);
-                double *hx = vals(logits); /* as rounded to dt */
-                double *lse = dbuf(N), total = 0;
+                sgt_tensor *logits = td_make(dt, SGT_SHAPE(N, V), hv), *targets = sgt_from_i32(C, SGT_SHAPE(N), tg);
+                double *hx = tu_vals(logits); /* as rounded to dt */
+                double *lse = tu_dbuf(N), total = 0;
                 int64_t cnt = 0;
                 for (int64_t r = 0; r < N; r++) {
-                    double mx = -INFINITY, sum = 0;
-                    for (int64_t j = 0; j < valid; j++) mx = fmax(mx, hx[r * V + j]);
-                    for (int64_t j = 0; j < valid; j++) sum += exp(hx[r * V + j] - mx);
-                    lse[r] = mx + log(sum);
+                    lse[r] = tu_logsumexp(hx + r * V, valid);
                     if (tg[r] != ignore) total += lse[r] - hx[r * V + tg[r]], cnt++;
                 }
                 double want_loss = total / (double)cnt;
                 sgt_tensor *lse_t = NULL;
                 sgt_tensor *loss = sgt_cross_entropy_padded(C, logits, targets, ignore, valid, &lse_t);
-                check_meta(loss, dt, 0, NULL, what);
-                check_meta(lse_t, dt, 1, &N, what);
+                tu_check_meta(loss, dt, 0, NULL, what);
+                tu_check_meta(lse_t, dt, 1, &N, what);
                 /* the lse is stored in dt: its error is about one ulp of |lse| (~ulp(1000) on the
                  * shifted row), from exp's last bits and the sum's rounding: 2 eps (|lse| + 1) */
-                double *tol_lse = dbuf(N);
+                double *tol_lse = tu_dbuf(N);
                 for (int64_t r = 0; r < N; r++) tol_lse[r] = 2 * eps * (fabs(lse[r]) + 1);
-                close_to(lse_t, lse, tol_lse, what);
+                tu_close_to(lse_t, lse, tol_lse, what);
                 /* the mean of the rows' l - x[t]: each off by about the lse's error, then a few
                  * roundings: 1e-6 relative in f32 (a few 2^-24), 1e-12 in f64, with room for the
                  * +1000 row's ulp(1000) against a mean of order 1 */
                 double tl = (dt == SGT_F32 ? 1e-6 : 1e-12) * fabs(want_loss) + 2 * eps * 1000 / (double)cnt;
-                close_to(loss, &want_loss, &tl, what);
+                tu_close_to(loss, &want_loss, &tl, what);
 
                 /* backward from the reference lse rounded to dt: dx = dloss / cnt (softmax - onehot)
                  * over the valid columns, 0 elsewhere and on ignored rows */
                 const double dloss = 0.7;
                 sgt_tensor *lse_ref = sgt_from_f64(C, dt, SGT_SHAPE(N), lse);
-                double *hl = vals(lse_ref), *want_dx = dbuf(N * V), *tol_dx = dbuf(N * V);
+                double *hl = tu_vals(lse_ref), *want_dx = tu_dbuf(N * V), *tol_dx = tu_dbuf(N * V);
                 for (int64_t r = 0; r < N; r++)
                     for (int64_t j = 0; j < valid; j++) {
                         if (tg[r] == ignore) continue;
@@ -219,9 +138,9 @@ static void t_ce_padded_cpu(void **s) {
                                              2 * eps * fabs(p - (j == tg[r])));
                     }
                 sgt_tensor *dx = sgt_cross_entropy_bwd(C, logits, targets, lse_ref, sgt_scalar(C, dt, dloss), ignore, valid);
-                check_meta(dx, dt, SGT_SHAPE(N, V), what);
+                tu_check_meta(dx, dt, SGT_SHAPE(N, V), what);
                 zeros_outside(dx, tg, ignore, valid, WHAT("%s bwd", what));
-                close_to(dx, want_dx, tol_dx, WHAT("%s bwd", what));
+                tu_close_to(dx, want_dx, tol_dx, WHAT("%s bwd", what));
                 free(hv), free(tg), free(hx), free(lse), free(tol_lse), free(hl), free(want_dx), free(tol_dx);
                 sgt_arena_rewind(cpu_arena, mk);
             }
@@ -231,7 +150,7 @@ static void t_ce_padded_cpu(void **s) {
  * so is a `valid` outside 1..V */
 static void ce_rejects(sgt_ctx *c) {
     sgt_arena_mark mk = sgt_arena_get_mark(c->arena);
-    sgt_tensor *logits = sgt_to_device(c, rand_t(SGT_F32, SGT_SHAPE(3, 13), 40, -1, 1), c->device);
+    sgt_tensor *logits = sgt_to_device(c, td_rand(SGT_F32, SGT_SHAPE(3, 13), 40, -1, 1), c->device);
     sgt_tensor *pad = sgt_to_device(c, sgt_from_i32(C, SGT_SHAPE(3), (int32_t[]){0, 9, 1}), c->device);
     sgt_tensor *last = sgt_to_device(c, sgt_from_i32(C, SGT_SHAPE(3), (int32_t[]){0, 1, 12}), c->device);
     sgt_tensor *ok = sgt_to_device(c, sgt_from_i32(C, SGT_SHAPE(3), (int32_t[]){0, 8, 1}), c->device);
@@ -282,19 +201,19 @@ static void t_ce_bf16_cpu(void **s) {
                      (long long)k->V, (long long)k->valid, ignore);
             double *hv = ce_logits(k, 50 + (uint64_t)ki);
             int32_t *tg = ce_targets(k, ignore, 60 + (uint64_t)ki);
-            sgt_tensor *lb = make(SGT_BF16, SGT_SHAPE(k->N, k->V), hv), *lf = sgt_cast(C, lb, SGT_F32);
+            sgt_tensor *lb = td_make(SGT_BF16, SGT_SHAPE(k->N, k->V), hv), *lf = sgt_cast(C, lb, SGT_F32);
             sgt_tensor *targets = sgt_from_i32(C, SGT_SHAPE(k->N), tg);
             sgt_tensor *lse_b, *lse_f;
             sgt_tensor *loss_b = sgt_cross_entropy_padded(C, lb, targets, ignore, k->valid, &lse_b);
             sgt_tensor *loss_f = sgt_cross_entropy_padded(C, lf, targets, ignore, k->valid, &lse_f);
-            check_meta(loss_b, SGT_F32, 0, NULL, what);
-            same_as(lse_b, lse_f, WHAT("%s lse", what));
+            tu_check_meta(loss_b, SGT_F32, 0, NULL, what);
+            tu_same_as(lse_b, lse_f, WHAT("%s lse", what));
             const double want = sgt_item(loss_f), tl = FLT_EPSILON * fabs(want);
-            close_to(loss_b, &want, &tl, WHAT("%s loss", what));
+            tu_close_to(loss_b, &want, &tl, WHAT("%s loss", what));
             sgt_tensor *dl = sgt_scalar(C, SGT_F32, 0.7);
             sgt_tensor *dx_b = sgt_cross_entropy_bwd(C, lb, targets, lse_f, dl, ignore, k->valid);
             sgt_tensor *dx_f = sgt_cross_entropy_bwd(C, lf, targets, lse_f, dl, ignore, k->valid);
-            same_as(dx_b, sgt_cast(C, dx_f, SGT_BF16), WHAT("%s dlogits", what));
+            tu_same_as(dx_b, sgt_cast(C, dx_f, SGT_BF16), WHAT("%s dlogits", what));
             zeros_outside(dx_b, tg, ignore, k->valid, WHAT("%s dlogits", what));
             bf16_lse_rejected(lb, targets, lse_f, dl, ignore, k->valid);
             free(hv), free(tg);
@@ -320,7 +239,7 @@ static void ce_stats_tol(sgt_dtype dt, const double *cpu, int64_t n, double *tol
 }
 
 static void ce_parity_case(sgt_dtype dt, const ce_case *k, int variant, uint64_t stream) {
-    sgt_arena_mark mc = sgt_arena_get_mark(cpu_arena), mg = sgt_arena_get_mark(dev_arena);
+    const marks mcg = mark_both();
     const int64_t N = k->N, V = k->V, valid = k->valid;
     /* variant 0: no ignore; 1: ignore -1 on some rows, and the special rows; 2: every row ignored */
     const int32_t ignore = variant ? -1 : SGT_NO_IGNORE;
@@ -339,20 +258,20 @@ static void ce_parity_case(sgt_dtype dt, const ce_case *k, int variant, uint64_t
     }
     if (variant == 2)
         for (int64_t r = 0; r < N; r++) tg[r] = -1;
-    sgt_tensor *lc = make(dt, SGT_SHAPE(N, V), hv), *tc = sgt_from_i32(C, SGT_SHAPE(N), tg);
+    sgt_tensor *lc = td_make(dt, SGT_SHAPE(N, V), hv), *tc = sgt_from_i32(C, SGT_SHAPE(N), tg);
     sgt_tensor *lg = sgt_to_device(G, lc, DEV), *tgd = sgt_to_device(G, tc, DEV);
     sgt_tensor *lse_c, *lse_g;
     sgt_tensor *loss_c = sgt_cross_entropy_padded(C, lc, tc, ignore, valid, &lse_c);
     sgt_tensor *loss_g = sgt_cross_entropy_padded(G, lg, tgd, ignore, valid, &lse_g);
-    check_meta(loss_g, stat_of(dt), 0, NULL, what);
-    check_meta(lse_g, stat_of(dt), 1, &N, what);
-    double *cv = vals(lse_c), *t = dbuf(N);
+    tu_check_meta(loss_g, stat_of(dt), 0, NULL, what);
+    tu_check_meta(lse_g, stat_of(dt), 1, &N, what);
+    double *cv = tu_vals(lse_c), *t = tu_dbuf(N);
     ce_stats_tol(dt, cv, N, t);
-    close_to(lse_g, cv, t, WHAT("%s lse", what));
+    tu_close_to(lse_g, cv, t, WHAT("%s lse", what));
     free(cv), free(t);
-    cv = vals(loss_c), t = dbuf(1);
+    cv = tu_vals(loss_c), t = tu_dbuf(1);
     ce_stats_tol(dt, cv, 1, t);
-    close_to(loss_g, cv, t, WHAT("%s loss", what));
+    tu_close_to(loss_g, cv, t, WHAT("%s loss", what));
     free(cv), free(t);
 
     /* backward on both from the CPU's lse */
@@ -362,16 +281,15 @@ static void ce_parity_case(sgt_dtype dt, const ce_case *k, int variant, uint64_t
     sgt_tensor *dlc = sgt_scalar(C, stat_of(dt), dloss);
     sgt_tensor *dx_c = sgt_cross_entropy_bwd(C, lc, tc, lse_c, dlc, ignore, valid);
     sgt_tensor *dx_g = sgt_cross_entropy_bwd(G, lg, tgd, sgt_to_device(G, lse_c, DEV), sgt_to_device(G, dlc, DEV), ignore, valid);
-    check_meta(dx_g, dt, SGT_SHAPE(N, V), what);
+    tu_check_meta(dx_g, dt, SGT_SHAPE(N, V), what);
     zeros_outside(dx_g, tg, ignore, valid, WHAT("%s dlogits", what));
-    cv = vals(dx_c), t = dbuf(N * V);
+    cv = tu_vals(dx_c), t = tu_dbuf(N * V);
     for (int64_t i = 0; i < N * V; i++)
         t[i] = dt == SGT_F64 ? 1e-11 * fabs(cv[i]) + 1e-13 * scale
                              : (1e-5 + (dt == SGT_BF16 ? 1.0 / 128 : 0)) * fabs(cv[i]) + 1e-6 * scale;
-    close_to(dx_g, cv, t, WHAT("%s dlogits", what));
+    tu_close_to(dx_g, cv, t, WHAT("%s dlogits", what));
     free(cv), free(t), free(hv), free(tg);
-    sgt_arena_rewind(cpu_arena, mc);
-    sgt_arena_rewind(dev_arena, mg);
+    rewind_both(mcg);
 }
 
 static void t_ce_cuda(void **s) {
@@ -395,25 +313,25 @@ static void t_rmsnorm_bf16_cpu(void **s) {
     (void)s;
     sgt_arena_mark mk = sgt_arena_get_mark(cpu_arena);
     const int64_t Cn = 67;
-    sgt_tensor *x = rand_t(SGT_F32, SGT_SHAPE(5, 3, Cn), 80, -2, 2), *w = rand_t(SGT_F32, SGT_SHAPE(Cn), 81, 0.5, 1.5);
+    sgt_tensor *x = td_rand(SGT_F32, SGT_SHAPE(5, 3, Cn), 80, -2, 2), *w = td_rand(SGT_F32, SGT_SHAPE(Cn), 81, 0.5, 1.5);
     sgt_tensor *rs_f, *rs_b;
     sgt_tensor *yf = sgt_rmsnorm(C, x, w, 1e-5, &rs_f);
     sgt_tensor *yb = sgt_rmsnorm_to(C, x, w, 1e-5, SGT_BF16, &rs_b);
-    same_as(yb, sgt_cast(C, yf, SGT_BF16), "rmsnorm f32 -> bf16 y");
-    same_as(rs_b, rs_f, "rmsnorm f32 -> bf16 rstd");
+    tu_same_as(yb, sgt_cast(C, yf, SGT_BF16), "rmsnorm f32 -> bf16 y");
+    tu_same_as(rs_b, rs_f, "rmsnorm f32 -> bf16 rstd");
     sgt_tensor *xb = sgt_cast(C, x, SGT_BF16), *wb = sgt_cast(C, w, SGT_BF16);
     sgt_tensor *xw = sgt_cast(C, xb, SGT_F32), *ww = sgt_cast(C, wb, SGT_F32);
     sgt_tensor *rs_w, *rs_bb;
     sgt_tensor *yw = sgt_rmsnorm(C, xw, ww, 1e-5, &rs_w);
-    same_as(sgt_rmsnorm(C, xb, wb, 1e-5, &rs_bb), sgt_cast(C, yw, SGT_BF16), "rmsnorm bf16 -> bf16 y");
-    same_as(rs_bb, rs_w, "rmsnorm bf16 rstd (f32)");
+    tu_same_as(sgt_rmsnorm(C, xb, wb, 1e-5, &rs_bb), sgt_cast(C, yw, SGT_BF16), "rmsnorm bf16 -> bf16 y");
+    tu_same_as(rs_bb, rs_w, "rmsnorm bf16 rstd (f32)");
     /* backward with a bf16 dy of an f32 x: the f32 op on the widened dy */
-    sgt_tensor *dy = rand_t(SGT_BF16, SGT_SHAPE(5, 3, Cn), 82, -1, 1);
+    sgt_tensor *dy = td_rand(SGT_BF16, SGT_SHAPE(5, 3, Cn), 82, -1, 1);
     sgt_tensor *dx, *dw, *dx_w, *dw_w;
     sgt_rmsnorm_bwd(C, x, w, rs_f, dy, &dx, &dw);
     sgt_rmsnorm_bwd(C, x, w, rs_f, sgt_cast(C, dy, SGT_F32), &dx_w, &dw_w);
-    same_as(dx, dx_w, "rmsnorm_bwd bf16 dy: dx");
-    same_as(dw, dw_w, "rmsnorm_bwd bf16 dy: dw");
+    tu_same_as(dx, dx_w, "rmsnorm_bwd bf16 dy: dx");
+    tu_same_as(dw, dw_w, "rmsnorm_bwd bf16 dy: dw");
     sgt_arena_rewind(cpu_arena, mk);
 }
 
@@ -423,11 +341,11 @@ static void t_rmsnorm_bf16_cpu(void **s) {
  * 1e-5 relative and 1e-6 absolute on values of order 1 (x in [-2, 2), w in [0.5, 1.5), dy in
  * [-1, 1)); a bf16 result is such an f32 value rounded once: plus one bf16 ulp (2^-7 relative). */
 static void norm_close(const sgt_tensor *g, const sgt_tensor *c, const char *what) {
-    check_meta(g, c->dtype, c->ndim, c->shape, what);
+    tu_check_meta(g, c->dtype, c->ndim, c->shape, what);
     const int64_t n = sgt_numel(c);
-    double *cv = vals(c), *t = dbuf(n);
+    double *cv = tu_vals(c), *t = tu_dbuf(n);
     for (int64_t i = 0; i < n; i++) t[i] = (1e-5 + (c->dtype == SGT_BF16 ? 1.0 / 128 : 0)) * fabs(cv[i]) + 1e-6;
-    close_to(g, cv, t, what);
+    tu_close_to(g, cv, t, what);
     free(cv), free(t);
 }
 
@@ -440,13 +358,13 @@ static void t_rmsnorm_cuda(void **s) {
     const sgt_dtype pairs[3][2] = {{SGT_F32, SGT_BF16}, {SGT_BF16, SGT_BF16}, {SGT_BF16, SGT_F32}};
     for (int sh = 0; sh < 4; sh++)
         for (int p = 0; p < 3; p++) {
-            sgt_arena_mark mc = sgt_arena_get_mark(cpu_arena), mg = sgt_arena_get_mark(dev_arena);
+            const marks mcg = mark_both();
             const sgt_dtype xt = pairs[p][0], yt = pairs[p][1];
             const int64_t Cn = shapes[sh][2];
             char what[160];
             snprintf(what, sizeof what, "cuda rmsnorm %s -> %s [%lld,%lld,%lld]", sgt_dtype_name(xt), sgt_dtype_name(yt),
                      (long long)shapes[sh][0], (long long)shapes[sh][1], (long long)Cn);
-            sgt_tensor *x = rand_t(xt, 3, shapes[sh], 900 + (uint64_t)sh, -2, 2), *w = rand_t(xt, SGT_SHAPE(Cn), 901, 0.5, 1.5);
+            sgt_tensor *x = td_rand(xt, 3, shapes[sh], 900 + (uint64_t)sh, -2, 2), *w = td_rand(xt, SGT_SHAPE(Cn), 901, 0.5, 1.5);
             sgt_tensor *xg = sgt_to_device(G, x, DEV), *wg = sgt_to_device(G, w, DEV);
             sgt_tensor *rs_c, *rs_g;
             sgt_tensor *yc = sgt_rmsnorm_to(C, x, w, 1e-5, yt, &rs_c);
@@ -455,14 +373,13 @@ static void t_rmsnorm_cuda(void **s) {
             norm_close(rs_g, rs_c, WHAT("%s rstd", what));
             if (rs_g->dtype != SGT_F32) fail_msg("%s: rstd is %s, not f32", what, sgt_dtype_name(rs_g->dtype));
             /* backward with a bf16 dy (the gradient of a bf16 y), from the CPU's rstd */
-            sgt_tensor *dy = rand_t(SGT_BF16, 3, shapes[sh], 903 + (uint64_t)sh, -1, 1);
+            sgt_tensor *dy = td_rand(SGT_BF16, 3, shapes[sh], 903 + (uint64_t)sh, -1, 1);
             sgt_tensor *dxc, *dwc, *dxg, *dwg;
             sgt_rmsnorm_bwd(C, x, w, rs_c, dy, &dxc, &dwc);
             sgt_rmsnorm_bwd(G, xg, wg, sgt_to_device(G, rs_c, DEV), sgt_to_device(G, dy, DEV), &dxg, &dwg);
             norm_close(dxg, dxc, WHAT("%s bwd (bf16 dy) dx", what));
             norm_close(dwg, dwc, WHAT("%s bwd (bf16 dy) dw", what));
-            sgt_arena_rewind(cpu_arena, mc);
-            sgt_arena_rewind(dev_arena, mg);
+            rewind_both(mcg);
         }
 }
 

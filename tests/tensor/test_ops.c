@@ -1540,10 +1540,7 @@ static void t_cross_entropy(void **s) {
                 double total = 0;
                 int64_t cnt = 0;
                 for (int64_t r = 0; r < N; r++) {
-                    double mx = -INFINITY, sum = 0;
-                    for (int64_t j = 0; j < V; j++) mx = fmax(mx, hx[r * V + j]);
-                    for (int64_t j = 0; j < V; j++) sum += exp(hx[r * V + j] - mx);
-                    lse[r] = mx + log(sum);
+                    lse[r] = tu_logsumexp(hx + r * V, V);
                     if (tg[r] != ignore) total += lse[r] - hx[r * V + tg[r]], cnt++;
                 }
                 double want_loss = total / (double)cnt, dloss = 0.7;

@@ -21,55 +21,17 @@
 
 TD_GROUP("test_swiglu", "swiglu-cpu", 64u << 20, "swiglu-dev", 64u << 20)
 
-/* ---- host values and inputs ---- */
-
-static double urand(uint64_t i, uint64_t stream) { return sgt_rng_uniform_at(i, stream, TEST_SEED); }
-
-/* the values of any float tensor on any device, in logical order (bf16 through its bits) */
-static double *vals(const sgt_tensor *x) {
-    const int64_t n = sgt_numel(x);
-    double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    if (x->dtype == SGT_BF16) {
-        uint16_t *h = malloc(sizeof(uint16_t) * (size_t)(n ? n : 1));
-        sgt_copy_to_host(x, h);
-        for (int64_t i = 0; i < n; i++) v[i] = sgt_bf16_to_f32(h[i]);
-        free(h);
-    } else {
-        sgt_to_f64(x, v);
-    }
-    return v;
-}
-
-/* a CPU tensor of dtype dt holding v (rounded to dt; bf16 by the CPU's cast from f32) */
-static sgt_tensor *make(sgt_dtype dt, int nd, const int64_t *shape, const double *v) {
-    if (dt != SGT_BF16) return sgt_from_f64(C, dt, nd, shape, v);
-    return sgt_cast(C, sgt_from_f64(C, SGT_F32, nd, shape, v), SGT_BF16);
-}
-
-static int64_t prod(int nd, const int64_t *s) {
-    int64_t n = 1;
-    for (int d = 0; d < nd; d++) n *= s[d];
-    return n;
-}
-
-static sgt_tensor *rand_t(sgt_dtype dt, int nd, const int64_t *shape, uint64_t stream, double lo, double hi) {
-    const int64_t n = prod(nd, shape);
-    double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    for (int64_t i = 0; i < n; i++) v[i] = lo + (hi - lo) * urand((uint64_t)i, stream);
-    sgt_tensor *x = make(dt, nd, shape, v);
-    free(v);
-    return x;
-}
+/* ---- inputs (the host values, comparisons and td_rand: tests/common/test_util.h, test_device.h) ---- */
 
 /* the mask [..., I / bs]: values in [-0.5, 1.5), with every 4th one exactly 0 and every 4th 1 */
 static sgt_tensor *rand_mask(sgt_dtype dt, const sgt_tensor *g, int64_t bs, uint64_t stream) {
     int64_t shape[SGT_MAX_DIMS];
     for (int d = 0; d < g->ndim; d++) shape[d] = g->shape[d];
     shape[g->ndim - 1] /= bs;
-    const int64_t n = prod(g->ndim, shape);
-    double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    for (int64_t i = 0; i < n; i++) v[i] = i % 4 == 1 ? 0.0 : i % 4 == 2 ? 1.0 : -0.5 + 2 * urand((uint64_t)i, stream);
-    sgt_tensor *m = make(dt, g->ndim, shape, v);
+    const int64_t n = tu_prod(g->ndim, shape);
+    double *v = tu_dbuf(n);
+    for (int64_t i = 0; i < n; i++) v[i] = i % 4 == 1 ? 0.0 : i % 4 == 2 ? 1.0 : -0.5 + 2 * tu_urand((uint64_t)i, stream);
+    sgt_tensor *m = td_make(dt, g->ndim, shape, v);
     free(v);
     return m;
 }
@@ -80,45 +42,6 @@ static sgt_tensor *expand_mask(sgt_ctx *c, sgt_tensor *m, const sgt_tensor *g, i
     sgt_tensor *m3 = sgt_reshape(c, m, SGT_SHAPE(N, nb, 1));
     return sgt_reshape(c, sgt_expand(c, m3, SGT_SHAPE(N, nb, bs)), g->ndim, g->shape);
 }
-
-/* ---- comparisons ---- */
-
-static void check_meta(const sgt_tensor *got, sgt_dtype dt, const sgt_tensor *like, const char *what) {
-    char b0[96], b1[96];
-    if (got->dtype != dt || !sgt_same_shape(got, like))
-        fail_msg("%s: result %s, expected the shape of %s in %s", what, sgt_shape_str(got, b0, sizeof b0),
-                 sgt_shape_str(like, b1, sizeof b1), sgt_dtype_name(dt));
-}
-
-/* |got - want| <= tol[i] (tol NULL: the same value); NaN must meet NaN, an infinity the same one */
-static void close_at(const sgt_tensor *got, const double *want, const double *tol, const char *what, const char *file,
-                     int line) {
-    const int64_t n = sgt_numel(got);
-    double *g = vals(got);
-    for (int64_t i = 0; i < n; i++) {
-        const double a = g[i], b = want[i], t = tol ? tol[i] : 0.0;
-        bool ok;
-        if (isnan(a) || isnan(b)) ok = isnan(a) && isnan(b);
-        else if (isinf(a) || isinf(b)) ok = a == b;
-        else ok = tol ? fabs(a - b) <= t : a == b;
-        if (!ok) {
-            free(g);
-            fail_msg("%s:%d: %s: element %lld is %.17g, expected %.17g, |diff| %.3g > tol %.3g (seed %u)", file, line,
-                     what, (long long)i, a, b, fabs(a - b), t, TEST_SEED);
-        }
-    }
-    free(g);
-}
-#define close_to(got, want, tol, what) close_at(got, want, tol, what, __FILE__, __LINE__)
-
-/* the same values as another tensor, bit for bit (but NaN payloads and the sign of zero) */
-static void same_at(const sgt_tensor *got, const sgt_tensor *want, const char *what, const char *file, int line) {
-    check_meta(got, want->dtype, want, what);
-    double *w = vals(want);
-    close_at(got, w, NULL, what, file, line);
-    free(w);
-}
-#define same_as(got, want, what) same_at(got, want, what, __FILE__, __LINE__)
 
 /* ---- naive references in double over host arrays ---- */
 
@@ -136,7 +59,7 @@ static void ref_free(sw_ref *r) {
 static sw_ref reference(const sgt_tensor *gt, const sgt_tensor *ut, const sgt_tensor *mt, const sgt_tensor *dht,
                         int64_t bs) {
     const int64_t n = sgt_numel(gt), I = gt->shape[gt->ndim - 1], nb = mt ? I / bs : 1, items = I ? n / I * nb : 0;
-    double *g = vals(gt), *u = vals(ut), *dh = vals(dht), *m = mt ? vals(mt) : NULL;
+    double *g = tu_vals(gt), *u = tu_vals(ut), *dh = tu_vals(dht), *m = mt ? tu_vals(mt) : NULL;
     sw_ref r;
     size_t b = sizeof(double) * (size_t)(n ? n : 1), bm = sizeof(double) * (size_t)(items ? items : 1);
     r.h = malloc(b), r.dg = malloc(b), r.du = malloc(b), r.sh = malloc(b), r.sdg = malloc(b), r.sdu = malloc(b);
@@ -159,7 +82,7 @@ static sw_ref reference(const sgt_tensor *gt, const sgt_tensor *ut, const sgt_te
 
 /* tol[i] = rel * scale[i] + abs_rel * |want[i]| */
 static double *tols(const double *scale, const double *want, int64_t n, double rel, double abs_rel) {
-    double *t = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    double *t = tu_dbuf(n);
     for (int64_t i = 0; i < n; i++) t[i] = rel * scale[i] + abs_rel * fabs(want[i]);
     return t;
 }
@@ -199,9 +122,9 @@ typedef struct {
 /* gate values over [-8, 8): sigmoid saturates at both ends, and silu' crosses 0 near -1.28 */
 static sw_inputs inputs(sgt_dtype dt, const sw_case *k, uint64_t stream) {
     sw_inputs in;
-    in.g = rand_t(dt, k->nd, k->shape, stream, -8, 8);
-    in.u = rand_t(dt, k->nd, k->shape, stream + 1, -2, 2);
-    in.dh = rand_t(dt, k->nd, k->shape, stream + 2, -1, 1);
+    in.g = td_rand(dt, k->nd, k->shape, stream, -8, 8);
+    in.u = td_rand(dt, k->nd, k->shape, stream + 1, -2, 2);
+    in.dh = td_rand(dt, k->nd, k->shape, stream + 2, -1, 1);
     in.m = rand_mask(dt, in.g, k->bs, stream + 3);
     return in;
 }
@@ -218,8 +141,13 @@ static const char *case_str(const sw_case *k) {
  * CPU: fused = composed, bit for bit; and the naive reference
  * ============================================================================================= */
 
-static void t_cpu_forward(void **s) {
-    (void)s;
+/* one CPU case: dtype dt, case k, its inputs, the mask (in->m, or NULL: unmasked) and the failure
+ * messages' prefix */
+typedef void (*cpu_case_fn)(sgt_dtype dt, const sw_case *k, const sw_inputs *in, sgt_tensor *m, const char *what);
+
+/* fn over f32 and f64, every CPU case, unmasked and masked, on inputs from streams stream0 + 10 ki;
+ * each case's tensors are released after it */
+static void each_cpu_case(const char *op, uint64_t stream0, cpu_case_fn fn) {
     const sgt_dtype dts[2] = {SGT_F32, SGT_F64};
     for (int ti = 0; ti < 2; ti++)
         for (int ki = 0; ki < NCPU; ki++)
@@ -227,86 +155,86 @@ static void t_cpu_forward(void **s) {
                 sgt_arena_mark mk = sgt_arena_get_mark(cpu_arena);
                 const sgt_dtype dt = dts[ti];
                 const sw_case *k = &cpu_cases[ki];
-                sw_inputs in = inputs(dt, k, 100 + 10 * (uint64_t)ki);
-                sgt_tensor *m = masked ? in.m : NULL;
+                sw_inputs in = inputs(dt, k, stream0 + 10 * (uint64_t)ki);
                 char what[256];
-                snprintf(what, sizeof what, "swiglu %s %s %s", sgt_dtype_name(dt), case_str(k), masked ? "masked" : "unmasked");
-                sgt_tensor *h = sgt_swiglu(C, in.g, in.u, m, k->bs);
-                check_meta(h, dt, in.g, what);
-                /* the composed ops: silu(g) * u (* the expanded mask), the same roundings */
-                sgt_tensor *hc = sgt_mul(C, sgt_silu(C, in.g), in.u);
-                if (masked) hc = sgt_mul(C, hc, expand_mask(C, in.m, in.g, k->bs));
-                same_as(h, hc, WHAT("%s vs composed", what));
-                /* the reference in double: f32 takes sgt_expf (<= 2 ulp) and four roundings (1 + e,
-                 * the division, two products): <= 6 * 2^-24 relative, so 1e-6; f64 libm's exp
-                 * (< 1 ulp) and four roundings: 1e-14 */
-                sw_ref r = reference(in.g, in.u, m, in.dh, k->bs);
-                double *t = tols(r.sh, r.h, sgt_numel(h), dt == SGT_F32 ? 1e-6 : 1e-14, 0);
-                close_to(h, r.h, t, WHAT("%s vs reference", what));
-                free(t);
-                ref_free(&r);
+                snprintf(what, sizeof what, "%s %s %s %s", op, sgt_dtype_name(dt), case_str(k),
+                         masked ? "masked" : "unmasked");
+                fn(dt, k, &in, masked ? in.m : NULL, what);
                 sgt_arena_rewind(cpu_arena, mk);
             }
 }
 
+static void cpu_forward_case(sgt_dtype dt, const sw_case *k, const sw_inputs *in, sgt_tensor *m, const char *what) {
+    sgt_tensor *h = sgt_swiglu(C, in->g, in->u, m, k->bs);
+    tu_check_like(h, dt, in->g, what);
+    /* the composed ops: silu(g) * u (* the expanded mask), the same roundings */
+    sgt_tensor *hc = sgt_mul(C, sgt_silu(C, in->g), in->u);
+    if (m) hc = sgt_mul(C, hc, expand_mask(C, in->m, in->g, k->bs));
+    tu_same_as(h, hc, WHAT("%s vs composed", what));
+    /* the reference in double: f32 takes sgt_expf (<= 2 ulp) and four roundings (1 + e,
+     * the division, two products): <= 6 * 2^-24 relative, so 1e-6; f64 libm's exp
+     * (< 1 ulp) and four roundings: 1e-14 */
+    sw_ref r = reference(in->g, in->u, m, in->dh, k->bs);
+    double *t = tols(r.sh, r.h, sgt_numel(h), dt == SGT_F32 ? 1e-6 : 1e-14, 0);
+    tu_close_to(h, r.h, t, WHAT("%s vs reference", what));
+    free(t);
+    ref_free(&r);
+}
+
+static void t_cpu_forward(void **s) {
+    (void)s;
+    each_cpu_case("swiglu", 100, cpu_forward_case);
+}
+
+static void cpu_backward_case(sgt_dtype dt, const sw_case *k, const sw_inputs *in, sgt_tensor *m, const char *what) {
+    const bool masked = m != NULL;
+    sgt_tensor *dg, *du, *dm = (sgt_tensor *)1;
+    sgt_swiglu_bwd(C, in->g, in->u, m, in->dh, k->bs, &dg, &du, &dm);
+    tu_check_like(dg, dt, in->g, what);
+    tu_check_like(du, dt, in->g, what);
+    if (!masked && dm) fail_msg("%s: dm is not NULL without a mask", what);
+    if (masked) tu_check_like(dm, dt, in->m, what);
+
+    /* composed, as autograd differentiates silu(g) * u * mexp: da = dh mexp is the
+     * gradient of silu(g) * u, da * u that of silu(g), da * silu(g) that of u */
+    sgt_tensor *sl = sgt_silu(C, in->g), *mexp = masked ? expand_mask(C, in->m, in->g, k->bs) : NULL;
+    sgt_tensor *da = masked ? sgt_mul(C, in->dh, mexp) : in->dh;
+    tu_same_as(dg, sgt_unary_bwd(C, SGT_OP_SILU, 0, in->g, sl, sgt_mul(C, da, in->u)), WHAT("%s dg vs composed", what));
+    tu_same_as(du, sgt_mul(C, da, sl), WHAT("%s du vs composed", what));
+
+    sw_ref r = reference(in->g, in->u, m, in->dh, k->bs);
+    const int64_t n = sgt_numel(dg);
+    /* dg: sgt_expf and ~7 roundings over terms bounded by the scale (see reference) */
+    double *t = tols(r.sdg, r.dg, n, dt == SGT_F32 ? 2e-6 : 2e-14, 0);
+    tu_close_to(dg, r.dg, t, WHAT("%s dg vs reference", what));
+    free(t);
+    t = tols(r.sdu, r.du, n, dt == SGT_F32 ? 1e-6 : 1e-14, 0);
+    tu_close_to(du, r.du, t, WHAT("%s du vs reference", what));
+    free(t);
+    if (masked) {
+        const int64_t nm = sgt_numel(dm);
+        /* against the composed sum of the same terms dh * (silu(g) u) (reduce.c adds
+         * them in order in f64, the kernel in 8 f64 lanes): f64 sums of at most bs
+         * terms differ by <= bs 2^-53 sum|t|; then one rounding into dt, which may fall
+         * either side: one ulp of dt */
+        sgt_tensor *dmc = sgt_sum(C, sgt_reshape(C, sgt_mul(C, in->dh, sgt_mul(C, sl, in->u)), SGT_SHAPE(nm, k->bs)), 1,
+                                  false);
+        double *cv = tu_vals(dmc);
+        t = tols(r.sdm, cv, nm, (double)(k->bs + 1) * DBL_EPSILON, dt == SGT_F32 ? FLT_EPSILON : DBL_EPSILON);
+        tu_close_to(dm, cv, t, WHAT("%s dm vs composed", what));
+        free(t), free(cv);
+        /* against the reference: each term's own error (as for du) times the sum of
+         * |terms|, plus the final rounding */
+        t = tols(r.sdm, r.dm, nm, dt == SGT_F32 ? 1e-6 : 1e-14, dt == SGT_F32 ? FLT_EPSILON : DBL_EPSILON);
+        tu_close_to(dm, r.dm, t, WHAT("%s dm vs reference", what));
+        free(t);
+    }
+    ref_free(&r);
+}
+
 static void t_cpu_backward(void **s) {
     (void)s;
-    const sgt_dtype dts[2] = {SGT_F32, SGT_F64};
-    for (int ti = 0; ti < 2; ti++)
-        for (int ki = 0; ki < NCPU; ki++)
-            for (int masked = 0; masked < 2; masked++) {
-                sgt_arena_mark mk = sgt_arena_get_mark(cpu_arena);
-                const sgt_dtype dt = dts[ti];
-                const sw_case *k = &cpu_cases[ki];
-                sw_inputs in = inputs(dt, k, 200 + 10 * (uint64_t)ki);
-                sgt_tensor *m = masked ? in.m : NULL;
-                char what[256];
-                snprintf(what, sizeof what, "swiglu_bwd %s %s %s", sgt_dtype_name(dt), case_str(k),
-                         masked ? "masked" : "unmasked");
-                sgt_tensor *dg, *du, *dm = (sgt_tensor *)1;
-                sgt_swiglu_bwd(C, in.g, in.u, m, in.dh, k->bs, &dg, &du, &dm);
-                check_meta(dg, dt, in.g, what);
-                check_meta(du, dt, in.g, what);
-                if (!masked && dm) fail_msg("%s: dm is not NULL without a mask", what);
-                if (masked) check_meta(dm, dt, in.m, what);
-
-                /* composed, as autograd differentiates silu(g) * u * mexp: da = dh mexp is the
-                 * gradient of silu(g) * u, da * u that of silu(g), da * silu(g) that of u */
-                sgt_tensor *sl = sgt_silu(C, in.g), *mexp = masked ? expand_mask(C, in.m, in.g, k->bs) : NULL;
-                sgt_tensor *da = masked ? sgt_mul(C, in.dh, mexp) : in.dh;
-                same_as(dg, sgt_unary_bwd(C, SGT_OP_SILU, 0, in.g, sl, sgt_mul(C, da, in.u)), WHAT("%s dg vs composed", what));
-                same_as(du, sgt_mul(C, da, sl), WHAT("%s du vs composed", what));
-
-                sw_ref r = reference(in.g, in.u, m, in.dh, k->bs);
-                const int64_t n = sgt_numel(dg);
-                /* dg: sgt_expf and ~7 roundings over terms bounded by the scale (see reference) */
-                double *t = tols(r.sdg, r.dg, n, dt == SGT_F32 ? 2e-6 : 2e-14, 0);
-                close_to(dg, r.dg, t, WHAT("%s dg vs reference", what));
-                free(t);
-                t = tols(r.sdu, r.du, n, dt == SGT_F32 ? 1e-6 : 1e-14, 0);
-                close_to(du, r.du, t, WHAT("%s du vs reference", what));
-                free(t);
-                if (masked) {
-                    const int64_t nm = sgt_numel(dm);
-                    /* against the composed sum of the same terms dh * (silu(g) u) (reduce.c adds
-                     * them in order in f64, the kernel in 8 f64 lanes): f64 sums of at most bs
-                     * terms differ by <= bs 2^-53 sum|t|; then one rounding into dt, which may fall
-                     * either side: one ulp of dt */
-                    sgt_tensor *dmc = sgt_sum(C, sgt_reshape(C, sgt_mul(C, in.dh, sgt_mul(C, sl, in.u)),
-                                                             SGT_SHAPE(nm, k->bs)), 1, false);
-                    double *cv = vals(dmc);
-                    t = tols(r.sdm, cv, nm, (double)(k->bs + 1) * DBL_EPSILON, dt == SGT_F32 ? FLT_EPSILON : DBL_EPSILON);
-                    close_to(dm, cv, t, WHAT("%s dm vs composed", what));
-                    free(t), free(cv);
-                    /* against the reference: each term's own error (as for du) times the sum of
-                     * |terms|, plus the final rounding */
-                    t = tols(r.sdm, r.dm, nm, dt == SGT_F32 ? 1e-6 : 1e-14, dt == SGT_F32 ? FLT_EPSILON : DBL_EPSILON);
-                    close_to(dm, r.dm, t, WHAT("%s dm vs reference", what));
-                    free(t);
-                }
-                ref_free(&r);
-                sgt_arena_rewind(cpu_arena, mk);
-            }
+    each_cpu_case("swiglu_bwd", 200, cpu_backward_case);
 }
 
 /* bf16 on the CPU goes through the dispatch point's promotion: the f32 kernel on the widened
@@ -320,11 +248,11 @@ static void t_cpu_bf16_promoted(void **s) {
         sgt_tensor *g = sgt_cast(C, in.g, SGT_F32), *u = sgt_cast(C, in.u, SGT_F32), *m = sgt_cast(C, in.m, SGT_F32),
                    *dh = sgt_cast(C, in.dh, SGT_F32);
         const char *what = WHAT("swiglu bf16 %s", case_str(k));
-        same_as(sgt_swiglu(C, in.g, in.u, in.m, k->bs), sgt_cast(C, sgt_swiglu(C, g, u, m, k->bs), SGT_BF16), what);
+        tu_same_as(sgt_swiglu(C, in.g, in.u, in.m, k->bs), sgt_cast(C, sgt_swiglu(C, g, u, m, k->bs), SGT_BF16), what);
         sgt_tensor *b[3], *f[3];
         sgt_swiglu_bwd(C, in.g, in.u, in.m, in.dh, k->bs, &b[0], &b[1], &b[2]);
         sgt_swiglu_bwd(C, g, u, m, dh, k->bs, &f[0], &f[1], &f[2]);
-        for (int i = 0; i < 3; i++) same_as(b[i], sgt_cast(C, f[i], SGT_BF16), WHAT("swiglu_bwd bf16 %s output %d", case_str(k), i));
+        for (int i = 0; i < 3; i++) tu_same_as(b[i], sgt_cast(C, f[i], SGT_BF16), WHAT("swiglu_bwd bf16 %s output %d", case_str(k), i));
         sgt_arena_rewind(cpu_arena, mk);
     }
 }
@@ -351,17 +279,17 @@ static double *dev_tols(sgt_dtype dt, const double *scale, const double *cpu, in
 }
 
 static void compare_dev(const sgt_tensor *gout, const sgt_tensor *cout, const double *scale, bool sum, const char *what) {
-    check_meta(gout, cout->dtype, cout, what);
+    tu_check_like(gout, cout->dtype, cout, what);
     if (gout->device != DEV) fail_msg("%s: the result is on %s", what, sgt_device_name(gout->device));
     const int64_t n = sgt_numel(cout);
-    double *cv = vals(cout);
+    double *cv = tu_vals(cout);
     double *t = dev_tols(cout->dtype, scale, cv, n, sum);
-    close_to(gout, cv, t, what);
+    tu_close_to(gout, cv, t, what);
     free(t), free(cv);
 }
 
 static void parity_case(sgt_dtype dt, const sw_case *k, uint64_t stream) {
-    sgt_arena_mark mc = sgt_arena_get_mark(cpu_arena), mg = sgt_arena_get_mark(dev_arena);
+    const marks mcg = mark_both();
     sw_inputs in = inputs(dt, k, stream);
     sgt_tensor *g = sgt_to_device(G, in.g, DEV), *u = sgt_to_device(G, in.u, DEV), *m = sgt_to_device(G, in.m, DEV),
                *dh = sgt_to_device(G, in.dh, DEV);
@@ -381,8 +309,7 @@ static void parity_case(sgt_dtype dt, const sw_case *k, uint64_t stream) {
         else if (gg[2]) fail_msg("cuda swiglu_bwd %s: dm without a mask", what);
         ref_free(&r);
     }
-    sgt_arena_rewind(cpu_arena, mc);
-    sgt_arena_rewind(dev_arena, mg);
+    rewind_both(mcg);
 }
 
 static void t_cuda_parity(void **s) {
@@ -401,11 +328,11 @@ static void t_cuda_parity(void **s) {
 
 static void bad_inputs(sgt_ctx *c, sgt_device dev) {
     sgt_arena_mark mk = sgt_arena_get_mark(c->arena);
-    sgt_tensor *g = sgt_to_device(c, rand_t(SGT_F32, SGT_SHAPE(7, 21), 600, -1, 1), dev);
-    sgt_tensor *u = sgt_to_device(c, rand_t(SGT_F32, SGT_SHAPE(7, 21), 601, -1, 1), dev);
-    sgt_tensor *wide = sgt_to_device(c, rand_t(SGT_F32, SGT_SHAPE(7, 8), 602, 0, 1), dev); /* 7 blocks of 3, not 8 */
-    sgt_tensor *tall = sgt_to_device(c, rand_t(SGT_F32, SGT_SHAPE(6, 7), 603, 0, 1), dev); /* 6 rows, not 7 */
-    sgt_tensor *u64 = sgt_to_device(c, rand_t(SGT_F64, SGT_SHAPE(7, 21), 604, -1, 1), dev);
+    sgt_tensor *g = sgt_to_device(c, td_rand(SGT_F32, SGT_SHAPE(7, 21), 600, -1, 1), dev);
+    sgt_tensor *u = sgt_to_device(c, td_rand(SGT_F32, SGT_SHAPE(7, 21), 601, -1, 1), dev);
+    sgt_tensor *wide = sgt_to_device(c, td_rand(SGT_F32, SGT_SHAPE(7, 8), 602, 0, 1), dev); /* 7 blocks of 3, not 8 */
+    sgt_tensor *tall = sgt_to_device(c, td_rand(SGT_F32, SGT_SHAPE(6, 7), 603, 0, 1), dev); /* 6 rows, not 7 */
+    sgt_tensor *u64 = sgt_to_device(c, td_rand(SGT_F64, SGT_SHAPE(7, 21), 604, -1, 1), dev);
     sgt_tensor *dg, *du, *dm;
     EXPECT_SGT_ERROR(sgt_swiglu(c, g, u, wide, 3), "swiglu: mask [7,8] f32 does not hold one value per block of 3");
     EXPECT_SGT_ERROR(sgt_swiglu(c, g, u, tall, 3), "does not hold one value per block");
