@@ -111,6 +111,11 @@ struct st3 {
 };
 st3 strides_of(const sgt_tensor *x) { return st3{x->stride[0], x->stride[1], x->stride[2]}; }
 
+/* x[b,h]: the [T,D] matrix of one head */
+template <typename T> __device__ __forceinline__ T *head(T *x, st3 s, int64_t b, int64_t h) {
+    return x + b * s.b + h * s.h;
+}
+
 /* Loads rows t0 .. t0+rows-1 of x[b,h] (rows < n valid, the rest and d >= D zero) into a shared
  * [rows][ld] tile of the math type; all threads of the block take part. */
 template <typename T, int DB>
@@ -120,6 +125,99 @@ __device__ __forceinline__ void load_tile(typename io<T>::A *dst, int ld, int ro
     for (int e = threadIdx.x; e < rows * DB; e += NTHREADS) {
         const int r = e / DB, d = e % DB;
         dst[r * ld + d] = (t0 + r < n && d < D) ? io<T>::ld(x[(t0 + r) * st + d]) : (A)0;
+    }
+}
+
+/* The block's tile of BQ queries in the forward and dQ kernels: the last query tiles see the most
+ * keys, so they get the lowest block numbers. nq: the tile's valid rows. */
+struct qtile {
+    int64_t bh, b, h, i0, nq;
+};
+template <int BQ> __device__ __forceinline__ qtile qtile_of(int64_t BH, int64_t H, int64_t Tq, int64_t nqt) {
+    const int64_t bh = blockIdx.x % BH, qt = nqt - 1 - (int64_t)blockIdx.x / BH;
+    const int64_t b = bh / H, h = bh % H, i0 = qt * BQ;
+    return qtile{bh, b, h, i0, Tq - i0 < BQ ? Tq - i0 : BQ};
+}
+
+/* The scores of a warp's RW rows against the lane's own row, NP operand pairs at once:
+ * s[p][rr] = rows[p][rr] . own[p] over d < DB, in order of d with fma. rows[p]: the warp's first
+ * row in a [.][DB] tile (its vectors are broadcast: the same address in every lane); own[p]: the
+ * lane's row in a tile whose rows are padded by one vector (conflict-free). */
+template <typename A, int DB, int RW, int NP>
+__device__ __forceinline__ void row_dots(A (&s)[NP][RW], const A *const (&rows)[NP], const A *const (&own)[NP]) {
+    constexpr int VN = vec<A>::N;
+#pragma unroll
+    for (int p = 0; p < NP; p++)
+#pragma unroll
+        for (int rr = 0; rr < RW; rr++) s[p][rr] = 0;
+#pragma unroll 2
+    for (int d = 0; d < DB; d += VN) {
+        A ov[NP][VN];
+#pragma unroll
+        for (int p = 0; p < NP; p++) vec<A>::load(own[p] + d, ov[p]);
+#pragma unroll
+        for (int rr = 0; rr < RW; rr++) {
+            A rv[NP][VN];
+#pragma unroll
+            for (int p = 0; p < NP; p++) vec<A>::load(rows[p] + rr * DB + d, rv[p]);
+#pragma unroll
+            for (int u = 0; u < VN; u++)
+#pragma unroll
+                for (int p = 0; p < NP; p++) s[p][rr] = fma_(rv[p][u], ov[p][u], s[p][rr]);
+        }
+    }
+}
+
+/* The register accumulation of a warp's RW rows, NP pairs at once:
+ * acc[p][rr][c] += sum_jj w[p][rr][jj] m[p][jj][32 c + lane] over the KT rows jj of the shared
+ * tile m[p] (row stride LD), in order of jj with fma. w[p]: the warp's first row in a [.][KT] tile
+ * of weights (P or dS), its vectors broadcast. */
+template <typename A, int DB, int RW, int NP, int LD>
+__device__ __forceinline__ void rows_acc(A (&acc)[NP][RW][DB / 32], const A *const (&w)[NP], const A *const (&m)[NP],
+                                         int lane) {
+    constexpr int VN = vec<A>::N, NC = DB / 32;
+#pragma unroll 1
+    for (int jj = 0; jj < KT; jj += VN) {
+        A mv[NP][VN][NC];
+#pragma unroll
+        for (int u = 0; u < VN; u++)
+#pragma unroll
+            for (int c = 0; c < NC; c++)
+#pragma unroll
+                for (int p = 0; p < NP; p++) mv[p][u][c] = m[p][(jj + u) * LD + c * 32 + lane];
+#pragma unroll
+        for (int rr = 0; rr < RW; rr++) {
+            A wv[NP][VN];
+#pragma unroll
+            for (int p = 0; p < NP; p++) vec<A>::load(w[p] + rr * KT + jj, wv[p]);
+#pragma unroll
+            for (int u = 0; u < VN; u++)
+#pragma unroll
+                for (int c = 0; c < NC; c++)
+#pragma unroll
+                    for (int p = 0; p < NP; p++) acc[p][rr][c] = fma_(wv[p][u], mv[p][u][c], acc[p][rr][c]);
+        }
+    }
+}
+
+/* zeroes register accumulators */
+template <typename A, int NP, int RW, int NC> __device__ __forceinline__ void zero(A (&acc)[NP][RW][NC]) {
+#pragma unroll
+    for (int p = 0; p < NP; p++)
+#pragma unroll
+        for (int rr = 0; rr < RW; rr++)
+#pragma unroll
+            for (int c = 0; c < NC; c++) acc[p][rr][c] = 0;
+}
+
+/* Stores the lane's columns d = 32 c + lane < D of a row of accumulators, times mul when SCALE. */
+template <bool SCALE, typename T, int NC>
+__device__ __forceinline__ void store_row(T *dst, const typename io<T>::A (&a)[NC], typename io<T>::A mul, int lane,
+                                          int D) {
+#pragma unroll
+    for (int c = 0; c < NC; c++) {
+        const int d = c * 32 + lane;
+        if (d < D) dst[d] = io<T>::st(SCALE ? a[c] * mul : a[c]);
     }
 }
 
@@ -147,21 +245,18 @@ __global__ void __launch_bounds__(NTHREADS)
     A *Ps = Vs + KT * DB;
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    /* the last query tiles see the most keys: they get the lowest block numbers */
-    const int64_t bh = blockIdx.x % BH, qt = nqt - 1 - (int64_t)blockIdx.x / BH;
-    const int64_t b = bh / H, h = bh % H, i0 = qt * BQ, off = Tk - Tq;
-    const int64_t nq = Tq - i0 < BQ ? Tq - i0 : BQ;
-    const T *qb = q + b * sq.b + h * sq.h, *kb = k + b * sk.b + h * sk.h, *vb = v + b * sv.b + h * sv.h;
+    const auto [bh, b, h, i0, nq] = qtile_of<BQ>(BH, H, Tq, nqt);
+    const int64_t off = Tk - Tq;
+    const T *kb = head(k, sk, b, h), *vb = head(v, sv, b, h);
 
-    load_tile<T, DB>(Qs, DB, BQ, qb, sq.t, i0, Tq, D);
+    load_tile<T, DB>(Qs, DB, BQ, head(q, sq, b, h), sq.t, i0, Tq, D);
 
-    A m[RW], l[RW], o[RW][NC];
+    A m[RW], l[RW], o[1][RW][NC]; /* o: one set of accumulators (rows_acc takes NP sets) */
+    zero(o);
 #pragma unroll
     for (int rr = 0; rr < RW; rr++) {
         m[rr] = -INFINITY;
         l[rr] = 0;
-#pragma unroll
-        for (int c = 0; c < NC; c++) o[rr][c] = 0;
     }
     /* keys >= kend are masked for every row of the tile */
     const int64_t kend = i0 + nq + off;
@@ -171,29 +266,15 @@ __global__ void __launch_bounds__(NTHREADS)
         load_tile<T, DB>(Vs, DB, KT, vb, sv.t, j0, Tk, D);
         __syncthreads();
 
-        /* s[rr] = q[row rr] . k[key lane] */
-        A s[RW];
-#pragma unroll
-        for (int rr = 0; rr < RW; rr++) s[rr] = 0;
-        const A *kr = Ks + lane * KS;
-#pragma unroll 2
-        for (int d = 0; d < DB; d += VN) {
-            A kv[VN];
-            vec<A>::load(kr + d, kv);
-#pragma unroll
-            for (int rr = 0; rr < RW; rr++) {
-                A qv[VN];
-                vec<A>::load(Qs + (warp * RW + rr) * DB + d, qv);
-#pragma unroll
-                for (int u = 0; u < VN; u++) s[rr] = fma_(qv[u], kv[u], s[rr]);
-            }
-        }
+        /* s[0][rr] = q[row rr] . k[key lane] */
+        A s[1][RW];
+        row_dots<A, DB, RW, 1>(s, {Qs + warp * RW * DB}, {Ks + lane * KS});
         const int64_t j = j0 + lane;
 #pragma unroll
         for (int rr = 0; rr < RW; rr++) {
             const int r = warp * RW + rr;
             const bool ok = j < Tk && j <= i0 + r + off;
-            const A sc = ok ? s[rr] * scale : (A)-INFINITY;
+            const A sc = ok ? s[0][rr] * scale : (A)-INFINITY;
             const A mx = warp_max(sc);
             const A mnew = mx > m[rr] ? mx : m[rr];
             /* mnew is finite once the row has seen a key (every row sees key 0 in the first tile);
@@ -204,42 +285,20 @@ __global__ void __launch_bounds__(NTHREADS)
             m[rr] = mnew;
             Ps[r * KT + lane] = p;
 #pragma unroll
-            for (int c = 0; c < NC; c++) o[rr][c] *= alpha;
+            for (int c = 0; c < NC; c++) o[0][rr][c] *= alpha;
         }
         __syncwarp();
         /* o[rr][c] += sum_jj P[rr][jj] V[jj][32 c + lane] */
-#pragma unroll 1
-        for (int jj = 0; jj < KT; jj += VN) {
-            A vv[VN][NC];
-#pragma unroll
-            for (int u = 0; u < VN; u++)
-#pragma unroll
-                for (int c = 0; c < NC; c++) vv[u][c] = Vs[(jj + u) * DB + c * 32 + lane];
-#pragma unroll
-            for (int rr = 0; rr < RW; rr++) {
-                A pv[VN];
-                vec<A>::load(Ps + (warp * RW + rr) * KT + jj, pv);
-#pragma unroll
-                for (int u = 0; u < VN; u++)
-#pragma unroll
-                    for (int c = 0; c < NC; c++) o[rr][c] = fma_(pv[u], vv[u][c], o[rr][c]);
-            }
-        }
+        rows_acc<A, DB, RW, 1, DB>(o, {Ps + warp * RW * KT}, {Vs}, lane);
     }
 
-    T *yb = y + b * sy.b + h * sy.h;
+    T *yb = head(y, sy, b, h);
 #pragma unroll
     for (int rr = 0; rr < RW; rr++) {
         const int r = warp * RW + rr;
         const A lsum = warp_sum(l[rr]);
         if (r < nq) {
-            const A inv = (A)1 / lsum;
-            T *yr = yb + (i0 + r) * sy.t;
-#pragma unroll
-            for (int c = 0; c < NC; c++) {
-                const int d = c * 32 + lane;
-                if (d < D) yr[d] = io<T>::st(o[rr][c] * inv);
-            }
+            store_row<true, T>(yb + (i0 + r) * sy.t, o[0][rr], (A)1 / lsum, lane, D);
             if (lane == 0) lse[bh * Tq + i0 + r] = m[rr] + sgt_log(lsum);
         }
     }
@@ -256,7 +315,7 @@ __global__ void k_attn_di(const T *__restrict__ y, const T *__restrict__ dy, typ
     const int64_t wpb = blockDim.x >> 5;
     for (int64_t r = (int64_t)blockIdx.x * wpb + (threadIdx.x >> 5); r < rows; r += (int64_t)gridDim.x * wpb) {
         const int64_t b = r / (H * Tq), h = r / Tq % H, i = r % Tq;
-        const T *yr = y + b * sy.b + h * sy.h + i * sy.t, *gr = dy + b * sg.b + h * sg.h + i * sg.t;
+        const T *yr = head(y, sy, b, h) + i * sy.t, *gr = head(dy, sg, b, h) + i * sg.t;
         A s = 0;
         for (int d = lane; d < D; d += 32) s = fma_(io<T>::ld(gr[d]), io<T>::ld(yr[d]), s);
         s = warp_sum(s);
@@ -292,17 +351,13 @@ __global__ void __launch_bounds__(NTHREADS)
     /* the first key tiles are seen by the most queries: lowest block numbers */
     const int64_t bh = blockIdx.x % BH, kt = (int64_t)blockIdx.x / BH;
     const int64_t b = bh / H, h = bh % H, j0 = kt * BKV, off = Tk - Tq;
-    const T *qb = q + b * sq.b + h * sq.h, *kb = k + b * sk.b + h * sk.h, *vb = v + b * sv.b + h * sv.h;
-    const T *gb = dy + b * sg.b + h * sg.h;
+    const T *qb = head(q, sq, b, h), *gb = head(dy, sg, b, h);
 
-    load_tile<T, DB>(Ks, DB, BKV, kb, sk.t, j0, Tk, D);
-    load_tile<T, DB>(Vs, DB, BKV, vb, sv.t, j0, Tk, D);
+    load_tile<T, DB>(Ks, DB, BKV, head(k, sk, b, h), sk.t, j0, Tk, D);
+    load_tile<T, DB>(Vs, DB, BKV, head(v, sv, b, h), sv.t, j0, Tk, D);
 
-    A dka[RW][NC], dva[RW][NC];
-#pragma unroll
-    for (int rk = 0; rk < RW; rk++)
-#pragma unroll
-        for (int c = 0; c < NC; c++) dka[rk][c] = dva[rk][c] = 0;
+    A acc[2][RW][NC]; /* dV, dK of the warp's keys */
+    zero(acc);
 
     /* query i sees key j0 when i >= j0 - off */
     const int64_t first = (j0 - off > 0 ? j0 - off : 0) / KT * KT;
@@ -317,79 +372,32 @@ __global__ void __launch_bounds__(NTHREADS)
         }
         __syncthreads();
 
-        /* s[rk] = q[query lane] . k[key rk], dp[rk] = dy[query lane] . v[key rk] */
-        A s[RW], dp[RW];
-#pragma unroll
-        for (int rk = 0; rk < RW; rk++) s[rk] = dp[rk] = 0;
-        const A *qr = Qs + lane * QS, *gr = Gs + lane * QS;
-#pragma unroll 2
-        for (int d = 0; d < DB; d += VN) {
-            A qv[VN], gv[VN];
-            vec<A>::load(qr + d, qv);
-            vec<A>::load(gr + d, gv);
-#pragma unroll
-            for (int rk = 0; rk < RW; rk++) {
-                A kv[VN], vv[VN];
-                vec<A>::load(Ks + (warp * RW + rk) * DB + d, kv);
-                vec<A>::load(Vs + (warp * RW + rk) * DB + d, vv);
-#pragma unroll
-                for (int u = 0; u < VN; u++) {
-                    s[rk] = fma_(qv[u], kv[u], s[rk]);
-                    dp[rk] = fma_(gv[u], vv[u], dp[rk]);
-                }
-            }
-        }
+        /* s[0][rk] = k[key rk] . q[query lane], s[1][rk] = v[key rk] . dy[query lane] (the same
+         * bits as q . k and dy . v: fma's product does not depend on the order of its factors) */
+        A s[2][RW];
+        row_dots<A, DB, RW, 2>(s, {Ks + warp * RW * DB, Vs + warp * RW * DB}, {Qs + lane * QS, Gs + lane * QS});
         const int64_t i = i0 + lane;
         const A lse_i = Ls[lane], di = Ds[lane];
 #pragma unroll
         for (int rk = 0; rk < RW; rk++) {
             const int64_t j = j0 + warp * RW + rk;
             const bool ok = i < Tq && j < Tk && j <= i + off;
-            const A p = ok ? sgt_exp(s[rk] * scale - lse_i) : (A)0;
+            const A p = ok ? sgt_exp(s[0][rk] * scale - lse_i) : (A)0;
             Ps[(warp * RW + rk) * KT + lane] = p;
-            Ss[(warp * RW + rk) * KT + lane] = ok ? p * (dp[rk] - di) : (A)0;
+            Ss[(warp * RW + rk) * KT + lane] = ok ? p * (s[1][rk] - di) : (A)0;
         }
         __syncwarp();
         /* dv[rk] += sum_i P[rk][i] dy[i], dk[rk] += sum_i dS[rk][i] q[i] (columns 32 c + lane) */
-#pragma unroll 1
-        for (int ii = 0; ii < KT; ii += VN) {
-            A gv[VN][NC], qv[VN][NC];
-#pragma unroll
-            for (int u = 0; u < VN; u++)
-#pragma unroll
-                for (int c = 0; c < NC; c++) {
-                    gv[u][c] = Gs[(ii + u) * QS + c * 32 + lane];
-                    qv[u][c] = Qs[(ii + u) * QS + c * 32 + lane];
-                }
-#pragma unroll
-            for (int rk = 0; rk < RW; rk++) {
-                A pv[VN], sv_[VN];
-                vec<A>::load(Ps + (warp * RW + rk) * KT + ii, pv);
-                vec<A>::load(Ss + (warp * RW + rk) * KT + ii, sv_);
-#pragma unroll
-                for (int u = 0; u < VN; u++)
-#pragma unroll
-                    for (int c = 0; c < NC; c++) {
-                        dva[rk][c] = fma_(pv[u], gv[u][c], dva[rk][c]);
-                        dka[rk][c] = fma_(sv_[u], qv[u][c], dka[rk][c]);
-                    }
-            }
-        }
+        rows_acc<A, DB, RW, 2, QS>(acc, {Ps + warp * RW * KT, Ss + warp * RW * KT}, {Gs, Qs}, lane);
     }
 
-    T *dkb = dk + b * sdk.b + h * sdk.h, *dvb = dv + b * sdv.b + h * sdv.h;
+    T *dkb = head(dk, sdk, b, h), *dvb = head(dv, sdv, b, h);
 #pragma unroll
     for (int rk = 0; rk < RW; rk++) {
         const int64_t j = j0 + warp * RW + rk;
         if (j >= Tk) continue;
-#pragma unroll
-        for (int c = 0; c < NC; c++) {
-            const int d = c * 32 + lane;
-            if (d < D) {
-                dkb[j * sdk.t + d] = io<T>::st(dka[rk][c] * scale);
-                dvb[j * sdv.t + d] = io<T>::st(dva[rk][c]);
-            }
-        }
+        store_row<true, T>(dkb + j * sdk.t, acc[1][rk], scale, lane, D);
+        store_row<false, T>(dvb + j * sdv.t, acc[0][rk], scale, lane, D); /* dv unscaled */
     }
 }
 
@@ -414,22 +422,19 @@ __global__ void __launch_bounds__(NTHREADS)
     A *Ss = Vs + KT * KS;
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const int64_t bh = blockIdx.x % BH, qt = nqt - 1 - (int64_t)blockIdx.x / BH;
-    const int64_t b = bh / H, h = bh % H, i0 = qt * BQ, off = Tk - Tq;
-    const int64_t nq = Tq - i0 < BQ ? Tq - i0 : BQ;
-    const T *qb = q + b * sq.b + h * sq.h, *kb = k + b * sk.b + h * sk.h, *vb = v + b * sv.b + h * sv.h;
-    const T *gb = dy + b * sg.b + h * sg.h;
+    const auto [bh, b, h, i0, nq] = qtile_of<BQ>(BH, H, Tq, nqt);
+    const int64_t off = Tk - Tq;
+    const T *kb = head(k, sk, b, h), *vb = head(v, sv, b, h);
 
-    load_tile<T, DB>(Qs, DB, BQ, qb, sq.t, i0, Tq, D);
-    load_tile<T, DB>(Gs, DB, BQ, gb, sg.t, i0, Tq, D);
-    A lse_r[RW], di_r[RW], dqa[RW][NC];
+    load_tile<T, DB>(Qs, DB, BQ, head(q, sq, b, h), sq.t, i0, Tq, D);
+    load_tile<T, DB>(Gs, DB, BQ, head(dy, sg, b, h), sg.t, i0, Tq, D);
+    A lse_r[RW], di_r[RW], dqa[1][RW][NC];
+    zero(dqa);
 #pragma unroll
     for (int rr = 0; rr < RW; rr++) {
         const int r = warp * RW + rr;
         lse_r[rr] = r < nq ? lse[bh * Tq + i0 + r] : (A)0;
         di_r[rr] = r < nq ? Di[bh * Tq + i0 + r] : (A)0;
-#pragma unroll
-        for (int c = 0; c < NC; c++) dqa[rr][c] = 0;
     }
 
     const int64_t kend = i0 + nq + off;
@@ -439,67 +444,28 @@ __global__ void __launch_bounds__(NTHREADS)
         load_tile<T, DB>(Vs, KS, KT, vb, sv.t, j0, Tk, D);
         __syncthreads();
 
-        /* s[rr] = q[row rr] . k[key lane], dp[rr] = dy[row rr] . v[key lane] */
-        A s[RW], dp[RW];
-#pragma unroll
-        for (int rr = 0; rr < RW; rr++) s[rr] = dp[rr] = 0;
-        const A *kr = Ks + lane * KS, *vr = Vs + lane * KS;
-#pragma unroll 2
-        for (int d = 0; d < DB; d += VN) {
-            A kv[VN], vv[VN];
-            vec<A>::load(kr + d, kv);
-            vec<A>::load(vr + d, vv);
-#pragma unroll
-            for (int rr = 0; rr < RW; rr++) {
-                A qv[VN], gv[VN];
-                vec<A>::load(Qs + (warp * RW + rr) * DB + d, qv);
-                vec<A>::load(Gs + (warp * RW + rr) * DB + d, gv);
-#pragma unroll
-                for (int u = 0; u < VN; u++) {
-                    s[rr] = fma_(qv[u], kv[u], s[rr]);
-                    dp[rr] = fma_(gv[u], vv[u], dp[rr]);
-                }
-            }
-        }
+        /* s[0][rr] = q[row rr] . k[key lane], s[1][rr] = dy[row rr] . v[key lane] */
+        A s[2][RW];
+        row_dots<A, DB, RW, 2>(s, {Qs + warp * RW * DB, Gs + warp * RW * DB}, {Ks + lane * KS, Vs + lane * KS});
         const int64_t j = j0 + lane;
 #pragma unroll
         for (int rr = 0; rr < RW; rr++) {
             const int r = warp * RW + rr;
             const bool ok = r < nq && j < Tk && j <= i0 + r + off;
-            const A p = ok ? sgt_exp(s[rr] * scale - lse_r[rr]) : (A)0;
-            Ss[r * KT + lane] = ok ? p * (dp[rr] - di_r[rr]) : (A)0;
+            const A p = ok ? sgt_exp(s[0][rr] * scale - lse_r[rr]) : (A)0;
+            Ss[r * KT + lane] = ok ? p * (s[1][rr] - di_r[rr]) : (A)0;
         }
         __syncwarp();
         /* dq[rr] += sum_jj dS[rr][jj] k[jj] (columns 32 c + lane) */
-#pragma unroll 1
-        for (int jj = 0; jj < KT; jj += VN) {
-            A kv[VN][NC];
-#pragma unroll
-            for (int u = 0; u < VN; u++)
-#pragma unroll
-                for (int c = 0; c < NC; c++) kv[u][c] = Ks[(jj + u) * KS + c * 32 + lane];
-#pragma unroll
-            for (int rr = 0; rr < RW; rr++) {
-                A sv_[VN];
-                vec<A>::load(Ss + (warp * RW + rr) * KT + jj, sv_);
-#pragma unroll
-                for (int u = 0; u < VN; u++)
-#pragma unroll
-                    for (int c = 0; c < NC; c++) dqa[rr][c] = fma_(sv_[u], kv[u][c], dqa[rr][c]);
-            }
-        }
+        rows_acc<A, DB, RW, 1, KS>(dqa, {Ss + warp * RW * KT}, {Ks}, lane);
     }
 
-    T *dqb = dq + b * sdq.b + h * sdq.h;
+    T *dqb = head(dq, sdq, b, h);
 #pragma unroll
     for (int rr = 0; rr < RW; rr++) {
         const int r = warp * RW + rr;
         if (r >= nq) continue;
-#pragma unroll
-        for (int c = 0; c < NC; c++) {
-            const int d = c * 32 + lane;
-            if (d < D) dqb[(i0 + r) * sdq.t + d] = io<T>::st(dqa[rr][c] * scale);
-        }
+        store_row<true, T>(dqb + (i0 + r) * sdq.t, dqa[0][rr], scale, lane, D);
     }
 }
 
