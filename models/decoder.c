@@ -58,12 +58,12 @@ void gpt_decoder_destroy(gpt_decoder *d) {
 /* the last position's logits [.., V] to host f32 */
 static const float *read_logits(gpt_decoder *d, sgt_tensor *lg) {
     const int64_t V = d->m->cfg.vocab;
-    sgt_tensor *row = sgt_alias(&d->c, lg); /* the last row only: [V] */
-    row->ndim = 1;
-    row->shape[0] = V;
-    row->stride[0] = lg->stride[lg->ndim - 1];
-    row->offset = lg->offset + (sgt_numel(lg) / V - 1) * lg->stride[lg->ndim - 2];
-    sgt_copy_to_host(row, d->staging);
+    sgt_tensor row = *lg; /* the last row only: [V] (a struct on the stack: nothing allocated per token) */
+    row.ndim = 1;
+    row.shape[0] = V;
+    row.stride[0] = lg->stride[lg->ndim - 1];
+    row.offset = lg->offset + (sgt_numel(lg) / V - 1) * lg->stride[lg->ndim - 2];
+    sgt_copy_to_host(&row, d->staging);
     if (lg->dtype == SGT_F32) memcpy(d->host, d->staging, sizeof(float) * (size_t)V);
     else if (lg->dtype == SGT_BF16)
         for (int64_t i = 0; i < V; i++) d->host[i] = sgt_bf16_to_f32(((const uint16_t *)d->staging)[i]);

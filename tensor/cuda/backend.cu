@@ -44,7 +44,7 @@ void sgt_cuda_launch_check(const char *kernel, const char *file, int line) {
     if (e != cudaSuccess)
         sgt_fail_at(file, line, "CUDA kernel %s failed to launch: %s (%s)", kernel, cudaGetErrorName(e),
                     cudaGetErrorString(e));
-    if (g.sync_each_launch) {
+    if (g.sync_each_launch && !sgt_cuda_graph_recording()) { /* a recording cannot wait for the device */
         e = cudaStreamSynchronize(g.stream);
         if (e != cudaSuccess)
             sgt_fail_at(file, line, "CUDA kernel %s failed: %s (%s) (SGT_CUDA_SYNC=1)", kernel, cudaGetErrorName(e),

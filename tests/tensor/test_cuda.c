@@ -720,6 +720,14 @@ static int f_index_add(sgt_ctx *c, sgt_tensor **in, sgt_tensor **out, const void
     return 1;
 }
 
+/* in[0] [V, W] buffer; rows go to its columns 2..2+C (strided dst rows) */
+static int f_index_copy(sgt_ctx *c, sgt_tensor **in, sgt_tensor **out, const void *arg) {
+    (void)arg;
+    sgt_index_copy_rows(c, sgt_narrow(c, in[0], 1, 2, in[2]->shape[1]), in[1], in[2]);
+    out[0] = in[0];
+    return 1;
+}
+
 static int f_topk(sgt_ctx *c, sgt_tensor **in, sgt_tensor **out, const void *arg) {
     sgt_topk(c, in[0], *(const int *)arg, &out[0], &out[1]);
     return 2;
@@ -773,6 +781,12 @@ static void t_index_ops(void **s) {
             sgt_tensor *in[3] = {rnd(dt, SGT_SHAPE(50, 33), 610, -1, 1), rand_idx(SGT_SHAPE(3, 43), 611, 50),
                                  tr ? rnd(dt, SGT_SHAPE(43, 3, 33), 612, -1, 1) : rnd(dt, SGT_SHAPE(3, 43, 33), 612, -1, 1)};
             check_case(WHAT("index_add_rows %s%s", tn, tr ? " of permuted rows" : ""), f_index_add, &btr, 3, in, EXACT);
+        }
+        /* index_copy_rows (EXACT: byte copies; repeated indices keep the last row, as the CPU) */
+        {
+            sgt_tensor *in[3] = {rnd(dt, SGT_SHAPE(50, 40), 615, -1, 1), rand_idx(SGT_SHAPE(37), 616, 50),
+                                 rnd(dt, SGT_SHAPE(37, 33), 617, -1, 1)};
+            check_case(WHAT("index_copy_rows %s", tn), f_index_copy, NULL, 3, in, EXACT);
         }
         /* top-k (EXACT: values are inputs, indices integers) with distinct values, ties and NaN */
         for (int v = 0; v < 3; v++) {
