@@ -967,6 +967,22 @@ template <typename T, int DB> void fwd_run(const sgt_opcall *call) {
     CUDA_LAUNCH_CHECK("k_attn_fwd");
 }
 
+/* Di = dy . y for every query row (k_attn_di), into the scratch buffer; NULL without rows. Both
+ * backward paths start with it. */
+template <typename T> typename io<T>::A *run_di(const sgt_opcall *call) {
+    typedef typename io<T>::A A;
+    const sgt_tensor *q = call->src[0], *y = call->src[3], *dy = call->src[5];
+    const int64_t H = q->shape[1], Tq = q->shape[2], rows = q->shape[0] * H * Tq;
+    if (rows <= 0) return NULL;
+    A *Di = (A *)sgt_cuda_scratch(sizeof(A) * (size_t)rows);
+    const int warps = NTHREADS / 32;
+    const int64_t blocks = (rows + warps - 1) / warps;
+    k_attn_di<T><<<blocks > 65536 ? 65536u : (unsigned)blocks, NTHREADS, 0, sgt_cuda_stream()>>>(
+        (const T *)sgt_ptr(y), (const T *)sgt_ptr(dy), Di, strides_of(y), strides_of(dy), H, Tq, (int)q->shape[3], rows);
+    CUDA_LAUNCH_CHECK("k_attn_di");
+    return Di;
+}
+
 template <typename T, int DB> void bwd_run(const sgt_opcall *call) {
     typedef typename io<T>::A A;
     constexpr int RW = bwd_rw<A>(), BT = NWARP * RW;
@@ -974,7 +990,7 @@ template <typename T, int DB> void bwd_run(const sgt_opcall *call) {
     static bool done_kv = false, done_q = false;
     use_smem(k_attn_bwd_kv<T, DB, RW>, smem_kv, "k_attn_bwd_kv", &done_kv);
     use_smem(k_attn_bwd_q<T, DB, RW>, smem_q, "k_attn_bwd_q", &done_q);
-    const sgt_tensor *q = call->src[0], *k = call->src[1], *v = call->src[2], *y = call->src[3], *lse = call->src[4];
+    const sgt_tensor *q = call->src[0], *k = call->src[1], *v = call->src[2], *lse = call->src[4];
     const sgt_tensor *dy = call->src[5];
     sgt_tensor *dq = call->dst[0], *dk = call->dst[1], *dv = call->dst[2];
     const int64_t B = q->shape[0], H = q->shape[1], Tq = q->shape[2], Tk = k->shape[2];
@@ -982,15 +998,7 @@ template <typename T, int DB> void bwd_run(const sgt_opcall *call) {
     const int64_t BH = B * H, rows = BH * Tq;
     const A scale = (A)call->fp[0];
     cudaStream_t s = sgt_cuda_stream();
-    A *Di = NULL;
-    if (rows > 0) {
-        Di = (A *)sgt_cuda_scratch(sizeof(A) * (size_t)rows);
-        const int warps = NTHREADS / 32;
-        const int64_t blocks = (rows + warps - 1) / warps;
-        k_attn_di<T><<<blocks > 65536 ? 65536u : (unsigned)blocks, NTHREADS, 0, s>>>(
-            (const T *)sgt_ptr(y), (const T *)sgt_ptr(dy), Di, strides_of(y), strides_of(dy), H, Tq, D, rows);
-        CUDA_LAUNCH_CHECK("k_attn_di");
-    }
+    A *Di = run_di<T>(call);
     /* every key gets its dk, dv written (zeros when no query sees it, e.g. Tq = 0) */
     const int64_t nkt = (Tk + BT - 1) / BT, nqt = (Tq + BT - 1) / BT;
     k_attn_bwd_kv<T, DB, RW><<<grid_of(BH * nkt, "attention_bwd"), NTHREADS, smem_kv, s>>>(
@@ -1081,23 +1089,14 @@ void bwd_tc_run(const sgt_opcall *call) {
     static bool done_kv = false, done_q = false;
     use_smem(k_attn_bwd_kv_tc, tc_bwd_lay::kv_bytes, "k_attn_bwd_kv_tc", &done_kv);
     use_smem(k_attn_bwd_q_tc, tc_bwd_lay::q_bytes, "k_attn_bwd_q_tc", &done_q);
-    const sgt_tensor *q = call->src[0], *k = call->src[1], *v = call->src[2], *y = call->src[3], *lse = call->src[4];
+    const sgt_tensor *q = call->src[0], *k = call->src[1], *v = call->src[2], *lse = call->src[4];
     const sgt_tensor *dy = call->src[5];
     sgt_tensor *dq = call->dst[0], *dk = call->dst[1], *dv = call->dst[2];
     const int64_t B = q->shape[0], H = q->shape[1], Tq = q->shape[2], Tk = k->shape[2];
-    const int D = (int)q->shape[3];
     const int64_t BH = B * H, rows = BH * Tq;
     const float scale = (float)call->fp[0];
     cudaStream_t s = sgt_cuda_stream();
-    float *Di = NULL;
-    if (rows > 0) {
-        Di = (float *)sgt_cuda_scratch(sizeof(float) * (size_t)rows);
-        const int warps = NTHREADS / 32;
-        const int64_t blocks = (rows + warps - 1) / warps;
-        k_attn_di<T><<<blocks > 65536 ? 65536u : (unsigned)blocks, NTHREADS, 0, s>>>(
-            (const T *)sgt_ptr(y), (const T *)sgt_ptr(dy), Di, strides_of(y), strides_of(dy), H, Tq, D, rows);
-        CUDA_LAUNCH_CHECK("k_attn_di");
-    }
+    float *Di = run_di<T>(call);
     /* every key gets its dk, dv written (zeros when no query sees it, e.g. Tq = 0) */
     const int64_t nkt = (Tk + 63) / 64, nqt = (Tq + TC_BQ - 1) / TC_BQ;
     k_attn_bwd_kv_tc<<<grid_of(BH * nkt, "attention_bwd"), NTHREADS, tc_bwd_lay::kv_bytes, s>>>(
