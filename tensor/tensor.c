@@ -10,7 +10,7 @@
 #include "ops.h"
 
 const sgt_op_info sgt_ops[SGT_NOPS] = {
-#define SGT_OP(e, n, v) [SGT_OP_##e] = {n, v},
+#define SGT_OP(e, n, v, f) [SGT_OP_##e] = {n, v},
 #include "op_list.h"
 #undef SGT_OP
 };

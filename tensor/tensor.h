@@ -35,7 +35,7 @@ typedef struct sgt_tensor {
 } sgt_tensor;
 
 typedef enum {
-#define SGT_OP(e, n, v) SGT_OP_##e,
+#define SGT_OP(e, n, v, f) SGT_OP_##e,
 #include "op_list.h"
 #undef SGT_OP
     SGT_NOPS

@@ -3,6 +3,7 @@
 #ifndef SGT_CPU_H
 #define SGT_CPU_H
 
+#include "../kernel_list.h"
 #include "../tensor.h"
 
 /* Below this many elements an op runs on one thread (fork/join costs more than it saves). */
@@ -26,15 +27,8 @@ void sgt_iter_init(sgt_iter *it, int nop, sgt_tensor *const *ops);
 typedef void (*sgt_row_fn)(void *user, int64_t n, char **ptrs, const int64_t *strides);
 void sgt_iter_run(const sgt_iter *it, sgt_row_fn row, void *user);
 
-#define SGT_KERNELS(X) \
-    X(copy) X(cast) X(fill) X(rng_uniform) X(rng_normal) X(binary) X(unary) X(unary_bwd) X(cmp) X(where) \
-    X(masked_fill) X(reduce) X(argmax) X(softmax) X(softmax_bwd) X(matmul) X(embedding) X(index_add_rows) \
-    X(index_copy_rows) \
-    X(cross_entropy) X(cross_entropy_bwd) X(rmsnorm) X(rmsnorm_bwd) X(layernorm) X(layernorm_bwd) X(topk) \
-    X(gather_last) X(scatter_add_last) X(concat) X(adamw) X(bsparse_swiglu) X(bsparse_swiglu_bwd) X(attention) \
-    X(attention_bwd) X(swiglu) X(swiglu_bwd)
 #define SGT_DECL_KERNEL(k) void sgt_cpu_##k(const sgt_opcall *call);
-SGT_KERNELS(SGT_DECL_KERNEL)
+SGT_KERNEL_FAMILIES(SGT_DECL_KERNEL)
 #undef SGT_DECL_KERNEL
 
 #endif

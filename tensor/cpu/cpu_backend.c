@@ -1,62 +1,15 @@
-/* cpu_backend.c: the CPU backend's row of the op table: which kernel runs each op. */
+/* cpu_backend.c: the CPU backend's row of the op table (which kernel runs each op, from op_list.h)
+ * and which ops take bf16 themselves. */
 #include "cpu.h"
 
+/* from op_list.h's family column: op e runs sgt_cpu_<family>; views run no kernel */
+#define sgt_cpu_view NULL
 const sgt_kernel sgt_cpu_kernels[SGT_NOPS] = {
-    [SGT_OP_COPY] = sgt_cpu_copy,
-    [SGT_OP_CAST] = sgt_cpu_cast,
-    [SGT_OP_FILL] = sgt_cpu_fill,
-    [SGT_OP_RNG_UNIFORM] = sgt_cpu_rng_uniform,
-    [SGT_OP_RNG_NORMAL] = sgt_cpu_rng_normal,
-    [SGT_OP_ADD] = sgt_cpu_binary,
-    [SGT_OP_SUB] = sgt_cpu_binary,
-    [SGT_OP_MUL] = sgt_cpu_binary,
-    [SGT_OP_DIV] = sgt_cpu_binary,
-    [SGT_OP_ADD_SCALAR] = sgt_cpu_unary,
-    [SGT_OP_MUL_SCALAR] = sgt_cpu_unary,
-    [SGT_OP_POW_SCALAR] = sgt_cpu_unary,
-    [SGT_OP_NEG] = sgt_cpu_unary,
-    [SGT_OP_EXP] = sgt_cpu_unary,
-    [SGT_OP_LOG] = sgt_cpu_unary,
-    [SGT_OP_SQRT] = sgt_cpu_unary,
-    [SGT_OP_RSQRT] = sgt_cpu_unary,
-    [SGT_OP_TANH] = sgt_cpu_unary,
-    [SGT_OP_SIGMOID] = sgt_cpu_unary,
-    [SGT_OP_SILU] = sgt_cpu_unary,
-    [SGT_OP_GELU] = sgt_cpu_unary,
-    [SGT_OP_RELU] = sgt_cpu_unary,
-    [SGT_OP_UNARY_BWD] = sgt_cpu_unary_bwd,
-    [SGT_OP_SUM] = sgt_cpu_reduce,
-    [SGT_OP_MEAN] = sgt_cpu_reduce,
-    [SGT_OP_MAX] = sgt_cpu_reduce,
-    [SGT_OP_ARGMAX] = sgt_cpu_argmax,
-    [SGT_OP_SOFTMAX] = sgt_cpu_softmax,
-    [SGT_OP_LOG_SOFTMAX] = sgt_cpu_softmax,
-    [SGT_OP_SOFTMAX_BWD] = sgt_cpu_softmax_bwd,
-    [SGT_OP_MATMUL] = sgt_cpu_matmul,
-    [SGT_OP_EMBEDDING] = sgt_cpu_embedding,
-    [SGT_OP_INDEX_ADD_ROWS] = sgt_cpu_index_add_rows,
-    [SGT_OP_INDEX_COPY_ROWS] = sgt_cpu_index_copy_rows,
-    [SGT_OP_CROSS_ENTROPY] = sgt_cpu_cross_entropy,
-    [SGT_OP_CROSS_ENTROPY_BWD] = sgt_cpu_cross_entropy_bwd,
-    [SGT_OP_RMSNORM] = sgt_cpu_rmsnorm,
-    [SGT_OP_RMSNORM_BWD] = sgt_cpu_rmsnorm_bwd,
-    [SGT_OP_LAYERNORM] = sgt_cpu_layernorm,
-    [SGT_OP_LAYERNORM_BWD] = sgt_cpu_layernorm_bwd,
-    [SGT_OP_TOPK] = sgt_cpu_topk,
-    [SGT_OP_GATHER_LAST] = sgt_cpu_gather_last,
-    [SGT_OP_SCATTER_ADD_LAST] = sgt_cpu_scatter_add_last,
-    [SGT_OP_CMP] = sgt_cpu_cmp,
-    [SGT_OP_WHERE] = sgt_cpu_where,
-    [SGT_OP_MASKED_FILL] = sgt_cpu_masked_fill,
-    [SGT_OP_CONCAT] = sgt_cpu_concat,
-    [SGT_OP_ADAMW] = sgt_cpu_adamw,
-    [SGT_OP_BSPARSE_SWIGLU] = sgt_cpu_bsparse_swiglu,
-    [SGT_OP_BSPARSE_SWIGLU_BWD] = sgt_cpu_bsparse_swiglu_bwd,
-    [SGT_OP_ATTENTION] = sgt_cpu_attention,
-    [SGT_OP_ATTENTION_BWD] = sgt_cpu_attention_bwd,
-    [SGT_OP_SWIGLU] = sgt_cpu_swiglu,
-    [SGT_OP_SWIGLU_BWD] = sgt_cpu_swiglu_bwd,
+#define SGT_OP(e, n, v, f) [SGT_OP_##e] = sgt_cpu_##f,
+#include "../op_list.h"
+#undef SGT_OP
 };
+#undef sgt_cpu_view
 
 /* Ops whose CPU kernels take bf16 operands themselves; every other op meets bf16 through the
  * dispatch point's promotion (f32 temporaries around the f32 kernel, tensor.c): on the CPU bf16

@@ -167,61 +167,13 @@ void *sgt_cuda_host_scratch(size_t nbytes) {
 /* ---- the op table (the same bindings as cpu/cpu_backend.c) ---- */
 
 extern "C" void sgt_cuda_register_kernels(void) {
+    /* from op_list.h's family column: op e runs sgt_cuda_<family>; views run no kernel */
     sgt_kernel *t = sgt_cuda_kernel_table;
-    t[SGT_OP_COPY] = sgt_cuda_copy;
-    t[SGT_OP_CAST] = sgt_cuda_cast;
-    t[SGT_OP_FILL] = sgt_cuda_fill;
-    t[SGT_OP_RNG_UNIFORM] = sgt_cuda_rng_uniform;
-    t[SGT_OP_RNG_NORMAL] = sgt_cuda_rng_normal;
-    t[SGT_OP_ADD] = sgt_cuda_binary;
-    t[SGT_OP_SUB] = sgt_cuda_binary;
-    t[SGT_OP_MUL] = sgt_cuda_binary;
-    t[SGT_OP_DIV] = sgt_cuda_binary;
-    t[SGT_OP_ADD_SCALAR] = sgt_cuda_unary;
-    t[SGT_OP_MUL_SCALAR] = sgt_cuda_unary;
-    t[SGT_OP_POW_SCALAR] = sgt_cuda_unary;
-    t[SGT_OP_NEG] = sgt_cuda_unary;
-    t[SGT_OP_EXP] = sgt_cuda_unary;
-    t[SGT_OP_LOG] = sgt_cuda_unary;
-    t[SGT_OP_SQRT] = sgt_cuda_unary;
-    t[SGT_OP_RSQRT] = sgt_cuda_unary;
-    t[SGT_OP_TANH] = sgt_cuda_unary;
-    t[SGT_OP_SIGMOID] = sgt_cuda_unary;
-    t[SGT_OP_SILU] = sgt_cuda_unary;
-    t[SGT_OP_GELU] = sgt_cuda_unary;
-    t[SGT_OP_RELU] = sgt_cuda_unary;
-    t[SGT_OP_UNARY_BWD] = sgt_cuda_unary_bwd;
-    t[SGT_OP_SUM] = sgt_cuda_reduce;
-    t[SGT_OP_MEAN] = sgt_cuda_reduce;
-    t[SGT_OP_MAX] = sgt_cuda_reduce;
-    t[SGT_OP_ARGMAX] = sgt_cuda_argmax;
-    t[SGT_OP_SOFTMAX] = sgt_cuda_softmax;
-    t[SGT_OP_LOG_SOFTMAX] = sgt_cuda_softmax;
-    t[SGT_OP_SOFTMAX_BWD] = sgt_cuda_softmax_bwd;
-    t[SGT_OP_MATMUL] = sgt_cuda_matmul;
-    t[SGT_OP_EMBEDDING] = sgt_cuda_embedding;
-    t[SGT_OP_INDEX_ADD_ROWS] = sgt_cuda_index_add_rows;
-    t[SGT_OP_INDEX_COPY_ROWS] = sgt_cuda_index_copy_rows;
-    t[SGT_OP_CROSS_ENTROPY] = sgt_cuda_cross_entropy;
-    t[SGT_OP_CROSS_ENTROPY_BWD] = sgt_cuda_cross_entropy_bwd;
-    t[SGT_OP_RMSNORM] = sgt_cuda_rmsnorm;
-    t[SGT_OP_RMSNORM_BWD] = sgt_cuda_rmsnorm_bwd;
-    t[SGT_OP_LAYERNORM] = sgt_cuda_layernorm;
-    t[SGT_OP_LAYERNORM_BWD] = sgt_cuda_layernorm_bwd;
-    t[SGT_OP_TOPK] = sgt_cuda_topk;
-    t[SGT_OP_GATHER_LAST] = sgt_cuda_gather_last;
-    t[SGT_OP_SCATTER_ADD_LAST] = sgt_cuda_scatter_add_last;
-    t[SGT_OP_CMP] = sgt_cuda_cmp;
-    t[SGT_OP_WHERE] = sgt_cuda_where;
-    t[SGT_OP_MASKED_FILL] = sgt_cuda_masked_fill;
-    t[SGT_OP_CONCAT] = sgt_cuda_concat;
-    t[SGT_OP_ADAMW] = sgt_cuda_adamw;
-    t[SGT_OP_BSPARSE_SWIGLU] = sgt_cuda_bsparse_swiglu;
-    t[SGT_OP_BSPARSE_SWIGLU_BWD] = sgt_cuda_bsparse_swiglu_bwd;
-    t[SGT_OP_ATTENTION] = sgt_cuda_attention;
-    t[SGT_OP_ATTENTION_BWD] = sgt_cuda_attention_bwd;
-    t[SGT_OP_SWIGLU] = sgt_cuda_swiglu;
-    t[SGT_OP_SWIGLU_BWD] = sgt_cuda_swiglu_bwd;
+#define sgt_cuda_view NULL
+#define SGT_OP(e, n, v, f) t[SGT_OP_##e] = sgt_cuda_##f;
+#include "../op_list.h"
+#undef SGT_OP
+#undef sgt_cuda_view
     /* ops whose kernels take bf16 themselves (the mixed-precision hot path); the others meet bf16
      * through the dispatch point's f32 promotion */
     bool *n = sgt_cuda_bf16_table;

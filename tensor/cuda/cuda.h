@@ -20,6 +20,7 @@
 extern "C" {
 #include "../ops.h"
 }
+#include "../kernel_list.h"
 #include "backend.h"
 
 /* Fails through SGT_FAIL-style reporting with the call, the CUDA error and file:line. */
@@ -94,16 +95,9 @@ __device__ __forceinline__ double sgt_tanh(double x) { return tanh(x); }
 __device__ __forceinline__ float sgt_pow(float x, float y) { return powf(x, y); }
 __device__ __forceinline__ double sgt_pow(double x, double y) { return pow(x, y); }
 
-/* The kernels, one per op family; backend.cu binds them to ops like cpu/cpu_backend.c does. */
-#define SGT_CUDA_KERNELS(X) \
-    X(copy) X(cast) X(fill) X(rng_uniform) X(rng_normal) X(binary) X(unary) X(unary_bwd) X(cmp) X(where) \
-    X(masked_fill) X(reduce) X(argmax) X(softmax) X(softmax_bwd) X(matmul) X(embedding) X(index_add_rows) \
-    X(index_copy_rows) \
-    X(cross_entropy) X(cross_entropy_bwd) X(rmsnorm) X(rmsnorm_bwd) X(layernorm) X(layernorm_bwd) X(topk) \
-    X(gather_last) X(scatter_add_last) X(concat) X(adamw) X(bsparse_swiglu) X(bsparse_swiglu_bwd) X(attention) \
-    X(attention_bwd) X(swiglu) X(swiglu_bwd)
+/* The kernels, one per op family (kernel_list.h); backend.cu binds them to ops from op_list.h. */
 #define SGT_CUDA_DECL_KERNEL(k) void sgt_cuda_##k(const sgt_opcall *call);
-SGT_CUDA_KERNELS(SGT_CUDA_DECL_KERNEL)
+SGT_KERNEL_FAMILIES(SGT_CUDA_DECL_KERNEL)
 #undef SGT_CUDA_DECL_KERNEL
 
 #endif
