@@ -50,4 +50,42 @@ template <typename T> __device__ __forceinline__ T sgt_block_sum(T v, T *sh) {
     return sgt_block_reduce(v, sgt_sum_op(), (T)0, sh);
 }
 
+/* The order of argmax and top-k: is (a, ia) better than (b, ib)? NaN beats every number (the
+ * lower index among NaNs), then the larger value, ties to the lower index: strict and total. */
+template <typename T, typename I> __device__ __forceinline__ bool sgt_better(T a, I ia, T b, I ib) {
+    if (a != a) return b == b || ia < ib;
+    if (b != b) return false;
+    return a > b || (a == b && ia < ib);
+}
+
+/* The best (value, index) pair of the warp under sgt_better, into lane 0; bi < 0 means none. */
+template <typename T, typename I> __device__ __forceinline__ void sgt_warp_best(T &best, I &bi) {
+#pragma unroll
+    for (int off = 16; off > 0; off >>= 1) {
+        const T ov = __shfl_down_sync(SGT_FULL_MASK, best, off);
+        const I oi = __shfl_down_sync(SGT_FULL_MASK, bi, off);
+        if (oi >= 0 && (bi < 0 || sgt_better(ov, oi, best, bi))) {
+            best = ov;
+            bi = oi;
+        }
+    }
+}
+
+/* The same over the block: the result lands in thread 0's best and bi (the others' are partial).
+ * shv, shi: 32 slots of shared memory each. */
+template <typename T, typename I> __device__ void sgt_block_best(T &best, I &bi, T *shv, I *shi) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarp = blockDim.x >> 5;
+    sgt_warp_best(best, bi);
+    if (lane == 0) {
+        shv[warp] = best;
+        shi[warp] = bi;
+    }
+    __syncthreads();
+    if (warp == 0) {
+        best = lane < nwarp ? shv[lane] : (T)0;
+        bi = lane < nwarp ? shi[lane] : (I)-1;
+        sgt_warp_best(best, bi);
+    }
+}
+
 #endif

@@ -145,18 +145,12 @@ void sgt_cuda_index_add_rows(const sgt_opcall *call) {
 /* ---- top-k: one block per row, k rounds of a block-wide "best not yet taken" ----
  * The order (NaN largest, then value, ties to the lower index) is strict and total, so "not yet
  * taken" is simply "after the previous winner in that order", and the result is exact. */
-template <typename T> __device__ __forceinline__ bool topk_better(T a, int32_t ia, T b, int32_t ib) {
-    if (a != a) return b == b || ia < ib;
-    if (b != b) return false;
-    return a > b || (a == b && ia < ib);
-}
 
 template <typename T> __global__ void k_topk(const T *x, T *vals, int32_t *inds, int64_t rows, int64_t n, int64_t k) {
     __shared__ T shv[32];
     __shared__ int32_t shi[32];
     __shared__ T prev_v;
     __shared__ int32_t prev_i;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarp = blockDim.x >> 5;
     for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
         const T *xr = x + r * n;
         for (int64_t p = 0; p < k; p++) {
@@ -164,44 +158,18 @@ template <typename T> __global__ void k_topk(const T *x, T *vals, int32_t *inds,
             int32_t bi = -1; /* -1: none */
             for (int32_t i = threadIdx.x; i < (int32_t)n; i += blockDim.x) {
                 const T v = xr[i];
-                if (p > 0 && !topk_better(prev_v, prev_i, v, i)) continue; /* taken already */
-                if (bi < 0 || topk_better(v, i, best, bi)) {
+                if (p > 0 && !sgt_better(prev_v, prev_i, v, i)) continue; /* taken already */
+                if (bi < 0 || sgt_better(v, i, best, bi)) {
                     best = v;
                     bi = i;
                 }
             }
-#pragma unroll
-            for (int off = 16; off > 0; off >>= 1) {
-                const T ov = __shfl_down_sync(SGT_FULL_MASK, best, off);
-                const int32_t oi = __shfl_down_sync(SGT_FULL_MASK, bi, off);
-                if (oi >= 0 && (bi < 0 || topk_better(ov, oi, best, bi))) {
-                    best = ov;
-                    bi = oi;
-                }
-            }
-            if (lane == 0) {
-                shv[warp] = best;
-                shi[warp] = bi;
-            }
-            __syncthreads();
-            if (warp == 0) {
-                best = lane < nwarp ? shv[lane] : (T)0;
-                bi = lane < nwarp ? shi[lane] : -1;
-#pragma unroll
-                for (int off = 16; off > 0; off >>= 1) {
-                    const T ov = __shfl_down_sync(SGT_FULL_MASK, best, off);
-                    const int32_t oi = __shfl_down_sync(SGT_FULL_MASK, bi, off);
-                    if (oi >= 0 && (bi < 0 || topk_better(ov, oi, best, bi))) {
-                        best = ov;
-                        bi = oi;
-                    }
-                }
-                if (lane == 0) {
-                    vals[r * k + p] = best;
-                    inds[r * k + p] = bi;
-                    prev_v = best;
-                    prev_i = bi;
-                }
+            sgt_block_best(best, bi, shv, shi);
+            if (threadIdx.x == 0) {
+                vals[r * k + p] = best;
+                inds[r * k + p] = bi;
+                prev_v = best;
+                prev_i = bi;
             }
             __syncthreads();
         }

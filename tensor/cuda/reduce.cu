@@ -117,58 +117,25 @@ void sgt_cuda_reduce(const sgt_opcall *call) {
     else reduce_typed<double>(call);
 }
 
-/* ---- argmax ---- */
-
-/* is (a, ia) a better maximum than (b, ib)? NaN beats numbers; ties go to the lower index. */
-template <typename T> __device__ __forceinline__ bool argmax_better(T a, int64_t ia, T b, int64_t ib) {
-    const bool na = a != a, nb = b != b;
-    if (na || nb) return na && (!nb || ia < ib);
-    return a > b || (a == b && ia < ib);
-}
+/* ---- argmax: the first best element of each output's run, in sgt_better's order (block.cuh:
+ * NaN beats numbers, ties go to the lower index) ---- */
 
 template <typename T> __global__ void k_argmax(const T *x, int32_t *y, reduce_plan p) {
     __shared__ T shv[32];
     __shared__ int64_t shi[32];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarp = blockDim.x >> 5;
     for (int64_t o = blockIdx.x; o < p.nout; o += gridDim.x) {
         const T *xo = x + offset_from(o, p.nk, p.kshape, p.kstride);
         T best = 0;
         int64_t bi = -1; /* -1: nothing seen */
         for (int64_t r = threadIdx.x; r < p.ninner; r += blockDim.x) {
             const T v = xo[offset_from(r, p.nr, p.rshape, p.rstride)];
-            if (bi < 0 || argmax_better(v, r, best, bi)) {
+            if (bi < 0 || sgt_better(v, r, best, bi)) {
                 best = v;
                 bi = r;
             }
         }
-#pragma unroll
-        for (int off = 16; off > 0; off >>= 1) {
-            const T ov = __shfl_down_sync(SGT_FULL_MASK, best, off);
-            const int64_t oi = __shfl_down_sync(SGT_FULL_MASK, bi, off);
-            if (oi >= 0 && (bi < 0 || argmax_better(ov, oi, best, bi))) {
-                best = ov;
-                bi = oi;
-            }
-        }
-        if (lane == 0) {
-            shv[warp] = best;
-            shi[warp] = bi;
-        }
-        __syncthreads();
-        if (warp == 0) {
-            best = lane < nwarp ? shv[lane] : (T)0;
-            bi = lane < nwarp ? shi[lane] : -1;
-#pragma unroll
-            for (int off = 16; off > 0; off >>= 1) {
-                const T ov = __shfl_down_sync(SGT_FULL_MASK, best, off);
-                const int64_t oi = __shfl_down_sync(SGT_FULL_MASK, bi, off);
-                if (oi >= 0 && (bi < 0 || argmax_better(ov, oi, best, bi))) {
-                    best = ov;
-                    bi = oi;
-                }
-            }
-            if (lane == 0) y[o] = (int32_t)(bi < 0 ? 0 : bi);
-        }
+        sgt_block_best(best, bi, shv, shi);
+        if (threadIdx.x == 0) y[o] = (int32_t)(bi < 0 ? 0 : bi);
         __syncthreads();
     }
 }
