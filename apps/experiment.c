@@ -165,6 +165,10 @@ int exp_resolve_device(const char *flag, sgt_device *dev, char *err, size_t errn
     return 0;
 }
 
+sgt_dtype exp_compute_dtype(const char *precision, sgt_device dev) {
+    return !strcmp(precision, "bf16") || (!strcmp(precision, "auto") && dev == SGT_CUDA) ? SGT_BF16 : SGT_F32;
+}
+
 double exp_val_nll(sgt_ctx *c, const gpt_model *m, const uint16_t *tokens, uint64_t n, int64_t B, int64_t T,
                    int64_t max_tokens, int64_t *n_predicted) {
     sgt_val_iter it;

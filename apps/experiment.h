@@ -38,6 +38,9 @@ int exp_config_from_json(const cJSON *j, gpt_config *cfg, char *err, size_t errn
 /* "auto" -> the CPU when no CUDA device is usable (says so on stderr); "cuda" without one is an
  * error. */
 int exp_resolve_device(const char *flag, sgt_device *dev, char *err, size_t errn);
+/* --precision auto|f32|bf16 -> the models' compute dtype: auto is bf16 mixed precision on a GPU
+ * and f32 on the CPU (where bf16 is only emulated). */
+sgt_dtype exp_compute_dtype(const char *precision, sgt_device dev);
 
 /* Mean NLL over the validation windows (at most max_tokens predicted tokens when > 0), batch B. */
 double exp_val_nll(sgt_ctx *c, const gpt_model *m, const uint16_t *tokens, uint64_t n, int64_t B, int64_t T,

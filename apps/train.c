@@ -137,8 +137,7 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
         FAIL("%s", err);
     cfg.vocab = sgt_tokenizer_vocab_size(data->tok); /* the presets' vocab serves unit tests; the data decides */
     cfg.ffn_skip = !strcmp(a->ffn_path, "skip");
-    /* auto: bf16 mixed precision on a GPU, f32 on the CPU (where bf16 is only emulated) */
-    cfg.compute = !strcmp(a->precision, "bf16") || (!strcmp(a->precision, "auto") && dev == SGT_CUDA) ? SGT_BF16 : SGT_F32;
+    cfg.compute = exp_compute_dtype(a->precision, dev);
     cfg.composed_attention = !strcmp(a->attention, "composed");
     res.precision = cfg.compute == SGT_BF16 ? "bf16" : "f32";
     res.attention = a->attention;
