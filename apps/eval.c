@@ -95,14 +95,9 @@ static int32_t pick(const float *l, int64_t V, double temperature, uint64_t seed
 /* Prefills `prompt` then generates ngen tokens one at a time with the batch-1 decoder
  * (models/decoder.h: a device KV cache; on CUDA each step after the second is one replayed CUDA
  * graph). Per-token times in ms go to times[ngen]; returns the prefill time in seconds; generated
- * ids to out. Decoding runs in the weights' dtype (f32): under --precision bf16 every step would
- * otherwise re-cast the f32 weights, reading them twice. */
-static double decode_run(const gpt_model *m, sgt_device dev, const int32_t *prompt, int64_t np, int64_t ngen,
-                         double temperature, uint64_t seed, double *times, int32_t *out) {
-    (void)dev;
-    gpt_model *mm = (gpt_model *)m;
-    const sgt_dtype compute = mm->cfg.compute;
-    mm->cfg.compute = SGT_F32;
+ * ids to out. The decoder computes in the weights' dtype (f32), whatever --precision says. */
+static double decode_run(const gpt_model *m, const int32_t *prompt, int64_t np, int64_t ngen, double temperature,
+                         uint64_t seed, double *times, int32_t *out) {
     gpt_decoder *d = gpt_decoder_create(m, np + ngen, true);
     const int64_t V = m->cfg.vocab;
     double t0 = exp_now();
@@ -115,7 +110,6 @@ static double decode_run(const gpt_model *m, sgt_device dev, const int32_t *prom
         times[i] = 1e3 * (exp_now() - t);
     }
     gpt_decoder_destroy(d);
-    mm->cfg.compute = compute;
     return prefill;
 }
 
@@ -315,8 +309,7 @@ int main(int argc, char **argv) {
     sgt_set_threads((int)a.threads);
 
     loaded_model lm[2] = {{.kind = "dense"}, {.kind = "sparse"}};
-    const sgt_dtype compute =
-        !strcmp(a.precision, "bf16") || (!strcmp(a.precision, "auto") && dev == SGT_CUDA) ? SGT_BF16 : SGT_F32;
+    const sgt_dtype compute = exp_compute_dtype(a.precision, dev);
     for (int k = 0; k < 2; k++) load_model(&lm[k], a.output_dir, dev, compute, !strcmp(a.attention, "composed"));
     if (!lm[0].present && !lm[1].present)
         FAIL("no checkpoint in %s/dense or %s/sparse: run apps/train first", a.output_dir, a.output_dir);
@@ -350,8 +343,8 @@ int main(int argc, char **argv) {
         sgt_arena_reset(arena);
         for (int skip = 0; skip <= (lm[k].m->cfg.sparse ? 1 : 0); skip++) {
             gpt_set_ffn_skip(lm[k].m, skip);
-            decode_run(lm[k].m, dev, prompt, np, ng, 0, 1, times, gen); /* warm-up */
-            double pre = decode_run(lm[k].m, dev, prompt, np, ng, 0, 1, times, gen);
+            decode_run(lm[k].m, prompt, np, ng, 0, 1, times, gen); /* warm-up */
+            double pre = decode_run(lm[k].m, prompt, np, ng, 0, 1, times, gen);
             qsort(times, (size_t)ng, sizeof(double), cmp_double);
             double med = times[ng / 2], p90 = times[(int64_t)(0.9 * (double)(ng - 1))];
             if (skip) lm[k].skip_ms_median = med, lm[k].skip_ms_p90 = p90, lm[k].skip_prefill_tps = (double)np / pre;
@@ -612,7 +605,7 @@ int main(int argc, char **argv) {
         double *tt = malloc(sizeof(double) * (size_t)sn);
         for (int k = 0; k < 2; k++) {
             if (!lm[k].present) continue;
-            decode_run(lm[k].m, dev, ids.data, (int64_t)ids.len, sn, a.temperature, (uint64_t)a.seed, tt, out);
+            decode_run(lm[k].m, ids.data, (int64_t)ids.len, sn, a.temperature, (uint64_t)a.seed, tt, out);
             sgt_tok_bytes txt = {0};
             sgt_tokenizer_decode(data.tok, out, (size_t)sn, &txt, err, sizeof err);
             printf("\n[%s] %s%.*s\n", lm[k].kind, a.sample, (int)txt.len, txt.data ? txt.data : "");

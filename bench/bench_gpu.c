@@ -52,7 +52,8 @@
  *             no CUDA headers here); pass --peak-tflops for another card (H100 PCIe: 756 / 378).
  *             The CPU has no default: MFU is printed only with --peak-tflops.
  *
- * Decode: the batch-1 decoder of models/decoder.h, in f32 (the weights as stored): a --prompt-token
+ * Decode: the batch-1 decoder of models/decoder.h, which computes in f32 (the weights as stored,
+ * whatever --precision says): a --prompt-token
  * prompt (64, at most half the context) is prefilled, then --decode-tokens single-token steps (128,
  * within the context), each: upload token/position/length (12 bytes), the step (from the third on,
  * one replay of a recorded CUDA graph; --decode eager runs every step op by op), the logits back
@@ -363,9 +364,6 @@ static void decode_body(void *argp) {
     result *r = a->r;
     const int64_t np = o->prompt, ng = o->decode_tokens;
     build(o, a->kind);
-    /* decoding reads the f32 weights as they are: under bf16 compute every step would re-cast them
-     * (read 4 + write 2 + read 2 bytes a weight instead of 4), which the floor does not count */
-    R.m->cfg.compute = SGT_F32;
     gpt_prepare_decode(R.m); /* block-contiguous down weights for the skipping decode kernel */
     R.arena = sgt_arena_create("bench-decode", o->dev, 0, 0); /* unused by the decoder: kept for the report */
     R.kva = sgt_arena_create("bench-kv", o->dev, 0, 0);

@@ -8,7 +8,8 @@
 #include "../tensor/graph.h"
 
 struct gpt_decoder {
-    const gpt_model *m;
+    gpt_model model;           /* the model as created with, computing in its weights' dtype */
+    const gpt_model *m;        /* &model */
     sgt_device dev;
     bool use_graph;
     sgt_arena *kv_arena, *step_arena;
@@ -26,14 +27,18 @@ struct gpt_decoder {
 gpt_decoder *gpt_decoder_create(const gpt_model *m, int64_t max_len, bool use_graph) {
     gpt_decoder *d = calloc(1, sizeof *d);
     SGT_CHECK(d, "decoder: out of host memory");
-    d->m = m;
+    /* A snapshot (the same weights) that computes in the weights' dtype: with bf16 compute every
+     * step would re-cast the f32 weights (read 4 + write 2 + read 2 bytes a weight, not 4). */
+    d->model = *m;
+    d->model.cfg.compute = m->params->dtype;
+    d->m = &d->model;
     d->dev = m->params->ctx.device;
     d->use_graph = use_graph;
     d->kv_arena = sgt_arena_create("decoder-kv", d->dev, 0, 0);
     d->step_arena = sgt_arena_create("decoder-step", d->dev, 0, 0);
     d->kc = (sgt_ctx){.arena = d->kv_arena, .device = d->dev};
     d->c = (sgt_ctx){.arena = d->step_arena, .device = d->dev};
-    gpt_kv_init(&d->kv, &d->kc, m, 1, max_len);
+    gpt_kv_init(&d->kv, &d->kc, d->m, 1, max_len);
     d->io = sgt_zeros(&d->kc, SGT_I32, SGT_SHAPE(3));
     d->tok = sgt_reshape(&d->kc, sgt_narrow(&d->kc, d->io, 0, 0, 1), SGT_SHAPE(1, 1));
     d->pos = sgt_narrow(&d->kc, d->io, 0, 1, 1);

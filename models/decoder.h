@@ -9,7 +9,9 @@
  * second is recorded and then replayed with every later token. On the CPU, or with use_graph off,
  * every step runs eagerly through the same static-shape path.
  *
- * Not thread-safe; one decoder per model at a time (it owns no weights: the model must outlive it). */
+ * It decodes with a snapshot of the model's settings at creation (the FFN path, attention kernel),
+ * computing in the weights' own dtype: under bf16 mixed precision every step would otherwise
+ * re-cast the f32 weights. Not thread-safe; it owns no weights: the model must outlive it. */
 #ifndef SGT_MODELS_DECODER_H
 #define SGT_MODELS_DECODER_H
 

@@ -229,6 +229,22 @@ static void t_decoder(void **s) {
     decoder_parity(true, false, SGT_F64, 1e-7);
     decoder_parity(true, true, SGT_F64, 1e-7);
     decoder_parity(false, false, SGT_F32, 1e-4);
+    /* a model set to bf16 compute still decodes in its weights' f32: the logits match f32's */
+    tu_env *e = tu_env_new();
+    gpt_model *m = nano(false, 5, SGT_F32);
+    const int32_t ids[4] = {3, 17, 42, 8};
+    double *full = tu_host(gpt_forward(&e->ctx, m, sgt_from_i32(&e->ctx, SGT_SHAPE(1, 4), ids), NULL).logits);
+    m->cfg.compute = SGT_BF16;
+    gpt_decoder *d = gpt_decoder_create(m, 8, true);
+    const float *lg = gpt_decoder_prefill(d, ids, 4);
+    for (int64_t v = 0; v < m->cfg.vocab; v++)
+        if (fabs(lg[v] - full[3 * m->cfg.vocab + v]) > 1e-4 * (1 + fabs(full[3 * m->cfg.vocab + v])))
+            fail_msg("decoder of a bf16-compute model: vocab %lld %.9g vs f32 %.9g", (long long)v, lg[v],
+                     full[3 * m->cfg.vocab + v]);
+    gpt_decoder_destroy(d);
+    free(full);
+    nano_free(m);
+    tu_env_free(e);
 }
 
 /* ---- fused vs composed attention, and mixed precision, on the whole model ---- */
