@@ -741,9 +741,11 @@ static void t_cuda_unary(void **s) {
 }
 
 /* ======================================================================================= */
-/* CUDA: the native kernels against the same device's promotion                            */
+/* The elementwise cases of the native-kernel check, on shared inputs (in[0], in[1]: [33, 65];
+ * in[2]: [65, 33], used transposed; in[3]: a [65] row that broadcasts). They compile and run on
+ * every build: t_ew_cases_cpu runs them on the CPU (shapes valid, values those of the same
+ * composition in f64), so a case with inconsistent shapes fails in CI, not first on a GPU. */
 
-#ifdef SGT_HAVE_CUDA
 typedef sgt_tensor *(*ew_case)(sgt_ctx *c, sgt_tensor **in);
 
 static sgt_tensor *e_add(sgt_ctx *c, sgt_tensor **in) { return sgt_add(c, in[0], sgt_transpose(c, in[2], 0, 1)); }
@@ -756,11 +758,12 @@ static sgt_tensor *e_exp(sgt_ctx *c, sgt_tensor **in) { return sgt_exp(c, in[0])
 static sgt_tensor *e_log(sgt_ctx *c, sgt_tensor **in) { return sgt_log(c, in[1]); }
 static sgt_tensor *e_pow(sgt_ctx *c, sgt_tensor **in) { return sgt_pow_scalar(c, in[1], 1.5); }
 static sgt_tensor *e_scale(sgt_ctx *c, sgt_tensor **in) { return sgt_mul_scalar(c, sgt_add_scalar(c, in[0], 0.1), 0.3); }
+/* unary_bwd takes dy of x's shape (no broadcast): dy = in[2]^T, a strided [33, 65] view */
 static sgt_tensor *e_silu_bwd(sgt_ctx *c, sgt_tensor **in) {
-    return sgt_unary_bwd(c, SGT_OP_SILU, 0, in[0], in[1], in[3]);
+    return sgt_unary_bwd(c, SGT_OP_SILU, 0, in[0], in[1], sgt_transpose(c, in[2], 0, 1));
 }
 static sgt_tensor *e_gelu_bwd(sgt_ctx *c, sgt_tensor **in) {
-    return sgt_unary_bwd(c, SGT_OP_GELU, 0, in[0], in[1], in[3]);
+    return sgt_unary_bwd(c, SGT_OP_GELU, 0, in[0], in[1], sgt_transpose(c, in[2], 0, 1));
 }
 static sgt_tensor *e_cmp(sgt_ctx *c, sgt_tensor **in) { return sgt_cmp(c, SGT_CMP_LT, in[0], in[3]); }
 static sgt_tensor *e_where(sgt_ctx *c, sgt_tensor **in) {
@@ -781,14 +784,11 @@ static sgt_tensor *e_fill(sgt_ctx *c, sgt_tensor **in) {
     return x;
 }
 
-static void t_cuda_native_vs_promoted(void **s) {
-    (void)s;
-    if (!have_gpu || self_check) skip(); /* the CUDA backend's own table */
-    const struct {
-        const char *name;
-        ew_case fn;
-        sgt_op ops[3]; /* the native flags to clear for the promoted run (SGT_OP_RESHAPE ends) */
-    } cases[] = {
+static const struct {
+    const char *name;
+    ew_case fn;
+    sgt_op ops[3]; /* the native flags to clear for the promoted run (SGT_OP_RESHAPE ends) */
+} ew_cases[] = {
         {"add (a transposed view)", e_add, {SGT_OP_ADD, SGT_OP_RESHAPE}},
         {"sub (broadcast)", e_sub, {SGT_OP_SUB, SGT_OP_RESHAPE}},
         {"mul", e_mul, {SGT_OP_MUL, SGT_OP_RESHAPE}},
@@ -806,26 +806,80 @@ static void t_cuda_native_vs_promoted(void **s) {
         {"masked_fill", e_masked, {SGT_OP_MASKED_FILL, SGT_OP_CMP, SGT_OP_RESHAPE}},
         {"add_into (in place)", e_add_into, {SGT_OP_ADD, SGT_OP_RESHAPE}},
         {"fill of a view", e_fill, {SGT_OP_FILL, SGT_OP_RESHAPE}},
-    };
+};
+#define N_EW_CASES (sizeof ew_cases / sizeof ew_cases[0])
+
+/* the cases' bf16 inputs on the CPU */
+static void ew_inputs(sgt_tensor **in) {
+    in[0] = rand_bf16(C, SGT_SHAPE(33, 65), 120, -4, 4);
+    in[1] = rand_bf16(C, SGT_SHAPE(33, 65), 121, 0.05, 4);
+    in[2] = rand_bf16(C, SGT_SHAPE(65, 33), 122, -4, 4);
+    in[3] = rand_bf16(C, SGT_SHAPE(65), 123, -4, 4);
+}
+
+/* Every case on the CPU: bf16 inputs give a bf16 result of the shape the same case gives in
+ * f64 on the same (widened) values, within a few bf16 roundings of it: each case rounds at most
+ * three times, at most 2^-8 of a magnitude <= |result| + 12 (inputs within [-4, 4]) each, so
+ * 2^-6 (|f64 result| + 12) holds with room; a layout or broadcast mistake is off by O(1). The
+ * comparisons (cmp, where, masked_fill's condition) see the same values in both dtypes. */
+static void t_ew_cases_cpu(void **s) {
+    (void)s;
     marks m = mark_both();
-    sgt_tensor *in[4] = {rand_bf16(C, SGT_SHAPE(33, 65), 120, -4, 4), rand_bf16(C, SGT_SHAPE(33, 65), 121, 0.05, 4),
-                         rand_bf16(C, SGT_SHAPE(65, 33), 122, -4, 4), rand_bf16(C, SGT_SHAPE(65), 123, -4, 4)};
+    sgt_tensor *in[4], *in64[4];
+    ew_inputs(in);
+    for (int i = 0; i < 4; i++) in64[i] = sgt_cast(C, in[i], SGT_F64);
+    for (size_t k = 0; k < N_EW_CASES; k++) {
+        sgt_tensor *got = ew_cases[k].fn(C, in), *ref = ew_cases[k].fn(C, in64);
+        if (got->ndim != ref->ndim || memcmp(got->shape, ref->shape, sizeof(int64_t) * (size_t)got->ndim))
+            fail_msg("%s on the CPU: bf16 gives %s, f64 %s (seed %u)", ew_cases[k].name, shape_str(got),
+                     shape_str(ref), TEST_SEED);
+        const sgt_dtype want = ref->dtype == SGT_F64 ? SGT_BF16 : ref->dtype;
+        if (got->dtype != want)
+            fail_msg("%s on the CPU: a %s result from bf16 inputs, expected %s (seed %u)", ew_cases[k].name,
+                     sgt_dtype_name(got->dtype), sgt_dtype_name(want), TEST_SEED);
+        double *r = tu_host(ref);
+        const int64_t n = sgt_numel(ref);
+        double *tol = malloc(sizeof(double) * (size_t)n);
+        for (int64_t i = 0; i < n; i++) tol[i] = ldexp(1.0, -6) * (fabs(r[i]) + 12.0);
+        double *g = tu_host(got);
+        for (int64_t i = 0; i < n; i++)
+            if (!(fabs(g[i] - r[i]) <= tol[i])) {
+                const double gi = g[i], ri = r[i];
+                free(g), free(r), free(tol);
+                fail_msg("%s on the CPU: element %lld: bf16 %.9g, f64 %.9g (seed %u)", ew_cases[k].name,
+                         (long long)i, gi, ri, TEST_SEED);
+            }
+        free(g), free(r), free(tol);
+    }
+    rewind_both(m);
+}
+
+/* ======================================================================================= */
+/* CUDA: the native kernels against the same device's promotion                            */
+
+#ifdef SGT_HAVE_CUDA
+static void t_cuda_native_vs_promoted(void **s) {
+    (void)s;
+    if (!have_gpu || self_check) skip(); /* the CUDA backend's own table */
+    marks m = mark_both();
+    sgt_tensor *in[4];
+    ew_inputs(in);
     inject_bf16(in[0]);
     sgt_tensor *gin[4];
     for (int i = 0; i < 4; i++) gin[i] = to_dev(in[i]);
-    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
-        sgt_tensor *native = cases[k].fn(G, gin);
+    for (size_t k = 0; k < N_EW_CASES; k++) {
+        sgt_tensor *native = ew_cases[k].fn(G, gin);
         int n = 0;
-        for (; cases[k].ops[n] != SGT_OP_RESHAPE; n++) {
-            if (!sgt_cuda_bf16_table[cases[k].ops[n]])
-                fail_msg("%s: '%s' is not flagged bf16-native on CUDA (seed %u)", cases[k].name,
-                         sgt_ops[cases[k].ops[n]].name, TEST_SEED);
-            sgt_cuda_bf16_table[cases[k].ops[n]] = false;
+        for (; ew_cases[k].ops[n] != SGT_OP_RESHAPE; n++) {
+            if (!sgt_cuda_bf16_table[ew_cases[k].ops[n]])
+                fail_msg("%s: '%s' is not flagged bf16-native on CUDA (seed %u)", ew_cases[k].name,
+                         sgt_ops[ew_cases[k].ops[n]].name, TEST_SEED);
+            sgt_cuda_bf16_table[ew_cases[k].ops[n]] = false;
         }
-        sgt_tensor *promoted = cases[k].fn(G, gin);
-        for (int i = 0; i < n; i++) sgt_cuda_bf16_table[cases[k].ops[i]] = true;
-        same_bits(native, promoted, WHAT("native %s against the promoted f32 kernel on the same device", cases[k].name));
-        same_bits(native, cases[k].fn(C, in), WHAT("native %s against the CPU", cases[k].name));
+        sgt_tensor *promoted = ew_cases[k].fn(G, gin);
+        for (int i = 0; i < n; i++) sgt_cuda_bf16_table[ew_cases[k].ops[i]] = true;
+        same_bits(native, promoted, WHAT("native %s against the promoted f32 kernel on the same device", ew_cases[k].name));
+        same_bits(native, ew_cases[k].fn(C, in), WHAT("native %s against the CPU", ew_cases[k].name));
     }
     rewind_both(m);
 }
@@ -963,6 +1017,7 @@ int main(void) {
         cmocka_unit_test(t_round_reference),
         cmocka_unit_test(t_cast_round_trips),
         cmocka_unit_test(t_promotion_cpu),
+        cmocka_unit_test(t_ew_cases_cpu),
         cmocka_unit_test(t_cuda_casts),
         cmocka_unit_test(t_cuda_fill),
         cmocka_unit_test(t_cuda_binary),

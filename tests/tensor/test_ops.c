@@ -1509,36 +1509,38 @@ static void t_index_add_rows(void **s) {
 
 /* index_copy_rows: dst row idx[i] = rows[i], exact; a repeated index keeps its last row; dst may be
  * a column slice of a wider buffer (strided rows, as a KV cache's [T, H*D] rows of one layer);
- * every other element keeps its value. bf16 too (it moves bytes). */
+ * every other element keeps its value. bf16 too (it moves bytes). One dtype's case is a function of
+ * its own, so that no loop variable lives across EXPECT_SGT_ERROR's setjmp (newer GCCs warn that
+ * it "might be clobbered by longjmp": -Werror=clobbered; .ci/gcc-newer checks). */
+static void index_copy_rows_case(sgt_ctx *c, sgt_dtype dt) {
+    const int64_t V = 9, C = 6, W = 10, n = 5;
+    sgt_tensor *buf = sgt_cast(c, tu_rand(c, SGT_F32, SGT_SHAPE(V, W), 230, -1, 1), dt);
+    sgt_tensor *dst = sgt_narrow(c, buf, 1, 3, C); /* [V, C], row stride W */
+    double *before = tu_host(buf);
+    const int32_t iv[5] = {4, 0, 4, 8, 2}; /* 4 twice: the second row (i = 2) must win */
+    sgt_tensor *idx = sgt_from_i32(c, SGT_SHAPE(n), iv);
+    sgt_tensor *rows = sgt_cast(c, tu_rand(c, SGT_F32, SGT_SHAPE(n, C), 231, -1, 1), dt);
+    double *hr = tu_host(rows), *want = malloc(sizeof(double) * (size_t)(V * W));
+    memcpy(want, before, sizeof(double) * (size_t)(V * W));
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = 0; j < C; j++) want[iv[i] * W + 3 + j] = hr[i * C + j];
+    sgt_index_copy_rows(c, dst, idx, rows);
+    double *after = tu_host(buf);
+    for (int64_t i = 0; i < V * W; i++)
+        if (after[i] != want[i])
+            fail_msg("index_copy_rows %s: element [%lld, %lld] is %.9g, expected %.9g", sgt_dtype_name(dt),
+                     (long long)(i / W), (long long)(i % W), after[i], want[i]);
+    free(before), free(hr), free(want), free(after);
+    const int32_t bad = (int32_t)V;
+    EXPECT_SGT_ERROR(sgt_index_copy_rows(c, dst, sgt_from_i32(c, SGT_SHAPE(1), &bad), sgt_narrow(c, rows, 0, 0, 1)),
+                     "outside");
+}
+
 static void t_index_copy_rows(void **s) {
     (void)s;
     tu_env *e = tu_env_new();
-    sgt_ctx *c = &e->ctx;
     const sgt_dtype dts[3] = {SGT_F32, SGT_F64, SGT_BF16};
-    for (int ti = 0; ti < 3; ti++) {
-        const sgt_dtype dt = dts[ti];
-        const int64_t V = 9, C = 6, W = 10, n = 5;
-        sgt_tensor *buf = sgt_cast(c, tu_rand(c, SGT_F32, SGT_SHAPE(V, W), 230, -1, 1), dt);
-        sgt_tensor *dst = sgt_narrow(c, buf, 1, 3, C); /* [V, C], row stride W */
-        double *before = tu_host(buf);
-        const int32_t iv[5] = {4, 0, 4, 8, 2}; /* 4 twice: the second row (i = 2) must win */
-        sgt_tensor *idx = sgt_from_i32(c, SGT_SHAPE(n), iv);
-        sgt_tensor *rows = sgt_cast(c, tu_rand(c, SGT_F32, SGT_SHAPE(n, C), 231, -1, 1), dt);
-        double *hr = tu_host(rows), *want = malloc(sizeof(double) * (size_t)(V * W));
-        memcpy(want, before, sizeof(double) * (size_t)(V * W));
-        for (int64_t i = 0; i < n; i++)
-            for (int64_t j = 0; j < C; j++) want[iv[i] * W + 3 + j] = hr[i * C + j];
-        sgt_index_copy_rows(c, dst, idx, rows);
-        double *after = tu_host(buf);
-        for (int64_t i = 0; i < V * W; i++)
-            if (after[i] != want[i])
-                fail_msg("index_copy_rows %s: element [%lld, %lld] is %.9g, expected %.9g", sgt_dtype_name(dt),
-                         (long long)(i / W), (long long)(i % W), after[i], want[i]);
-        free(before), free(hr), free(want), free(after);
-        const int32_t bad = (int32_t)V;
-        EXPECT_SGT_ERROR(sgt_index_copy_rows(c, dst, sgt_from_i32(c, SGT_SHAPE(1), &bad), sgt_narrow(c, rows, 0, 0, 1)),
-                         "outside");
-    }
+    for (int ti = 0; ti < 3; ti++) index_copy_rows_case(&e->ctx, dts[ti]);
     tu_env_free(e);
 }
 
