@@ -33,10 +33,19 @@
  * Models: dense (SwiGLU FFNs), sparse (SGT, mask-and-multiply FFNs as in the seed: the path
  * torch_gpt.py reproduces), sparse-skip (SGT with block skipping, cfg.ffn_skip: only the selected
  * blocks are computed; same forward, the router's STE gradient differs, see nn/router.h).
- * --model both = dense + sparse; all = dense + sparse + sparse-skip.
+ * --model both = dense + sparse; all = dense + sparse + sparse-skip; or a comma-separated list
+ * (e.g. dense,sparse-skip).
+ *
+ * The models run interleaved: all are built first, then round s runs step s of each in turn, so
+ * that the machine's drift hits them alike (all of them are in memory at once). With dense among
+ * them, each SGT model prints its step time over dense's: the ratio of the medians, the median of
+ * the per-round ratios, and the ideal ratio, 1 - f (1 - k / nb) for block skipping, where f is the
+ * FFN's share of the dense model's weight-matmul FLOPs (1 for mask-and-multiply, which computes
+ * every block).
  *
  * Usage: bench_train_step [--model dense|sparse|sparse-skip|both|all] [--config NAME] [--batch B] [--seq T]
- *                         [--steps N] [--warmup W] [--threads N] [--save PATH] [--profile]
+ *                         [--steps N] [--warmup W] [--threads N] [--top_k_blocks K] [--save PATH] [--profile]
+ * (--top_k_blocks: the SGT models' k, default the preset's)
  * (--save with several models writes PATH with the model's name inserted before the extension.) */
 #include <omp.h>
 #include <stdio.h>
@@ -92,6 +101,7 @@ typedef struct {
     const char *config;
     int64_t B, T;
     int steps, warmup, threads;
+    int64_t top_k; /* 0: the preset's */
     const char *save;
     bool profile;
 } bench_opts;
@@ -198,101 +208,139 @@ static void save_path(char *buf, size_t n, const char *save, const char *name, b
 enum { M_DENSE, M_SPARSE, M_SKIP, M_N };
 static const char *const model_name[M_N] = {"dense", "sparse", "sparse-skip"};
 
-static void run_model(const bench_opts *o, int kind, bool several) {
+/* One model's state across the interleaved rounds. */
+typedef struct {
+    int kind;
+    gpt_config cfg;
+    nn_params *p;
+    gpt_model *m;
+    nn_adamw *opt;
+    sgt_arena *arena;
+    sgt_ctx c;
+    ag_tape tape;
+    profiler *pr;
+    int32_t *ids;
+    double *ph[PH_N], *tot, *cpu; /* per timed step */
+    double first_loss, last_loss;
+    uint64_t allocs0;
+} model_run;
+
+static void model_setup(model_run *r, const bench_opts *o, int kind, bool several) {
     const char *name = model_name[kind];
     const bool sparse = kind != M_DENSE;
-    gpt_config cfg;
-    SGT_CHECK(gpt_preset(o->config, &cfg) == 0, "unknown --config '%s' (presets: %s)", o->config, gpt_preset_names());
-    cfg.sparse = sparse;
-    cfg.ffn_skip = kind == M_SKIP;
-    SGT_CHECK(o->T <= cfg.ctx_len, "--seq %lld exceeds the context length %lld of preset '%s'", (long long)o->T,
-              (long long)cfg.ctx_len, o->config);
-    nn_params *p = nn_params_create(1234, SGT_F32, SGT_CPU);
-    gpt_model *m = gpt_build(&cfg, p);
-    nn_adamw *opt = nn_adamw_create(p, 0.9, 0.95, 1e-8, 0.1);
-    sgt_arena *arena = sgt_arena_create("train-step", SGT_CPU, 0, 0);
-    sgt_ctx c = {.arena = arena, .device = SGT_CPU};
-    ag_tape tape;
-    ag_tape_init(&tape, &c);
-    profiler *pr = NULL;
-    if (o->profile) {
-        pr = calloc(1, sizeof *pr);
-        SGT_CHECK(pr, "out of host memory for the profiler");
-        pr->inner = c.observer;
-        pr->inner_user = c.observer_user;
-        c.observer = prof_observe;
-        c.observer_user = pr;
+    memset(r, 0, sizeof *r);
+    r->kind = kind;
+    gpt_config *cfg = &r->cfg;
+    SGT_CHECK(gpt_preset(o->config, cfg) == 0, "unknown --config '%s' (presets: %s)", o->config, gpt_preset_names());
+    cfg->sparse = sparse;
+    cfg->ffn_skip = kind == M_SKIP;
+    if (o->top_k) {
+        SGT_CHECK(o->top_k <= cfg->num_blocks, "--top_k_blocks %lld exceeds the %lld blocks of preset '%s'",
+                  (long long)o->top_k, (long long)cfg->num_blocks, o->config);
+        cfg->top_k = o->top_k;
     }
-    int32_t *ids = bench_make_ids(o->B, o->T, cfg.vocab);
-
-    const char *variant = kind == M_SKIP ? ", SGT, block skipping" : sparse ? ", SGT, mask-and-multiply" : "";
-    printf("\n== %s (%s%s): %lld params, B %lld x T %lld = %lld tokens/step\n", name, o->config, variant,
-           (long long)gpt_param_count(m), (long long)o->B, (long long)o->T, (long long)(o->B * o->T));
+    SGT_CHECK(o->T <= cfg->ctx_len, "--seq %lld exceeds the context length %lld of preset '%s'", (long long)o->T,
+              (long long)cfg->ctx_len, o->config);
+    r->p = nn_params_create(1234, SGT_F32, SGT_CPU);
+    r->m = gpt_build(cfg, r->p);
+    r->opt = nn_adamw_create(r->p, 0.9, 0.95, 1e-8, 0.1);
+    r->arena = sgt_arena_create("train-step", SGT_CPU, 0, 0);
+    r->c = (sgt_ctx){.arena = r->arena, .device = SGT_CPU};
+    ag_tape_init(&r->tape, &r->c);
+    if (o->profile) {
+        r->pr = calloc(1, sizeof *r->pr);
+        SGT_CHECK(r->pr, "out of host memory for the profiler");
+        r->pr->inner = r->c.observer;
+        r->pr->inner_user = r->c.observer_user;
+        r->c.observer = prof_observe;
+        r->c.observer_user = r->pr;
+    }
+    r->ids = bench_make_ids(o->B, o->T, cfg->vocab);
+    const int n = o->steps;
+    r->tot = calloc((size_t)n, sizeof *r->tot);
+    r->cpu = calloc((size_t)n, sizeof *r->cpu);
+    for (int k = 0; k < PH_N; k++) r->ph[k] = calloc((size_t)n, sizeof **r->ph);
+    for (int k = 0; k < PH_N; k++) SGT_CHECK(r->ph[k], "out of host memory");
+    SGT_CHECK(r->tot && r->cpu, "out of host memory");
 
     if (o->save) {
         char path[1024], err[512];
         save_path(path, sizeof path, o->save, name, several);
-        SGT_CHECK(nn_save_params(p, path, NULL, err, sizeof err) == 0, "saving the initial weights: %s", err);
-        gpt_output out = step_forward(&c, m, ids, o->B, o->T);
+        SGT_CHECK(nn_save_params(r->p, path, NULL, err, sizeof err) == 0, "saving the initial weights: %s", err);
+        gpt_output out = step_forward(&r->c, r->m, r->ids, o->B, o->T);
         double ce = sgt_item(out.ce), aux = out.aux ? sgt_item(out.aux) : 0.0, loss = sgt_item(out.loss);
-        ag_backward(&tape, out.loss);
-        ag_step_end(&tape);
-        double gn = nn_grad_norm(p, &c);
-        nn_params_zero_grad(p);
+        ag_backward(&r->tape, out.loss);
+        ag_step_end(&r->tape);
+        double gn = nn_grad_norm(r->p, &r->c);
+        nn_params_zero_grad(r->p);
         printf("{\"check\": \"%s\", \"weights\": \"%s\", \"ce\": %.9g, \"aux\": %.9g, \"loss\": %.9g, "
                "\"grad_norm\": %.9g}\n", name, path, ce, aux, loss, gn);
     }
+}
 
-    const int n = o->steps;
-    double *ph[PH_N], *tot = calloc((size_t)n, sizeof *tot), *cpu = calloc((size_t)n, sizeof *cpu);
-    for (int k = 0; k < PH_N; k++) ph[k] = calloc((size_t)n, sizeof **ph);
-    for (int k = 0; k < PH_N; k++) SGT_CHECK(ph[k], "out of host memory");
-    SGT_CHECK(tot && cpu, "out of host memory");
-    double first_loss = 0, last_loss = 0;
-    uint64_t allocs_timed = 0;
-    for (int s = 0; s < o->warmup + n; s++) {
-        if (s == o->warmup) allocs_timed = arena->n_system_allocs;
-        const bool prof = pr && s >= o->warmup;
-        const stamp t0 = now();
-        if (prof) {
-            pr->on = true;
-            pr->phase = PH_FWD;
-            pr->last = t0;
-        }
-        gpt_output out = step_forward(&c, m, ids, o->B, o->T);
-        double loss = sgt_item(out.loss);
-        const stamp t1 = now();
-        if (prof) {
-            pr->phase = PH_BWD;
-            pr->last = t1;
-        }
-        ag_backward(&tape, out.loss);
-        const stamp t2 = now();
-        if (pr) pr->on = false;
-        nn_adamw_step(opt, LR);
-        const stamp t3 = now();
-        nn_params_zero_grad(p);
-        ag_step_end(&tape);
-        const stamp t4 = now();
-        if (s == 0) first_loss = loss;
-        last_loss = loss;
-        if (s >= o->warmup) {
-            int i = s - o->warmup;
-            ph[PH_FWD][i] = t1.wall - t0.wall;
-            ph[PH_BWD][i] = t2.wall - t1.wall;
-            ph[PH_OPT][i] = t3.wall - t2.wall;
-            ph[PH_ZERO][i] = t4.wall - t3.wall;
-            tot[i] = t4.wall - t0.wall;
-            cpu[i] = t4.cpu - t0.cpu;
-        }
+/* step s of the model (s < warmup: untimed) */
+static void model_step(model_run *r, const bench_opts *o, int s) {
+    profiler *pr = r->pr;
+    if (s == o->warmup) r->allocs0 = r->arena->n_system_allocs;
+    const bool prof = pr && s >= o->warmup;
+    const stamp t0 = now();
+    if (prof) {
+        pr->on = true;
+        pr->phase = PH_FWD;
+        pr->last = t0;
     }
-    allocs_timed = arena->n_system_allocs - allocs_timed;
+    gpt_output out = step_forward(&r->c, r->m, r->ids, o->B, o->T);
+    double loss = sgt_item(out.loss);
+    const stamp t1 = now();
+    if (prof) {
+        pr->phase = PH_BWD;
+        pr->last = t1;
+    }
+    ag_backward(&r->tape, out.loss);
+    const stamp t2 = now();
+    if (pr) pr->on = false;
+    nn_adamw_step(r->opt, LR);
+    const stamp t3 = now();
+    nn_params_zero_grad(r->p);
+    ag_step_end(&r->tape);
+    const stamp t4 = now();
+    if (s == 0) r->first_loss = loss;
+    r->last_loss = loss;
+    if (s >= o->warmup) {
+        int i = s - o->warmup;
+        r->ph[PH_FWD][i] = t1.wall - t0.wall;
+        r->ph[PH_BWD][i] = t2.wall - t1.wall;
+        r->ph[PH_OPT][i] = t3.wall - t2.wall;
+        r->ph[PH_ZERO][i] = t4.wall - t3.wall;
+        r->tot[i] = t4.wall - t0.wall;
+        r->cpu[i] = t4.cpu - t0.cpu;
+    }
+}
 
-    const double med = median(tot, n), tok = (double)(o->B * o->T), cmed = median(cpu, n);
-    double mn = tot[0];
-    for (int i = 1; i < n; i++) mn = tot[i] < mn ? tot[i] : mn;
+/* The FFN's share f of the weight-matmul FLOPs of the dense model (per token: 2 (4 C^2 + 3 C I)
+ * per layer, 2 C V for the head; attention scores and the router left out), and the ideal time
+ * ratio of a model that computes k of nb blocks: 1 - f (1 - k / nb). */
+static double ffn_share(const gpt_config *cfg) {
+    const double C = (double)cfg->d_model, hid = (double)cfg->d_ff, L = (double)cfg->n_layers;
+    const double ffn = L * 3 * C * hid;
+    return ffn / (L * 4 * C * C + ffn + C * (double)cfg->vocab);
+}
+
+static void model_report(model_run *r, const bench_opts *o, const model_run *dense) {
+    const char *name = model_name[r->kind];
+    const bool sparse = r->kind != M_DENSE;
+    const int n = o->steps;
+    const uint64_t allocs_timed = r->arena->n_system_allocs - r->allocs0;
+    const char *variant = r->kind == M_SKIP ? ", SGT, block skipping" : sparse ? ", SGT, mask-and-multiply" : "";
+    printf("\n== %s (%s%s", name, o->config, variant);
+    if (sparse) printf(", top %lld of %lld blocks", (long long)r->cfg.top_k, (long long)r->cfg.num_blocks);
+    printf("): %lld params, B %lld x T %lld = %lld tokens/step\n", (long long)gpt_param_count(r->m), (long long)o->B,
+           (long long)o->T, (long long)(o->B * o->T));
+    const double med = median(r->tot, n), tok = (double)(o->B * o->T), cmed = median(r->cpu, n);
+    double mn = r->tot[0];
+    for (int i = 1; i < n; i++) mn = r->tot[i] < mn ? r->tot[i] : mn;
     double pm[PH_N];
-    for (int k = 0; k < PH_N; k++) pm[k] = median(ph[k], n);
+    for (int k = 0; k < PH_N; k++) pm[k] = median(r->ph[k], n);
     printf("step: median %.1f ms, min %.1f ms  ->  %.0f tokens/s (median), %.0f (best); %d steps after %d warm-up\n",
            1e3 * med, 1e3 * mn, tok / med, tok / mn, n, o->warmup);
     printf("phases (median ms):");
@@ -300,36 +348,70 @@ static void run_model(const bench_opts *o, int kind, bool several) {
     printf("\nCPU time: median %.1f ms/step, %.2f cores busy on average (of %d threads)", 1e3 * cmed,
            cmed / med, o->threads);
     printf("\nloss %.4f (first step) -> %.4f (last); per-step arena %.1f MiB, %llu mallocs in the timed steps\n",
-           first_loss, last_loss, (double)arena->high_water / (1 << 20), (unsigned long long)allocs_timed);
-    printf("{\"model\": \"%s\", \"impl\": \"sgt\", \"config\": \"%s\", \"batch\": %lld, \"seq\": %lld, "
-           "\"threads\": %d, \"steps\": %d, \"tokens_per_s\": %.1f, \"median_ms\": %.3f, \"min_ms\": %.3f, "
-           "\"forward_ms\": %.3f, \"backward_ms\": %.3f, \"optimizer_ms\": %.3f, \"zero_reset_ms\": %.3f, "
-           "\"cpu_ms\": %.3f, \"first_loss\": %.6f}\n",
-           name, o->config, (long long)o->B, (long long)o->T, o->threads, n, tok / med, 1e3 * med, 1e3 * mn,
-           1e3 * pm[PH_FWD], 1e3 * pm[PH_BWD], 1e3 * pm[PH_OPT], 1e3 * pm[PH_ZERO], 1e3 * cmed, first_loss);
-    fflush(stdout);
-
-    if (pr) {
-        prof_print(pr, n, pm);
-        c.observer = pr->inner; /* give the context back to the tape before detaching it */
-        c.observer_user = pr->inner_user;
-        free(pr);
+           r->first_loss, r->last_loss, (double)r->arena->high_water / (1 << 20), (unsigned long long)allocs_timed);
+    double ratio = 0, paired = 0, ideal = 0;
+    if (dense && sparse) {
+        /* the ratio of medians, and the median of the per-round ratios (rounds alternate the models) */
+        double *q = malloc(sizeof *q * (size_t)n);
+        SGT_CHECK(q, "out of host memory");
+        for (int i = 0; i < n; i++) q[i] = r->tot[i] / dense->tot[i];
+        paired = median(q, n);
+        free(q);
+        ratio = med / median(dense->tot, n);
+        const double f = ffn_share(&dense->cfg);
+        ideal = r->kind == M_SKIP ? 1 - f * (1 - (double)r->cfg.top_k / (double)r->cfg.num_blocks) : 1.0;
+        printf("step time / dense: %.3f (medians), %.3f (median of the %d paired rounds); ideal %.3f (the FFN is "
+               "%.1f%% of the dense weight-matmul FLOPs; %s)\n",
+               ratio, paired, n, ideal, 100 * f,
+               r->kind == M_SKIP ? "k / nb of it computed" : "every block computed");
     }
-    for (int k = 0; k < PH_N; k++) free(ph[k]);
-    free(tot);
-    free(cpu);
-    free(ids);
-    ag_tape_detach(&tape);
-    sgt_arena_destroy(arena);
-    nn_adamw_destroy(opt);
-    gpt_free(m);
-    nn_params_destroy(p);
+    printf("{\"model\": \"%s\", \"impl\": \"sgt\", \"config\": \"%s\", \"batch\": %lld, \"seq\": %lld, "
+           "\"threads\": %d, \"steps\": %d, \"top_k_blocks\": %lld, \"tokens_per_s\": %.1f, \"median_ms\": %.3f, "
+           "\"min_ms\": %.3f, \"forward_ms\": %.3f, \"backward_ms\": %.3f, \"optimizer_ms\": %.3f, "
+           "\"zero_reset_ms\": %.3f, \"cpu_ms\": %.3f, \"first_loss\": %.6f",
+           name, o->config, (long long)o->B, (long long)o->T, o->threads, n, (long long)(sparse ? r->cfg.top_k : 0),
+           tok / med, 1e3 * med, 1e3 * mn, 1e3 * pm[PH_FWD], 1e3 * pm[PH_BWD], 1e3 * pm[PH_OPT], 1e3 * pm[PH_ZERO],
+           1e3 * cmed, r->first_loss);
+    if (dense && sparse) printf(", \"vs_dense\": %.4f, \"vs_dense_paired\": %.4f, \"ideal\": %.4f", ratio, paired, ideal);
+    printf("}\n");
+    fflush(stdout);
+    if (r->pr) prof_print(r->pr, n, pm);
+}
+
+static void model_free(model_run *r) {
+    if (r->pr) {
+        r->c.observer = r->pr->inner; /* give the context back to the tape before detaching it */
+        r->c.observer_user = r->pr->inner_user;
+        free(r->pr);
+    }
+    for (int k = 0; k < PH_N; k++) free(r->ph[k]);
+    free(r->tot);
+    free(r->cpu);
+    free(r->ids);
+    ag_tape_detach(&r->tape);
+    sgt_arena_destroy(r->arena);
+    nn_adamw_destroy(r->opt);
+    gpt_free(r->m);
+    nn_params_destroy(r->p);
+}
+
+/* whether `name` is one of the comma-separated names in `list` */
+static bool name_in_list(const char *list, const char *name) {
+    const size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        const size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && !strncmp(p, name, n)) return true;
+        if (!e) break;
+        p = e + 1;
+    }
+    return false;
 }
 
 static void usage(const char *argv0) {
     fprintf(stderr,
-            "usage: %s [--model dense|sparse|sparse-skip|both|all] [--config NAME] [--batch B] [--seq T] [--steps N]\n"
-            "          [--warmup W] [--threads N] [--save PATH] [--profile]\n"
+            "usage: %s [--model dense|sparse|sparse-skip|both|all|LIST] [--config NAME] [--batch B] [--seq T] [--steps N]\n"
+            "          [--warmup W] [--threads N] [--top_k_blocks K] [--save PATH] [--profile]\n"
             "  presets: %s (default tiny); defaults: both, B 4, T 256, 10 steps, 2 warm-up,\n"
             "  threads = OpenMP's max\n",
             argv0, gpt_preset_names());
@@ -350,6 +432,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--warmup")) o.warmup = atoi(v);
         else if (!strcmp(a, "--threads")) o.threads = atoi(v);
         else if (!strcmp(a, "--save")) o.save = v;
+        else if (!strcmp(a, "--top_k_blocks")) o.top_k = atoll(v);
         else if (!strcmp(a, "--profile")) {
             o.profile = true;
             continue;
@@ -360,10 +443,10 @@ int main(int argc, char **argv) {
     bool run[M_N];
     int nrun = 0;
     for (int k = 0; k < M_N; k++) {
-        run[k] = all || (both && k != M_SKIP) || !strcmp(model, model_name[k]);
+        run[k] = all || (both && k != M_SKIP) || name_in_list(model, model_name[k]);
         nrun += run[k];
     }
-    if (!nrun || o.B < 1 || o.T < 1 || o.steps < 1 || o.warmup < 0 || o.threads < 0) usage(argv[0]);
+    if (!nrun || o.B < 1 || o.T < 1 || o.steps < 1 || o.warmup < 0 || o.threads < 0 || o.top_k < 0) usage(argv[0]);
     if (o.threads > 0) omp_set_num_threads(o.threads);
     else o.threads = omp_get_max_threads();
     openblas_set_num_threads(o.threads);
@@ -372,8 +455,18 @@ int main(int argc, char **argv) {
            "aux weight %g\n", o.config, (long long)o.B, (long long)o.T, o.threads, omp_get_max_threads(),
            openblas_get_num_threads(), LR, AUX_WEIGHT);
     print_load("start");
+    /* every model lives at once; round s runs step s of each in turn, so that a drift of the
+     * machine hits them alike */
+    model_run runs[M_N];
     for (int k = 0; k < M_N; k++)
-        if (run[k]) run_model(&o, k, nrun > 1);
+        if (run[k]) model_setup(&runs[k], &o, k, nrun > 1);
+    for (int s = 0; s < o.warmup + o.steps; s++)
+        for (int k = 0; k < M_N; k++)
+            if (run[k]) model_step(&runs[k], &o, s);
+    for (int k = 0; k < M_N; k++)
+        if (run[k]) model_report(&runs[k], &o, run[M_DENSE] ? &runs[M_DENSE] : NULL);
+    for (int k = 0; k < M_N; k++)
+        if (run[k]) model_free(&runs[k]);
     print_load("end");
     return 0;
 }

@@ -604,12 +604,6 @@ void sgt_adamw_update(sgt_ctx *c, sgt_tensor *param, sgt_tensor *grad, sgt_tenso
 
 /* ---- block-sparse SwiGLU ---- */
 
-/* workspace of the grouped (many-token) path, in elements: the gathered rows and per-block
- * hiddens, then (as int32) block offsets, slot order and cursors: N k + 2 nb + 1 */
-static int64_t bs_scratch_floats(int64_t N, int64_t C, int64_t bs, bool bwd) {
-    return bwd ? 3 * N * C + 7 * N * bs : 2 * N * C + 3 * N * bs;
-}
-
 static void check_bsparse(sgt_tensor *x, sgt_tensor *wg, sgt_tensor *wu, sgt_tensor *wd, sgt_tensor *idx, sgt_tensor *m,
                           int64_t bs) {
     const char *op = "bsparse_swiglu";
@@ -646,12 +640,12 @@ sgt_tensor *sgt_bsparse_swiglu_ex(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt
                       sgt_is_contiguous(wd_t),
                   "bsparse_swiglu: the transposed down weights must be a contiguous [I, C]");
     }
-    const int64_t N = x->shape[0], C = x->shape[1], k = idx->shape[1], nb = wg->shape[0] / block_size;
-    sgt_tensor *dst[4] = {sgt_empty(c, x->dtype, 2, x->shape), sgt_empty(c, x->dtype, SGT_SHAPE(N, k, block_size)),
-                          sgt_empty(c, x->dtype, SGT_SHAPE(N, k, block_size)),
-                          sgt_empty(c, x->dtype, SGT_SHAPE(bs_scratch_floats(N, C, block_size, false) + N * k + 2 * nb + 8))};
+    /* the kernels' workspaces are their backends' own (reused across calls), not step tensors */
+    const int64_t N = x->shape[0], k = idx->shape[1];
+    sgt_tensor *dst[3] = {sgt_empty(c, x->dtype, 2, x->shape), sgt_empty(c, x->dtype, SGT_SHAPE(N, k, block_size)),
+                          sgt_empty(c, x->dtype, SGT_SHAPE(N, k, block_size))};
     sgt_tensor *src[7] = {x, wg, wu, wd, idx, m, wd_t};
-    run(c, SGT_OP_BSPARSE_SWIGLU, wd_t ? 7 : 6, src, 4, dst, &block_size, 1, NULL, 0);
+    run(c, SGT_OP_BSPARSE_SWIGLU, wd_t ? 7 : 6, src, 3, dst, &block_size, 1, NULL, 0);
     if (G_out) *G_out = dst[1];
     if (U_out) *U_out = dst[2];
     return dst[0];
@@ -676,12 +670,10 @@ void sgt_bsparse_swiglu_bwd(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt_tenso
     CONTIG(G);
     CONTIG(U);
     CONTIG(dy);
-    const int64_t N = x->shape[0], C = x->shape[1], k = idx->shape[1], nb = wg->shape[0] / block_size;
-    sgt_tensor *dst[6] = {sgt_empty_like(c, x), sgt_empty_like(c, wg), sgt_empty_like(c, wu), sgt_empty_like(c, wd),
-                          sgt_empty_like(c, m),
-                          sgt_empty(c, x->dtype, SGT_SHAPE(bs_scratch_floats(N, C, block_size, true) + N * k + 2 * nb + 8))};
+    sgt_tensor *dst[5] = {sgt_empty_like(c, x), sgt_empty_like(c, wg), sgt_empty_like(c, wu), sgt_empty_like(c, wd),
+                          sgt_empty_like(c, m)};
     sgt_tensor *src[9] = {x, wg, wu, wd, idx, m, G, U, dy};
-    run(c, SGT_OP_BSPARSE_SWIGLU_BWD, 9, src, 6, dst, &block_size, 1, NULL, 0);
+    run(c, SGT_OP_BSPARSE_SWIGLU_BWD, 9, src, 5, dst, &block_size, 1, NULL, 0);
     *dx = dst[0];
     *dwg = dst[1];
     *dwu = dst[2];

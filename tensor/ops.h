@@ -116,8 +116,10 @@ sgt_tensor *sgt_scatter_add_last(sgt_ctx *c, sgt_tensor *v, sgt_tensor *idx, int
  * and up rows are contiguous, its down columns are bs-float runs), idx i32 [N, k], m [N, k] (the
  * router mask at the selected blocks: 1 in value, carrier of the STE gradient).
  * G_out and U_out (optional) receive the gate and up pre-activations [N, k, bs] for backward.
- * Few tokens (decode): per-token SIMD dot products over the selected weights only. Many tokens
- * (prefill, training): tokens grouped by block, gather -> GEMM per block -> scatter-add. */
+ * Few tokens (decode): per-token GEMVs over the selected weights only. Many tokens (prefill,
+ * training): the (token, block) slots sorted by block, gathered, one GEMM per block (tiles of its
+ * rows), then a segmented reduction per token in slot order (no atomics; the CPU's sums do not
+ * depend on the thread count). */
 sgt_tensor *sgt_bsparse_swiglu(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt_tensor *wu, sgt_tensor *wd,
                                sgt_tensor *idx, sgt_tensor *m, int64_t block_size, sgt_tensor **G_out,
                                sgt_tensor **U_out);

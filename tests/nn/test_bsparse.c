@@ -1,10 +1,15 @@
 /* test_bsparse.c: the block-skipping SGT FFN (sgt_bsparse_swiglu, NN_BS_SKIP) against
  * mask-and-multiply: equal outputs on the decode (few tokens) and grouped (many tokens) kernels,
- * a float64 gradcheck of the op (x, the three weights and the mask values), equal gradients of x
- * and every weight through the module, and equal GPT logits with the KV cache. */
+ * a float64 gradcheck of the op (x, the three weights and the mask values), the grouped kernels'
+ * forward and backward against autograd through mask-and-multiply on skewed routings (a block of
+ * more rows than one task takes, blocks nobody chose) with results that do not depend on the
+ * thread count, equal gradients of x and every weight through the module, and equal GPT logits
+ * with the KV cache. */
 #include "../../autograd/gradcheck.h"
 #include "../../models/gpt.h"
 #include "../common/test_util.h"
+
+#include <omp.h>
 
 #define C_ (&e->ctx)
 
@@ -67,6 +72,96 @@ static void t_forward_parity(void **s) {
             free(ref);
         }
     tu_env_free(e);
+}
+
+/* Routing where every token picks block 0 (N rows: several tasks of the grouped kernel when N >
+ * 256), the other k - 1 from blocks 1 .. nb - 2 (block nb - 1 is never chosen: its weight
+ * gradients must be exactly zero). */
+static sgt_tensor *skewed_idx(sgt_ctx *c, int64_t N, int64_t k, int64_t nb) {
+    int32_t *v = malloc(sizeof(int32_t) * (size_t)(N * k));
+    for (int64_t t = 0; t < N; t++) {
+        v[t * k] = 0;
+        for (int64_t j = 1; j < k; j++) v[t * k + j] = (int32_t)(1 + (t * 7 + j * 3 + t / 5) % (nb - 2));
+        for (int64_t j = 2; j < k; j++) /* distinct: bump duplicates to the next free block */
+            for (int64_t i = 1; i < j; i++)
+                if (v[t * k + i] == v[t * k + j]) v[t * k + j] = (int32_t)(1 + v[t * k + j] % (nb - 2)), i = 0;
+    }
+    sgt_tensor *x = sgt_from_i32(c, SGT_SHAPE(N, k), v);
+    free(v);
+    return x;
+}
+
+/* The grouped kernels (N > the decode path's 4 tokens), forward and backward in f64, against
+ * autograd through mask-and-multiply; then f32 at 1 and 2 threads: bit-identical. */
+static void t_grouped_kernels(void **s) {
+    (void)s;
+    const struct {
+        int64_t N, C, nb, bs, k;
+        bool skewed;
+    } cases[] = {{600, 24, 6, 8, 3, true}, {300, 16, 5, 4, 2, true}, {97, 20, 7, 6, 3, false}};
+    for (unsigned ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
+        const int64_t N = cases[ci].N, Cc = cases[ci].C, nb = cases[ci].nb, bs = cases[ci].bs, k = cases[ci].k;
+        const int64_t I = nb * bs;
+        tu_env *e = tu_env_new();
+        ag_tape tape;
+        ag_tape_init(&tape, C_);
+        sgt_tensor *x = tu_rand(C_, SGT_F64, SGT_SHAPE(N, Cc), 31, -1, 1);
+        sgt_tensor *wg = tu_rand(C_, SGT_F64, SGT_SHAPE(I, Cc), 32, -0.3, 0.3);
+        sgt_tensor *wu = tu_rand(C_, SGT_F64, SGT_SHAPE(I, Cc), 33, -0.3, 0.3);
+        sgt_tensor *wd = tu_rand(C_, SGT_F64, SGT_SHAPE(Cc, I), 34, -0.3, 0.3);
+        sgt_tensor *m = tu_rand(C_, SGT_F64, SGT_SHAPE(N, k), 35, 0.5, 1.5);
+        sgt_tensor *dy = tu_rand(C_, SGT_F64, SGT_SHAPE(N, Cc), 36, -1, 1);
+        sgt_tensor *idx = cases[ci].skewed ? skewed_idx(C_, N, k, nb) : rand_idx(C_, N, k, nb, 37);
+        sgt_tensor *in[5] = {x, wg, wu, wd, m};
+        for (int i = 0; i < 5; i++) ag_set_requires_grad(C_, in[i]);
+        sgt_tensor *ref = mask_ref(C_, x, wg, wu, wd, idx, m, nb, bs);
+        ag_backward(&tape, sgt_sum(C_, sgt_mul(C_, ref, dy), SGT_ALL_DIMS, false));
+        double *want[6] = {tu_host(ref)};
+        for (int i = 0; i < 5; i++) want[i + 1] = tu_host(ag_grad(in[i]));
+        ag_tape_detach(&tape);
+
+        sgt_tensor *G, *U, *got[6];
+        got[0] = sgt_bsparse_swiglu(C_, x, wg, wu, wd, idx, m, bs, &G, &U);
+        sgt_bsparse_swiglu_bwd(C_, x, wg, wu, wd, idx, m, G, U, dy, bs, &got[1], &got[2], &got[3], &got[4], &got[5]);
+        const char *what[6] = {"y", "dx", "d gate", "d up", "d down", "dm"};
+        for (int i = 0; i < 6; i++) {
+            tu_assert_close(got[i], want[i], 1e-11, 1e-12, what[i]);
+            free(want[i]);
+        }
+        if (cases[ci].skewed) { /* block nb - 1: nobody chose it, its gradients are exact zeros */
+            double *dgv = tu_host(got[2]), *ddv = tu_host(got[4]);
+            for (int64_t r = (nb - 1) * bs; r < I; r++)
+                for (int64_t c = 0; c < Cc; c++)
+                    if (dgv[r * Cc + c] != 0 || ddv[c * I + r] != 0)
+                        fail_msg("unselected block %lld: gradient %g / %g at unit %lld, input %lld", (long long)(nb - 1),
+                                 dgv[r * Cc + c], ddv[c * I + r], (long long)r, (long long)c);
+            free(dgv), free(ddv);
+        }
+
+        /* f32 at 1 and at 2 threads: the same bits (the sums' order depends on the routing only) */
+        sgt_tensor *in32[5], *d32 = sgt_cast(C_, dy, SGT_F32);
+        for (int i = 0; i < 5; i++) in32[i] = sgt_cast(C_, in[i], SGT_F32);
+        double *bits[2][6];
+        const int max_threads = omp_get_max_threads();
+        for (int th = 0; th < 2; th++) {
+            omp_set_num_threads(th ? 2 : 1);
+            sgt_tensor *o[6];
+            o[0] = sgt_bsparse_swiglu(C_, in32[0], in32[1], in32[2], in32[3], idx, in32[4], bs, &G, &U);
+            sgt_bsparse_swiglu_bwd(C_, in32[0], in32[1], in32[2], in32[3], idx, in32[4], G, U, d32, bs, &o[1], &o[2],
+                                   &o[3], &o[4], &o[5]);
+            for (int i = 0; i < 6; i++) bits[th][i] = tu_host(o[i]);
+        }
+        omp_set_num_threads(max_threads);
+        for (int i = 0; i < 6; i++) {
+            const int64_t n = sgt_numel(got[i]);
+            for (int64_t j = 0; j < n; j++)
+                if (bits[0][i][j] != bits[1][i][j])
+                    fail_msg("%s (f32) [%lld]: %.9g at 1 thread, %.9g at 2", what[i], (long long)j, bits[0][i][j],
+                             bits[1][i][j]);
+            free(bits[0][i]), free(bits[1][i]);
+        }
+        tu_env_free(e);
+    }
 }
 
 typedef struct {
@@ -187,6 +282,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_forward_parity),
         cmocka_unit_test(t_gradcheck_op),
+        cmocka_unit_test(t_grouped_kernels),
         cmocka_unit_test(t_module_gradient_parity),
         cmocka_unit_test(t_gpt_paths_agree),
     };
