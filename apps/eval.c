@@ -2,7 +2,11 @@
  * answers the seed's five questions, writes outputs/eval_results.json, outputs/report.html with
  * two SVG pictures (loss curves; layer x block selection heat map) and prints a table:
  *
- *   1. perplexity parity   validation NLL and PPL of each model, the relative gap, PASS/FAIL at 2%
+ *   1. perplexity parity   validation NLL and PPL of each model, the relative gap, each with a 95%
+ *                          interval from a paired cluster bootstrap over documents (both models
+ *                          scored on the same tokens; apps/bootstrap.h), and the verdict at 2%:
+ *                          PASS (the interval at or below), FAIL (above), INCONCLUSIVE (straddles);
+ *                          the predicted tokens, windows and documents scored are printed
  *                          (PPL = exp(mean NLL over every predicted token of the windows
  *                          0, T, 2T, ...; the last incomplete window is dropped; see experiment.h)
  *   2. training throughput tokens/s of each model from training_summary.json, router overhead
@@ -22,8 +26,13 @@
 #include "../models/decoder.h"
 #include "../nn/checkpoint.h"
 #include "../tensor/rng.h"
+#include "bootstrap.h"
 #include "cli.h"
 #include "experiment.h"
+
+#define BOOT_REPS 2000 /* bootstrap resamples of the perplexity comparison */
+#define BOOT_LEVEL 0.95
+#define BOOT_MIN_DOCS 30 /* fewer documents than this: units are runs of windows instead */
 
 #define FAIL(...) do { fprintf(stderr, "eval: " __VA_ARGS__); fputc('\n', stderr); exit(1); } while (0)
 
@@ -40,6 +49,8 @@ typedef struct {
     nn_params *p;
     double nll, ppl;
     int64_t predicted;
+    double *window_nll; /* [windows] each scored window's mean NLL (for the bootstrap) */
+    int64_t windows;
     double decode_ms_median, decode_ms_p90, prefill_tps;
     double skip_ms_median, skip_ms_p90, skip_prefill_tps; /* sparse: the block-skipping path */
 } loaded_model;
@@ -338,7 +349,10 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < np; i++) prompt[i] = etok[(uint64_t)i % en];
     for (int k = 0; k < 2; k++) {
         if (!lm[k].present) continue;
-        lm[k].nll = exp_val_nll(&ctx, lm[k].m, etok, en, a.batch_size, T, a.eval_tokens, &lm[k].predicted);
+        lm[k].window_nll = malloc(sizeof(double) * (size_t)(en / (uint64_t)T + 1));
+        if (!lm[k].window_nll) FAIL("out of host memory for %llu window losses", (unsigned long long)(en / (uint64_t)T));
+        lm[k].nll = exp_val_nll(&ctx, lm[k].m, etok, en, a.batch_size, T, a.eval_tokens, &lm[k].predicted,
+                                lm[k].window_nll, &lm[k].windows);
         lm[k].ppl = exp(lm[k].nll);
         sgt_arena_reset(arena);
         for (int skip = 0; skip <= (lm[k].m->cfg.sparse ? 1 : 0); skip++) {
@@ -353,25 +367,92 @@ int main(int argc, char **argv) {
         gpt_set_ffn_skip(lm[k].m, false);
     }
 
+    /* what was scored: the windows cover tokens [0, windows T + 1) of the evaluated slice; a
+     * window belongs to the document it starts in (the bootstrap's unit) */
+    const int64_t nwin = lm[0].present ? lm[0].windows : lm[1].windows;
+    const uint64_t base = (uint64_t)(etok - data.cache.tokens), d0 = a.eval_dataset ? 0 : data.split.n_train_docs;
+    int64_t *win_doc = malloc(sizeof(int64_t) * (size_t)(nwin + 1));
+    if (!win_doc) FAIL("out of host memory");
+    uint64_t d = d0;
+    for (int64_t w = 0; w < nwin; w++) {
+        const uint64_t at = base + (uint64_t)w * (uint64_t)T;
+        while (d + 1 < data.cache.n_docs && data.cache.doc_offsets[d + 1] <= at) d++;
+        win_doc[w] = (int64_t)d;
+    }
+    uint64_t dlast = d;
+    const uint64_t end = base + (uint64_t)nwin * (uint64_t)T + 1; /* one past the last predicted token */
+    while (dlast + 1 < data.cache.n_docs && data.cache.doc_offsets[dlast + 1] < end) dlast++;
+    const int64_t eval_docs = nwin ? (int64_t)(dlast - d0 + 1) : 0;
+    exp_bootstrap bs = {0};
+    bool have_bs = false;
+    int64_t boot_block = 0; /* 0: documents are the units; else runs of this many windows */
+    if (lm[0].present && lm[1].present && lm[0].windows == lm[1].windows) {
+        double *ua = calloc((size_t)nwin + 1, sizeof(double)), *ub = calloc((size_t)nwin + 1, sizeof(double));
+        int64_t *uc = calloc((size_t)nwin + 1, sizeof(int64_t)), nu = 0;
+        if (!ua || !ub || !uc) FAIL("out of host memory");
+        /* units: documents when there are enough of them; otherwise (a few long documents) runs of
+         * L = round(cbrt(windows)) consecutive windows within a document, a moving-block bootstrap */
+        int64_t ndoc = 0;
+        for (int64_t w = 0; w < nwin; w++) ndoc += w == 0 || win_doc[w] != win_doc[w - 1];
+        const int64_t L = ndoc >= BOOT_MIN_DOCS ? INT64_MAX : (int64_t)fmax(1.0, round(cbrt((double)nwin)));
+        for (int64_t w = 0, run = 0; w < nwin; w++, run++) {
+            if (w == 0 || win_doc[w] != win_doc[w - 1] || run == L) nu++, run = 0;
+            ua[nu - 1] += lm[0].window_nll[w], ub[nu - 1] += lm[1].window_nll[w], uc[nu - 1]++;
+        }
+        boot_block = L == INT64_MAX ? 0 : L;
+        if (nu >= 2) {
+            if (exp_paired_bootstrap(ua, ub, uc, nu, BOOT_REPS, BOOT_LEVEL, (uint64_t)a.seed, &bs, err, (int)sizeof err))
+                FAIL("%s", err);
+            have_bs = true;
+        } else {
+            fprintf(stderr, "eval: warning: the scored windows start in %lld document(s): no interval (evaluate more tokens)\n",
+                    (long long)nu);
+        }
+        free(ua), free(ub), free(uc);
+    }
+    free(win_doc);
+
     cJSON *res = cJSON_CreateObject();
     cJSON_AddStringToObject(res, "eval_data", src);
     cJSON_AddStringToObject(res, "eval_split", a.eval_dataset ? "whole file" : "validation split");
     cJSON *jp = cJSON_AddObjectToObject(res, "perplexity");
     cJSON_AddStringToObject(jp, "definition", "windows at 0, T, 2T, ...; each predicts its next T tokens; last incomplete window dropped; PPL = exp(mean NLL over predicted tokens)");
     cJSON_AddNumberToObject(jp, "T", (double)T);
+    cJSON_AddNumberToObject(jp, "predicted_tokens", (double)(nwin * T));
+    cJSON_AddNumberToObject(jp, "windows", (double)nwin);
+    cJSON_AddNumberToObject(jp, "documents", (double)eval_docs);
     for (int k = 0; k < 2; k++)
         if (lm[k].present) {
             cJSON *o = cJSON_AddObjectToObject(jp, lm[k].kind);
             cJSON_AddNumberToObject(o, "val_loss", lm[k].nll);
             cJSON_AddNumberToObject(o, "ppl", lm[k].ppl);
             cJSON_AddNumberToObject(o, "predicted_tokens", (double)lm[k].predicted);
+            if (have_bs) {
+                const exp_interval *ci = k ? &bs.ppl_b_ci : &bs.ppl_a_ci;
+                cJSON_AddItemToObject(o, "ppl_ci95", cJSON_CreateDoubleArray((const double[]){ci->lo, ci->hi}, 2));
+            }
         }
     double gap = NAN;
     if (lm[0].present && lm[1].present) {
         gap = lm[1].ppl / lm[0].ppl - 1;
         cJSON_AddNumberToObject(jp, "relative_gap", gap);
         cJSON_AddNumberToObject(jp, "target", 0.02);
-        cJSON_AddStringToObject(jp, "verdict", gap <= 0.02 ? "PASS" : "FAIL");
+        if (have_bs) {
+            cJSON_AddItemToObject(jp, "relative_gap_ci95", cJSON_CreateDoubleArray((const double[]){bs.gap_ci.lo, bs.gap_ci.hi}, 2));
+            cJSON *jb = cJSON_AddObjectToObject(jp, "bootstrap");
+            cJSON_AddStringToObject(jb, "method", "paired cluster bootstrap, percentile interval; the same resampled units score both models");
+            if (boot_block) {
+                cJSON_AddStringToObject(jb, "unit", "a run of consecutive windows within one document (few documents: a moving-block bootstrap)");
+                cJSON_AddNumberToObject(jb, "windows_per_unit", (double)boot_block);
+            } else {
+                cJSON_AddStringToObject(jb, "unit", "document (the windows that start in it)");
+            }
+            cJSON_AddNumberToObject(jb, "units", (double)bs.units);
+            cJSON_AddNumberToObject(jb, "resamples", bs.reps);
+            cJSON_AddNumberToObject(jb, "level", bs.level);
+            cJSON_AddNumberToObject(jb, "seed", (double)a.seed);
+        }
+        cJSON_AddStringToObject(jp, "verdict", have_bs ? exp_gap_verdict(&bs, 0.02) : gap <= 0.02 ? "PASS (no interval)" : "FAIL (no interval)");
     }
 
     /* 2. training throughput */
@@ -540,7 +621,21 @@ int main(int argc, char **argv) {
     } while (0)
     ROW("1. validation loss", ".4f", nll);
     ROW("   perplexity", ".2f", ppl);
-    if (isfinite(gap)) printf("   relative gap %+.2f%% (target <= 2%%): %s\n", 100 * gap, gap <= 0.02 ? "PASS" : "FAIL");
+    if (have_bs)
+        printf("%-28s %6.2f-%-7.2f %6.2f-%-7.2f\n", "   95% interval", bs.ppl_a_ci.lo, bs.ppl_a_ci.hi, bs.ppl_b_ci.lo,
+               bs.ppl_b_ci.hi);
+    printf("   scored: %lld predicted tokens in %lld windows of %lld, %lld documents\n", (long long)(nwin * T),
+           (long long)nwin, (long long)T, (long long)eval_docs);
+    if (isfinite(gap) && have_bs)
+        printf("   relative gap %+.2f%%, 95%% interval [%+.2f%%, %+.2f%%] (paired bootstrap over %lld %s, %d "
+               "resamples; target <= 2%%): %s\n",
+               100 * gap, 100 * bs.gap_ci.lo, 100 * bs.gap_ci.hi, (long long)bs.units,
+               boot_block ? "runs of windows" : "documents", bs.reps, exp_gap_verdict(&bs, 0.02));
+    else if (isfinite(gap))
+        printf("   relative gap %+.2f%% (target <= 2%%, no interval): %s\n", 100 * gap, gap <= 0.02 ? "PASS" : "FAIL");
+    if (have_bs && boot_block)
+        printf("   (only %lld documents: the bootstrap resampled runs of %lld windows instead; evaluate more documents "
+               "for a document-level interval)\n", (long long)eval_docs, (long long)boot_block);
     printf("%-28s %14.0f %14.0f\n", "2. training tokens/s", tps[0], tps[1]);
     if (isfinite(tps[0]) && isfinite(tps[1])) printf("   router overhead %.1f%%\n", 100 * (1 - tps[1] / tps[0]));
     ROW("3. decode ms/token (median)", ".3f", decode_ms_median);
@@ -629,6 +724,7 @@ int main(int argc, char **argv) {
         if (lm[k].present) {
             gpt_free(lm[k].m);
             nn_params_destroy(lm[k].p);
+            free(lm[k].window_nll);
         }
     exp_data_close(&data);
     return 0;

@@ -170,13 +170,15 @@ sgt_dtype exp_compute_dtype(const char *precision, sgt_device dev) {
 }
 
 double exp_val_nll(sgt_ctx *c, const gpt_model *m, const uint16_t *tokens, uint64_t n, int64_t B, int64_t T,
-                   int64_t max_tokens, int64_t *n_predicted) {
+                   int64_t max_tokens, int64_t *n_predicted, double *window_nll, int64_t *n_windows) {
     sgt_val_iter it;
     sgt_val_iter_init(&it, tokens, n, (int)T);
     int32_t *buf = malloc(sizeof(int32_t) * (size_t)(B * (T + 1)));
     SGT_CHECK(buf, "out of host memory for validation batches");
+    float *tok_nll = window_nll ? malloc(sizeof(float) * (size_t)(B * T)) : NULL;
+    SGT_CHECK(!window_nll || tok_nll, "out of host memory for validation batches");
     double total = 0;
-    int64_t count = 0;
+    int64_t count = 0, nw = 0;
     sgt_op_observer obs = c->observer;
     c->observer = NULL; /* no tape: evaluation only */
     int rows;
@@ -186,15 +188,26 @@ double exp_val_nll(sgt_ctx *c, const gpt_model *m, const uint16_t *tokens, uint6
         sgt_tensor *all = sgt_from_i32(c, SGT_SHAPE(rows, T + 1), buf);
         sgt_tensor *x = sgt_contiguous(c, sgt_narrow(c, all, 1, 0, T));
         sgt_tensor *y = sgt_contiguous(c, sgt_narrow(c, all, 1, 1, T));
-        gpt_forward_opts o = {.targets = y};
-        double nll = sgt_item(gpt_forward(c, m, x, &o).ce);
+        gpt_forward_opts o = {.targets = y, .token_nll = window_nll != NULL};
+        gpt_output out = gpt_forward(c, m, x, &o);
+        double nll = sgt_item(out.ce);
+        if (window_nll) {
+            sgt_copy_to_host(out.token_nll, tok_nll);
+            for (int r = 0; r < rows; r++, nw++) {
+                double s = 0;
+                for (int64_t t = 0; t < T; t++) s += tok_nll[r * T + t];
+                window_nll[nw] = s / (double)T;
+            }
+        }
         total += nll * (double)(rows * T);
         count += rows * T;
         sgt_arena_rewind(c->arena, mark);
     }
     c->observer = obs;
     free(buf);
+    free(tok_nll);
     if (n_predicted) *n_predicted = count;
+    if (n_windows) *n_windows = nw;
     return count ? total / (double)count : NAN;
 }
 

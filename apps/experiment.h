@@ -42,9 +42,11 @@ int exp_resolve_device(const char *flag, sgt_device *dev, char *err, size_t errn
  * and f32 on the CPU (where bf16 is only emulated). */
 sgt_dtype exp_compute_dtype(const char *precision, sgt_device dev);
 
-/* Mean NLL over the validation windows (at most max_tokens predicted tokens when > 0), batch B. */
+/* Mean NLL over the validation windows (at most max_tokens predicted tokens when > 0), batch B.
+ * window_nll (NULL, or room for n / T doubles) receives each scored window's mean NLL, in order;
+ * *n_windows (optional) their count. */
 double exp_val_nll(sgt_ctx *c, const gpt_model *m, const uint16_t *tokens, uint64_t n, int64_t B, int64_t T,
-                   int64_t max_tokens, int64_t *n_predicted);
+                   int64_t max_tokens, int64_t *n_predicted, double *window_nll, int64_t *n_windows);
 
 /* Writes a JSON document to path atomically (temp file + rename). */
 int exp_write_json(const char *path, const cJSON *doc, char *err, size_t errn);

@@ -271,7 +271,7 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
         bool do_eval = (a->eval_every > 0 && (step + 1) % a->eval_every == 0) || last || stop;
         if (do_eval) {
             ag_no_grad_begin(&tape);
-            last_val = exp_val_nll(&ctx, m, data->split.val, data->split.n_val, B, T, a->eval_tokens, NULL);
+            last_val = exp_val_nll(&ctx, m, data->split.val, data->split.n_val, B, T, a->eval_tokens, NULL, NULL, NULL);
             ag_no_grad_end(&tape);
             sgt_arena_reset(arena);
         }

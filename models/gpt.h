@@ -97,6 +97,7 @@ typedef struct {
     sgt_tensor *ce;      /* mean cross-entropy (when targets are given) */
     sgt_tensor *aux;     /* mean over layers of the load-balancing loss, times its weight (SGT) */
     sgt_tensor *loss;    /* ce + aux */
+    sgt_tensor *token_nll; /* f32 [B * T]: each position's NLL (with targets and opts.token_nll) */
     nn_route route[GPT_MAX_LAYERS]; /* SGT: each layer's routing */
 } gpt_output;
 
@@ -105,6 +106,7 @@ typedef struct {
     double aux_weight;   /* alpha of the load-balancing loss */
     gpt_kv *kv;          /* incremental decoding, or NULL */
     bool last_only;      /* logits of the last position only (decoding) */
+    bool token_nll;      /* also out.token_nll (evaluation: per-window or per-document statistics) */
 } gpt_forward_opts;
 
 /* idx: i32 [B, T]. */

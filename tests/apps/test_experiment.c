@@ -140,7 +140,18 @@ static void t_train_and_eval_outputs(void **s) {
     const cJSON *pp = cJSON_GetObjectItemCaseSensitive(r, "perplexity");
     need(pp, "relative_gap", p);
     need(pp, "verdict", p);
+    need(pp, "predicted_tokens", p);
+    need(pp, "documents", p);
     need(cJSON_GetObjectItemCaseSensitive(pp, "dense"), "ppl", p);
+    /* the gap's 95% interval holds its point estimate; the verdict follows from the interval */
+    const cJSON *ci = cJSON_GetObjectItemCaseSensitive(pp, "relative_gap_ci95");
+    if (!ci || cJSON_GetArraySize(ci) != 2) fail_msg("%s: perplexity.relative_gap_ci95 [low, high] missing", p);
+    const double lo = cJSON_GetArrayItem(ci, 0)->valuedouble, hi = cJSON_GetArrayItem(ci, 1)->valuedouble;
+    const double gap = cJSON_GetObjectItemCaseSensitive(pp, "relative_gap")->valuedouble;
+    if (!(lo <= gap && gap <= hi)) fail_msg("%s: gap %g outside its interval [%g, %g]", p, gap, lo, hi);
+    const char *v = cJSON_GetObjectItemCaseSensitive(pp, "verdict")->valuestring;
+    assert_string_equal(v, hi <= 0.02 ? "PASS" : lo > 0.02 ? "FAIL" : "INCONCLUSIVE");
+    assert_non_null(strstr(out, "95% interval"));
     const cJSON *dl = cJSON_GetObjectItemCaseSensitive(r, "decode_latency");
     const char *paths[3] = {"dense", "sparse_mask", "sparse_skip"};
     for (int i = 0; i < 3; i++) {
