@@ -3,7 +3,7 @@
  * floor (bytes of weights + KV cache read per token / measured memcpy bandwidth). Models are
  * randomly initialised (latency does not depend on training), f32, on the CPU.
  *
- *   bench_decode [--config sgt-150m] [--prompt 32] [--tokens 64] [--reps 3] [--threads N]
+ *   bench_decode [--config sgt-150m] [--prompt 32] [--tokens 64] [--reps 3] [--threads N] [--top_k_blocks K]
  *
  * Prints, per variant: median and p90 ms/token over `tokens` generated tokens (the median of
  * `reps` runs), the ideal ms/token, the ratio to it, and sparse/dense ratios. */
@@ -49,15 +49,17 @@ static void decode(const gpt_model *m, int64_t np, int64_t ng, double *med, doub
 
 int main(int argc, char **argv) {
     const char *preset = "sgt-150m";
-    int64_t np = 32, ng = 64, reps = 3, threads = 0;
+    int64_t np = 32, ng = 64, reps = 3, threads = 0, top_k = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--config") && i + 1 < argc) preset = argv[++i];
         else if (!strcmp(argv[i], "--prompt") && i + 1 < argc) np = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--tokens") && i + 1 < argc) ng = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--top_k_blocks") && i + 1 < argc) top_k = atoll(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--config NAME] [--prompt N] [--tokens N] [--reps N] [--threads N]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--config NAME] [--prompt N] [--tokens N] [--reps N] [--threads N] [--top_k_blocks K]\n",
+                    argv[0]);
             return 2;
         }
     }
@@ -67,9 +69,15 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_decode: unknown preset '%s' (%s)\n", preset, gpt_preset_names());
         return 2;
     }
+    if (top_k < 0 || top_k > cfg.num_blocks) {
+        fprintf(stderr, "bench_decode: --top_k_blocks %lld is not in 1..%lld\n", (long long)top_k, (long long)cfg.num_blocks);
+        return 2;
+    }
+    if (top_k) cfg.top_k = top_k;
     if (np + ng > cfg.ctx_len) ng = cfg.ctx_len - np;
     const double bw = sgt_device_bandwidth(SGT_CPU);
-    printf("batch-1 decode, %s, prompt %lld, %lld tokens, %d threads, memcpy bandwidth %.1f GB/s (read+write)\n", preset,
+    printf("batch-1 decode, %s (SGT: top %lld of %lld blocks), prompt %lld, %lld tokens, %d threads, memcpy bandwidth "
+           "%.1f GB/s (read+write)\n", preset, (long long)cfg.top_k, (long long)cfg.num_blocks,
            (long long)np, (long long)ng, sgt_get_threads(), bw / 1e9);
     printf("%-22s %10s %10s %10s %9s\n", "variant", "ms/token", "p90", "ideal", "x ideal");
     const char *names[3] = {"dense", "sparse mask-multiply", "sparse skip-blocks"};

@@ -104,6 +104,7 @@ typedef struct {
     sgt_dtype compute;
     bool composed, phases, peak_given, decode_eager;
     int steps, warmup, threads;
+    int64_t top_k;    /* the SGT models' k (0: the preset's) */
     double peak;      /* FLOP/s; 0: unknown */
     double bandwidth; /* bytes/s, measured when decode runs */
 } bench_opts;
@@ -210,6 +211,7 @@ static gpt_config make_cfg(const bench_opts *o, int kind) {
     SGT_CHECK(gpt_preset(o->config, &cfg) == 0, "unknown preset '%s'", o->config);
     cfg.sparse = kind != M_DENSE;
     cfg.ffn_skip = kind == M_SKIP;
+    if (o->top_k) cfg.top_k = o->top_k;
     cfg.compute = o->compute;
     cfg.composed_attention = o->composed;
     return cfg;
@@ -597,7 +599,7 @@ static void usage(const char *argv0) {
             "usage: %s [--device cuda|cpu] [--config NAME] [--model dense|sparse|sparse-skip|all[,...]]\n"
             "          [--batch 16] [--seq T] [--precision bf16|f32] [--attention fused|composed] [--steps 10]\n"
             "          [--warmup 3] [--decode-tokens 128] [--prompt 64] [--prefill-batch B] [--peak-tflops X]\n"
-            "          [--what train,decode,prefill] [--threads N] [--phases] [--decode graph|eager]\n"
+            "          [--what train,decode,prefill] [--threads N] [--phases] [--decode graph|eager] [--top_k_blocks K]\n"
             "  presets: %s (default sgt-150m); --seq defaults to the preset's context length;\n"
             "  --prefill-batch to --batch; peak: 989 (bf16) / 494 (f32, TF32) TFLOP/s on cuda, none on cpu\n",
             argv0, gpt_preset_names());
@@ -651,6 +653,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--steps")) o.steps = atoi(v);
         else if (!strcmp(a, "--warmup")) o.warmup = atoi(v);
         else if (!strcmp(a, "--threads")) o.threads = atoi(v);
+        else if (!strcmp(a, "--top_k_blocks")) o.top_k = atoll(v);
         else if (!strcmp(a, "--peak-tflops")) {
             o.peak = atof(v) * 1e12;
             o.peak_given = true;
@@ -671,7 +674,7 @@ int main(int argc, char **argv) {
     }
     if (!parse_list(model, model_name, M_N, o.run_model) || !parse_list(what, what_name, W_N, o.run_what) || o.B < 1 ||
         o.T < 0 || o.prefill_B < 0 || o.steps < 1 || o.warmup < 0 || o.threads < 0 || o.prompt < 1 ||
-        o.decode_tokens < 1 || (o.peak_given && o.peak <= 0))
+        o.decode_tokens < 1 || (o.peak_given && o.peak <= 0) || o.top_k < 0)
         usage(argv[0]);
 
     if (o.dev == SGT_CUDA && !sgt_device_available(SGT_CUDA)) {
@@ -682,6 +685,11 @@ int main(int argc, char **argv) {
     gpt_config cfg;
     if (gpt_preset(o.config, &cfg)) {
         fprintf(stderr, "bench_gpu: unknown --config '%s' (presets: %s)\n", o.config, gpt_preset_names());
+        return 2;
+    }
+    if (o.top_k > cfg.num_blocks) {
+        fprintf(stderr, "bench_gpu: --top_k_blocks %lld exceeds the %lld blocks of preset '%s'\n", (long long)o.top_k,
+                (long long)cfg.num_blocks, o.config);
         return 2;
     }
     if (o.T == 0) o.T = cfg.ctx_len;

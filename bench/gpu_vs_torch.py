@@ -171,6 +171,7 @@ def main():
     ap.add_argument("--precision", choices=["bf16", "f32"], default="bf16")
     ap.add_argument("--attention", choices=["fused", "composed"], default="fused")
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--top_k_blocks", type=int, default=0, help="the SGT models' k, both programs (default: the preset's)")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--decode-tokens", type=int, default=128)
     ap.add_argument("--prompt", type=int, default=64)
@@ -223,6 +224,8 @@ def main():
                 "--prompt", str(args.prompt), "--what", args.what]
     if args.seq:
         ours_cmd += ["--seq", str(args.seq)]
+    if args.top_k_blocks:
+        ours_cmd += ["--top_k_blocks", str(args.top_k_blocks)]
     if args.prefill_batch:
         ours_cmd += ["--prefill-batch", str(args.prefill_batch)]
     if peak:
@@ -266,6 +269,8 @@ def main():
                    "--dtype", args.precision, "--attention", args.attention, "--steps", str(args.steps),
                    "--warmup", str(args.warmup), "--prompt", str(setup["prompt"]),
                    "--decode-tokens", str(setup["decode_tokens"])]
+            if args.top_k_blocks:
+                cmd += ["--top_k_blocks", str(args.top_k_blocks)]
             if not args.no_compile:
                 cmd.append("--compile")
             if args.threads and args.device == "cpu":

@@ -693,6 +693,7 @@ def main():
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=256)
     ap.add_argument("--steps", type=int, default=10)
+    ap.add_argument("--top_k_blocks", type=int, default=0, help="the SGT model's k (default: the preset's)")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (default: torch's choice)")
     ap.add_argument("--time", action="store_true", help="time training steps (default when --check is not given)")
@@ -716,7 +717,11 @@ def main():
     if args.threads > 0:
         torch.set_num_threads(args.threads)
     torch.manual_seed(1234)
-    cfg = PRESETS[args.config]
+    cfg = dict(PRESETS[args.config])
+    if args.top_k_blocks:
+        if not 0 < args.top_k_blocks <= cfg["num_blocks"]:
+            ap.error(f"--top_k_blocks {args.top_k_blocks} is not in 1..{cfg['num_blocks']} for preset '{args.config}'")
+        cfg["top_k"] = args.top_k_blocks
     if args.seq > cfg["ctx_len"]:
         ap.error(f"--seq {args.seq} exceeds the context length {cfg['ctx_len']} of preset '{args.config}'")
     if not args.what and (args.device != "cpu" or args.dtype != "f32" or args.compile or args.attention != "auto"):
