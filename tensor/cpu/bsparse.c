@@ -107,12 +107,6 @@ static int64_t make_tasks(const int32_t *off, int64_t nb, bs_task *t) {
     return nt;
 }
 
-/* the int scratch of the grouped path, in bytes: off, order, pos, tasks */
-static size_t group_bytes(int64_t S, int64_t nb) {
-    return line(sizeof(int32_t) * (size_t)(nb + 1)) + 2 * line(sizeof(int32_t) * (size_t)(S > nb ? S : nb)) +
-           line(sizeof(bs_task) * (size_t)(S / BS_ROWS + nb + 1));
-}
-
 typedef struct {
     int32_t *off, *order, *pos;
     bs_task *tasks;
@@ -120,18 +114,26 @@ typedef struct {
     char *rest; /* the float scratch after the int arrays */
 } bs_groups;
 
+/* The int scratch of the grouped path (off, order, pos, tasks), laid out from ws: returns its size
+ * in bytes and, with g, points g's arrays into it (ws may be NULL to size it only). pos serves as
+ * group_by_block's nb cursors first, so it and order get max(S, nb) entries. */
+static size_t group_layout(int64_t S, int64_t nb, char *ws, bs_groups *g) {
+    const size_t sz[4] = {line(sizeof(int32_t) * (size_t)(nb + 1)), line(sizeof(int32_t) * (size_t)(S > nb ? S : nb)),
+                          line(sizeof(int32_t) * (size_t)(S > nb ? S : nb)),
+                          line(sizeof(bs_task) * (size_t)(S / BS_ROWS + nb + 1))};
+    if (g) {
+        g->off = (int32_t *)ws;
+        g->order = (int32_t *)(ws + sz[0]);
+        g->pos = (int32_t *)(ws + sz[0] + sz[1]);
+        g->tasks = (bs_task *)(ws + sz[0] + sz[1] + sz[2]);
+        g->rest = ws + sz[0] + sz[1] + sz[2] + sz[3];
+    }
+    return sz[0] + sz[1] + sz[2] + sz[3];
+}
+
 static bs_groups make_groups(const int32_t *idx, int64_t N, int64_t k, int64_t nb, char *ws) {
-    const int64_t S = N * k;
     bs_groups g;
-    g.off = (int32_t *)ws;
-    ws += line(sizeof(int32_t) * (size_t)(nb + 1));
-    g.order = (int32_t *)ws;
-    ws += line(sizeof(int32_t) * (size_t)(S > nb ? S : nb));
-    g.pos = (int32_t *)ws;
-    ws += line(sizeof(int32_t) * (size_t)(S > nb ? S : nb));
-    g.tasks = (bs_task *)ws;
-    ws += line(sizeof(bs_task) * (size_t)(S / BS_ROWS + nb + 1));
-    g.rest = ws;
+    group_layout(N * k, nb, ws, &g);
     group_by_block(idx, N, k, nb, g.off, g.order, g.pos);
     g.ntask = make_tasks(g.off, nb, g.tasks);
     return g;
@@ -286,7 +288,7 @@ static void F(bs_fwd)(const sgt_opcall *call) {
     const int nth = omp_get_max_threads();
     const size_t rows_b = line(sizeof(T) * (size_t)(S * C)), hid_b = line(sizeof(T) * (size_t)(S * bs)),
                  wp_b = line(sizeof(T) * (size_t)(2 * bs * C));
-    char *ws = scratch(group_bytes(S, nb) + rows_b + 3 * hid_b + (size_t)nth * wp_b);
+    char *ws = scratch(group_layout(S, nb, NULL, NULL) + rows_b + 3 * hid_b + (size_t)nth * wp_b);
     bs_groups g = make_groups(idx, N, k, nb, ws);
     T *Xs = (T *)g.rest, *GUs = (T *)(g.rest + rows_b), *Hs = (T *)(g.rest + rows_b + 2 * hid_b);
     char *wps = g.rest + rows_b + 3 * hid_b;
@@ -339,7 +341,7 @@ static void F(bs_bwd)(const sgt_opcall *call) {
     const int nth = omp_get_max_threads();
     const size_t rows_b = line(sizeof(T) * (size_t)(S * C)), hid_b = line(sizeof(T) * (size_t)(S * bs)),
                  wp_b = line(sizeof(T) * (size_t)(2 * bs * C));
-    char *ws = scratch(group_bytes(S, nb) + 2 * rows_b + 3 * hid_b + (size_t)nth * wp_b);
+    char *ws = scratch(group_layout(S, nb, NULL, NULL) + 2 * rows_b + 3 * hid_b + (size_t)nth * wp_b);
     bs_groups g = make_groups(idx, N, k, nb, ws);
     T *Xs = (T *)g.rest, *dYs = (T *)(g.rest + rows_b), *Hm = (T *)(g.rest + 2 * rows_b),
       *dGU = (T *)(g.rest + 2 * rows_b + hid_b);
@@ -357,13 +359,16 @@ static void F(bs_bwd)(const sgt_opcall *call) {
             const int64_t s = g.order[p0 + i];
             const T mi = m[s], *gr = G + s * bs, *ur = U + s * bs;
             T *dgr = dgu + i * 2 * bs, *dur = dgr + bs, *hr = hm + i * bs;
-            for (int64_t r = 0; r < bs; r++) hr[r] = F(silu)(gr[r]) * ur[r]; /* H, for dm first */
+            for (int64_t r = 0; r < bs; r++) { /* silu(G) parked in the dU half; H, for dm first */
+                dur[r] = F(silu)(gr[r]);
+                hr[r] = dur[r] * ur[r];
+            }
             dm[s] = F(dot)(dgr, hr, bs);
             for (int64_t r = 0; r < bs; r++) {
-                const T gv = gr[r], dh = dgr[r] * mi;
+                const T dh = dgr[r] * mi;
                 hr[r] *= mi;
-                dgr[r] = dh * ur[r] * F(dsilu)(gv);
-                dur[r] = dh * F(silu)(gv);
+                dgr[r] = dh * ur[r] * F(dsilu)(gr[r]);
+                dur[r] = dh * dur[r];
             }
         }
     }
