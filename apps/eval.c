@@ -37,7 +37,7 @@
 #define FAIL(...) do { fprintf(stderr, "eval: " __VA_ARGS__); fputc('\n', stderr); exit(1); } while (0)
 
 typedef struct {
-    const char *dataset, *eval_dataset, *output_dir, *device, *text_field, *tokenizer, *sample, *precision, *attention;
+    const char *dataset, *eval_dataset, *output_dir, *device, *text_field, *tokenizer, *sample, *precision, *attention, *decode_weights;
     int64_t eval_tokens, batch_size, seq_len, decode_tokens, prompt_tokens, sample_tokens, threads, seed;
     double val_fraction, temperature;
 } eval_args;
@@ -60,7 +60,8 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static bool load_model(loaded_model *lm, const char *dir, sgt_device dev, sgt_dtype compute, bool composed) {
+static bool load_model(loaded_model *lm, const char *dir, sgt_device dev, sgt_dtype compute, bool composed,
+                       sgt_dtype decode_weights) {
     char path[4200], err[1024];
     snprintf(path, sizeof path, "%s/%s/checkpoint.safetensors", dir, lm->kind);
     struct stat st;
@@ -82,7 +83,7 @@ static bool load_model(loaded_model *lm, const char *dir, sgt_device dev, sgt_dt
     lm->p->skip_init = true;
     lm->m = gpt_build(&cfg, lm->p);
     if (nn_load_params(lm->p, path, err, sizeof err)) FAIL("%s", err);
-    gpt_prepare_decode(lm->m); /* block-contiguous down weights for the skipping decode kernel */
+    gpt_prepare_decode(lm->m, decode_weights); /* inference copies for the decoder (perplexity uses the f32 weights) */
     lm->present = true;
     return true;
 }
@@ -279,7 +280,7 @@ static void svg_heatmap(const char *path, const route_stats *rs) {
 }
 
 int main(int argc, char **argv) {
-    eval_args a = {.output_dir = "outputs", .device = "auto", .precision = "auto", .attention = "fused", .text_field = "text", .eval_tokens = 0, .batch_size = 8,
+    eval_args a = {.output_dir = "outputs", .device = "auto", .precision = "auto", .attention = "fused", .decode_weights = "f32", .text_field = "text", .eval_tokens = 0, .batch_size = 8,
                    .decode_tokens = 64, .prompt_tokens = 32, .sample_tokens = 48, .seed = 1337,
                    .val_fraction = SGT_VAL_FRACTION_DEFAULT, .temperature = 0.8};
     cli_flag flags[] = {
@@ -297,6 +298,7 @@ int main(int argc, char **argv) {
         {"device", CLI_CHOICE, &a.device, "where to evaluate", "auto|cpu|cuda", 0, 0, 0},
         {"precision", CLI_CHOICE, &a.precision, "f32, or bf16 mixed precision; auto: bf16 on cuda, f32 on cpu", "auto|f32|bf16", 0, 0, 0},
         {"attention", CLI_CHOICE, &a.attention, "fused attention kernel, or the composed reference", "fused|composed", 0, 0, 0},
+        {"decode_weights", CLI_CHOICE, &a.decode_weights, "weights the decoder streams (decode latency, --sample): f32, or bf16 copies (f32 sums; perplexity always uses f32)", "f32|bf16", 0, 0, 0},
         {"val_fraction", CLI_DOUBLE, &a.val_fraction, "share of documents held out (as in train)", 0, 0, 0.9, 0},
         {"text_field", CLI_STRING, &a.text_field, "JSON key of the text", 0, 0, 0, 0},
         {"tokenizer", CLI_STRING, &a.tokenizer, "GPT-2 tokenizer directory", 0, 0, 0, 0},
@@ -321,7 +323,8 @@ int main(int argc, char **argv) {
 
     loaded_model lm[2] = {{.kind = "dense"}, {.kind = "sparse"}};
     const sgt_dtype compute = exp_compute_dtype(a.precision, dev);
-    for (int k = 0; k < 2; k++) load_model(&lm[k], a.output_dir, dev, compute, !strcmp(a.attention, "composed"));
+    const sgt_dtype dw = !strcmp(a.decode_weights, "bf16") ? SGT_BF16 : SGT_F32;
+    for (int k = 0; k < 2; k++) load_model(&lm[k], a.output_dir, dev, compute, !strcmp(a.attention, "composed"), dw);
     if (!lm[0].present && !lm[1].present)
         FAIL("no checkpoint in %s/dense or %s/sparse: run apps/train first", a.output_dir, a.output_dir);
     const gpt_model *any = lm[0].present ? lm[0].m : lm[1].m;
@@ -482,12 +485,13 @@ int main(int argc, char **argv) {
     const double bw = sgt_device_bandwidth(dev);
     const int64_t mid = np + ng / 2; /* the KV cache length at the median token */
     cJSON_AddNumberToObject(jd, "bandwidth_gb_s", bw / 1e9);
+    cJSON_AddStringToObject(jd, "decode_weights", sgt_dtype_name(dw));
     cJSON_AddStringToObject(jd, "ideal", "bytes of weights and KV cache read per token / the device's measured copy bandwidth");
     double ideal[3] = {NAN, NAN, NAN};
     for (int k = 0; k < 2; k++)
         if (lm[k].present) {
             cJSON *o = cJSON_AddObjectToObject(jd, k ? "sparse_mask" : "dense");
-            ideal[k] = 1e3 * gpt_decode_bytes(&lm[k].m->cfg, false, mid) / bw;
+            ideal[k] = 1e3 * gpt_decode_bytes(&lm[k].m->cfg, false, mid, dw) / bw;
             cJSON_AddNumberToObject(o, "ms_per_token_median", lm[k].decode_ms_median);
             cJSON_AddNumberToObject(o, "ms_per_token_p90", lm[k].decode_ms_p90);
             cJSON_AddNumberToObject(o, "prefill_tokens_per_s", lm[k].prefill_tps);
@@ -495,7 +499,7 @@ int main(int argc, char **argv) {
             cJSON_AddNumberToObject(o, "ratio_to_ideal", lm[k].decode_ms_median / ideal[k]);
             if (k == 1) {
                 cJSON *q = cJSON_AddObjectToObject(jd, "sparse_skip");
-                ideal[2] = 1e3 * gpt_decode_bytes(&lm[k].m->cfg, true, mid) / bw;
+                ideal[2] = 1e3 * gpt_decode_bytes(&lm[k].m->cfg, true, mid, dw) / bw;
                 cJSON_AddNumberToObject(q, "ms_per_token_median", lm[k].skip_ms_median);
                 cJSON_AddNumberToObject(q, "ms_per_token_p90", lm[k].skip_ms_p90);
                 cJSON_AddNumberToObject(q, "prefill_tokens_per_s", lm[k].skip_prefill_tps);

@@ -262,5 +262,7 @@ const ag_rule ag_rules[SGT_NOPS] = {
     [SGT_OP_ATTENTION_BWD] = UNSUPPORTED,
     [SGT_OP_SWIGLU] = D(swiglu_bwd),
     [SGT_OP_SWIGLU_BWD] = UNSUPPORTED,
+    [SGT_OP_LINEAR_BF16] = UNSUPPORTED,         /* inference ops over bf16 copies of weights */
+    [SGT_OP_BSPARSE_SWIGLU_BF16] = UNSUPPORTED,
     [SGT_OP_ADAMW] = UNSUPPORTED, /* an in-place update: run it with no grad */
 };

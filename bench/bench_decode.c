@@ -1,12 +1,16 @@
 /* bench_decode.c: batch-1 decode latency with the KV cache, for the dense model, the SGT model
  * with mask-and-multiply, and the SGT model skipping unselected blocks, beside the memory-bandwidth
  * floor (bytes of weights + KV cache read per token / measured memcpy bandwidth). Models are
- * randomly initialised (latency does not depend on training), f32, on the CPU.
+ * randomly initialised (latency does not depend on training), f32 masters, on the CPU.
  *
  *   bench_decode [--config sgt-150m] [--prompt 32] [--tokens 64] [--reps 3] [--threads N] [--top_k_blocks K]
+ *                [--weights bf16,f32]
  *
- * Prints, per variant: median and p90 ms/token over `tokens` generated tokens (the median of
- * `reps` runs), the ideal ms/token, the ratio to it, and sparse/dense ratios. */
+ * Variants: the dense model, the SGT model with mask-and-multiply and with block skipping, each
+ * streaming bf16 copies of the weights and/or the f32 weights (--weights; gpt_prepare_decode);
+ * the rounds alternate over every variant. Prints, per variant: median and p90 ms/token over
+ * `tokens` generated tokens (the median of `reps` rounds), the floor (bytes read / bandwidth),
+ * the ratio to it, and the sparse/dense ratios. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,8 +51,15 @@ static void decode(const gpt_model *m, int64_t np, int64_t ng, double *med, doub
     sgt_arena_destroy(kva);
 }
 
+/* the variants: (weights, model, FFN path) */
+typedef struct {
+    const char *name;
+    sgt_dtype weights;
+    bool sparse, skip;
+} variant;
+
 int main(int argc, char **argv) {
-    const char *preset = "sgt-150m";
+    const char *preset = "sgt-150m", *weights = "bf16,f32";
     int64_t np = 32, ng = 64, reps = 3, threads = 0, top_k = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--config") && i + 1 < argc) preset = argv[++i];
@@ -57,11 +68,19 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--reps") && i + 1 < argc) reps = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc) threads = atoll(argv[++i]);
         else if (!strcmp(argv[i], "--top_k_blocks") && i + 1 < argc) top_k = atoll(argv[++i]);
+        else if (!strcmp(argv[i], "--weights") && i + 1 < argc) weights = argv[++i];
         else {
-            fprintf(stderr, "usage: %s [--config NAME] [--prompt N] [--tokens N] [--reps N] [--threads N] [--top_k_blocks K]\n",
+            fprintf(stderr,
+                    "usage: %s [--config NAME] [--prompt N] [--tokens N] [--reps N] [--threads N] [--top_k_blocks K]\n"
+                    "          [--weights bf16,f32 | bf16 | f32]\n",
                     argv[0]);
             return 2;
         }
+    }
+    const bool w16 = strstr(weights, "bf16") != NULL, w32 = strstr(weights, "f32") != NULL;
+    if (!w16 && !w32) {
+        fprintf(stderr, "bench_decode: --weights '%s' names neither bf16 nor f32\n", weights);
+        return 2;
     }
     sgt_set_threads((int)threads);
     gpt_config cfg;
@@ -74,36 +93,71 @@ int main(int argc, char **argv) {
         return 2;
     }
     if (top_k) cfg.top_k = top_k;
+    if (reps < 1) reps = 1;
+    if (reps > 16) reps = 16;
     if (np + ng > cfg.ctx_len) ng = cfg.ctx_len - np;
     const double bw = sgt_device_bandwidth(SGT_CPU);
     printf("batch-1 decode, %s (SGT: top %lld of %lld blocks), prompt %lld, %lld tokens, %d threads, memcpy bandwidth "
-           "%.1f GB/s (read+write)\n", preset, (long long)cfg.top_k, (long long)cfg.num_blocks,
-           (long long)np, (long long)ng, sgt_get_threads(), bw / 1e9);
-    printf("%-22s %10s %10s %10s %9s\n", "variant", "ms/token", "p90", "ideal", "x ideal");
-    const char *names[3] = {"dense", "sparse mask-multiply", "sparse skip-blocks"};
-    double med[3];
-    for (int v = 0; v < 3; v++) {
+           "%.1f GB/s (read+write), %lld alternating rounds\n", preset, (long long)cfg.top_k, (long long)cfg.num_blocks,
+           (long long)np, (long long)ng, sgt_get_threads(), bw / 1e9, (long long)reps);
+    /* one dense and one SGT model per weight dtype (the SGT model switches between its two paths) */
+    variant vs[6];
+    int nv = 0;
+    for (int w = 0; w < 2; w++) {
+        const sgt_dtype wt = w == 0 ? SGT_BF16 : SGT_F32;
+        if (wt == SGT_BF16 ? !w16 : !w32) continue;
+        const char *wn = sgt_dtype_name(wt);
+        static char names[6][48];
+        const char *kinds[3] = {"dense", "sparse mask-multiply", "sparse skip-blocks"};
+        for (int k = 0; k < 3; k++) {
+            snprintf(names[nv], sizeof names[nv], "%s %s", wn, kinds[k]);
+            vs[nv] = (variant){names[nv], wt, k > 0, k == 2};
+            nv++;
+        }
+    }
+    gpt_model *models[6] = {0};
+    nn_params *params[6] = {0};
+    for (int v = 0; v < nv; v++) {
+        if (vs[v].skip) continue; /* the mask variant's model, switched */
         gpt_config c = cfg;
-        c.sparse = v > 0;
-        c.ffn_skip = v == 2;
-        nn_params *p = nn_params_create(1, SGT_F32, SGT_CPU);
-        gpt_model *m = gpt_build(&c, p);
-        gpt_prepare_decode(m);
-        double runs[16], p90s[16];
-        if (reps > 16) reps = 16;
-        decode(m, np, ng < 8 ? ng : 8, &runs[0], &p90s[0]); /* warm-up */
-        for (int64_t r = 0; r < reps; r++) decode(m, np, ng, &runs[r], &p90s[r]);
-        qsort(runs, (size_t)reps, sizeof(double), bench_cmp_double);
-        qsort(p90s, (size_t)reps, sizeof(double), bench_cmp_double);
-        med[v] = runs[reps / 2];
-        double ideal = 1e3 * gpt_decode_bytes(&c, v == 2, np + ng / 2) / bw;
-        printf("%-22s %10.3f %10.3f %10.3f %9.2f\n", names[v], med[v], p90s[reps / 2], ideal, med[v] / ideal);
-        gpt_free(m);
-        nn_params_destroy(p);
+        c.sparse = vs[v].sparse;
+        params[v] = nn_params_create(1, SGT_F32, SGT_CPU);
+        models[v] = gpt_build(&c, params[v]);
+        gpt_prepare_decode(models[v], vs[v].weights);
+        decode(models[v], np, ng < 8 ? ng : 8, &(double){0}, &(double){0}); /* warm-up */
+    }
+    double runs[6][16], p90s[6][16];
+    for (int64_t r = 0; r < reps; r++) /* alternating: every variant once per round */
+        for (int v = 0; v < nv; v++) {
+            gpt_model *m = vs[v].skip ? models[v - 1] : models[v];
+            if (vs[v].sparse) gpt_set_ffn_skip(m, vs[v].skip);
+            decode(m, np, ng, &runs[v][r], &p90s[v][r]);
+        }
+    printf("%-26s %10s %10s %10s %9s\n", "variant", "ms/token", "p90", "floor", "x floor");
+    double med[6];
+    for (int v = 0; v < nv; v++) {
+        qsort(runs[v], (size_t)reps, sizeof(double), bench_cmp_double);
+        qsort(p90s[v], (size_t)reps, sizeof(double), bench_cmp_double);
+        med[v] = runs[v][reps / 2];
+        gpt_config c = cfg;
+        c.sparse = vs[v].sparse;
+        const double floor = 1e3 * gpt_decode_bytes(&c, vs[v].skip, np + ng / 2, vs[v].weights) / bw;
+        printf("%-26s %10.3f %10.3f %10.3f %9.2f\n", vs[v].name, med[v], p90s[v][reps / 2], floor, med[v] / floor);
     }
     gpt_config sp = cfg;
     sp.sparse = true;
-    printf("sparse/dense ms per token: mask-multiply %.3f, skip-blocks %.3f (target <= 0.85; ideal %.3f)\n",
-           med[1] / med[0], med[2] / med[0], gpt_decode_bytes(&sp, true, np + ng / 2) / gpt_decode_bytes(&cfg, false, np + ng / 2));
+    for (int v = 0; v + 2 < nv; v += 3) {
+        const sgt_dtype wt = vs[v].weights;
+        printf("%s weights, sparse/dense ms per token: mask-multiply %.3f, skip-blocks %.3f (target <= 0.80; floor ratio %.3f)\n",
+               sgt_dtype_name(wt), med[v + 1] / med[v], med[v + 2] / med[v],
+               gpt_decode_bytes(&sp, true, np + ng / 2, wt) / gpt_decode_bytes(&cfg, false, np + ng / 2, wt));
+    }
+    if (w16 && w32)
+        printf("bf16/f32 ms per token: dense %.3f, skip-blocks %.3f\n", med[0] / med[3], med[2] / med[5]);
+    for (int v = 0; v < nv; v++)
+        if (models[v]) {
+            gpt_free(models[v]);
+            nn_params_destroy(params[v]);
+        }
     return 0;
 }

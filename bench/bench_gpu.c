@@ -102,6 +102,7 @@ typedef struct {
     bool run_model[M_N], run_what[W_N];
     int64_t B, T, prefill_B, decode_tokens, prompt;
     sgt_dtype compute;
+    sgt_dtype decode_weights; /* what the decoder streams: f32 (default) or bf16 copies (gpt_prepare_decode) */
     bool composed, phases, peak_given, decode_eager;
     int steps, warmup, threads;
     int64_t top_k;    /* the SGT models' k (0: the preset's) */
@@ -366,7 +367,7 @@ static void decode_body(void *argp) {
     result *r = a->r;
     const int64_t np = o->prompt, ng = o->decode_tokens;
     build(o, a->kind);
-    gpt_prepare_decode(R.m); /* block-contiguous down weights for the skipping decode kernel */
+    gpt_prepare_decode(R.m, o->decode_weights); /* the decoder's inference copies (--decode-weights) */
     R.arena = sgt_arena_create("bench-decode", o->dev, 0, 0); /* unused by the decoder: kept for the report */
     R.kva = sgt_arena_create("bench-kv", o->dev, 0, 0);
     R.ids = bench_make_ids(1, np, R.m->cfg.vocab);
@@ -393,7 +394,7 @@ static void decode_body(void *argp) {
     r->min_s = t[0];
     r->p90_s = t[(int64_t)(0.9 * (double)(ng - 1))];
     r->tokens_per_s = 1.0 / r->median_s;
-    r->decode_bytes = gpt_decode_bytes(&R.m->cfg, a->kind == M_SKIP, np + ng / 2);
+    r->decode_bytes = gpt_decode_bytes(&R.m->cfg, a->kind == M_SKIP, np + ng / 2, o->decode_weights);
     r->floor_ms = 1e3 * r->decode_bytes / o->bandwidth;
 }
 
@@ -600,6 +601,7 @@ static void usage(const char *argv0) {
             "          [--batch 16] [--seq T] [--precision bf16|f32] [--attention fused|composed] [--steps 10]\n"
             "          [--warmup 3] [--decode-tokens 128] [--prompt 64] [--prefill-batch B] [--peak-tflops X]\n"
             "          [--what train,decode,prefill] [--threads N] [--phases] [--decode graph|eager] [--top_k_blocks K]\n"
+            "          [--decode-weights f32|bf16]\n"
             "  presets: %s (default sgt-150m); --seq defaults to the preset's context length;\n"
             "  --prefill-batch to --batch; peak: 989 (bf16) / 494 (f32, TF32) TFLOP/s on cuda, none on cpu\n",
             argv0, gpt_preset_names());
@@ -660,6 +662,10 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--precision")) {
             if (!strcmp(v, "bf16")) o.compute = SGT_BF16;
             else if (!strcmp(v, "f32")) o.compute = SGT_F32;
+            else usage(argv[0]);
+        } else if (!strcmp(a, "--decode-weights")) {
+            if (!strcmp(v, "bf16")) o.decode_weights = SGT_BF16;
+            else if (!strcmp(v, "f32")) o.decode_weights = SGT_F32;
             else usage(argv[0]);
         } else if (!strcmp(a, "--decode")) {
             if (!strcmp(v, "graph")) o.decode_eager = false;

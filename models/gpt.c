@@ -79,8 +79,9 @@ gpt_model *gpt_build(const gpt_config *cfg, nn_params *p) {
     if (!cfg->tie_head) {
         nn_linear_init(&m->head, p, "head", C, Vp, false, std);
         out_w = m->head.w;
-    } else {
+    } else { /* the head is wte: an nn_linear over it (not a parameter of its own) for decode copies */
         out_w = m->wte.w;
+        m->head = (nn_linear){.w = out_w, .in = C, .out = Vp};
     }
     /* the padding rows of the output projection are zero (and stay so: their logits are outside
      * the softmax, so their gradient is exactly 0, and weight decay keeps 0 at 0) */
@@ -103,9 +104,20 @@ void gpt_set_ffn_skip(gpt_model *m, bool skip) {
     for (int64_t i = 0; i < m->cfg.n_layers; i++) m->layers[i].sffn.path = skip ? NN_BS_SKIP : NN_BS_MASK;
 }
 
-void gpt_prepare_decode(gpt_model *m) {
-    if (!m->cfg.sparse) return;
-    for (int64_t i = 0; i < m->cfg.n_layers; i++) nn_bs_swiglu_prepare_decode(&m->layers[i].sffn, m->params);
+void gpt_prepare_decode(gpt_model *m, sgt_dtype weights) {
+    SGT_CHECK(weights == SGT_F32 || weights == SGT_BF16, "gpt_prepare_decode: decode weights must be f32 or bf16, not %s",
+              sgt_dtype_name(weights));
+    SGT_CHECK(weights == SGT_F32 || m->params->dtype == SGT_F32,
+              "gpt_prepare_decode: bf16 decode weights need an f32 model (parameters %s)", sgt_dtype_name(m->params->dtype));
+    for (int64_t i = 0; i < m->cfg.n_layers; i++) {
+        gpt_layer *l = &m->layers[i];
+        if (m->cfg.sparse) nn_bs_swiglu_prepare_decode(&l->sffn, m->params);
+        if (weights != SGT_BF16) continue;
+        nn_attention_prepare_bf16(&l->attn, m->params);
+        if (m->cfg.sparse) nn_bs_swiglu_prepare_bf16(&l->sffn, m->params);
+        else nn_swiglu_prepare_bf16(&l->ffn, m->params);
+    }
+    if (weights == SGT_BF16) nn_linear_prepare_bf16(&m->head, m->params); /* the tied head is wte (gpt_build) */
 }
 
 void gpt_kv_init(gpt_kv *kv, sgt_ctx *c, const gpt_model *m, int64_t B, int64_t max_len) {
@@ -168,7 +180,10 @@ gpt_output gpt_forward(sgt_ctx *c, const gpt_model *m, sgt_tensor *idx, const gp
         sgt_tensor *h = sgt_rmsnorm_to(c, x, l->ln1.w, l->ln1.eps, act, NULL);
         x = residual_add(c, x, nn_attention_forward(c, &l->attn, h, o->kv ? &o->kv->layer[i] : NULL));
         h = sgt_rmsnorm_to(c, x, l->ln2.w, l->ln2.eps, act, NULL);
-        if (cfg->sparse) {
+        if (o->kv) { /* inference: the FFN may take the decode copies (gpt_prepare_decode) */
+            x = residual_add(c, x, cfg->sparse ? nn_bs_swiglu_infer(c, &l->sffn, h, &out.route[i])
+                                               : nn_swiglu_infer(c, &l->ffn, h));
+        } else if (cfg->sparse) {
             x = residual_add(c, x, nn_bs_swiglu_forward(c, &l->sffn, h, &out.route[i]));
             if (o->targets && o->aux_weight > 0) {
                 sgt_tensor *a = nn_load_balance_loss(c, &out.route[i], cfg->top_k, o->aux_weight);
@@ -184,7 +199,9 @@ gpt_output gpt_forward(sgt_ctx *c, const gpt_model *m, sgt_tensor *idx, const gp
     /* logits over the padded vocabulary [B, T, Vp]; callers see the first V columns (a view) */
     const int64_t V = cfg->vocab, Vp = gpt_vocab_padded(cfg);
     sgt_tensor *lp;
-    if (cfg->tie_head) {
+    if (o->kv && m->head.w_bf16) {
+        lp = nn_linear_infer(c, &m->head, x);
+    } else if (cfg->tie_head) {
         sgt_tensor *w = m->wte.w->dtype == act ? m->wte.w : sgt_cast(c, m->wte.w, act);
         lp = sgt_matmul(c, x, w, false, true);
     } else {
@@ -226,15 +243,17 @@ int64_t gpt_config_param_count(const gpt_config *c) {
     return V * C + c->ctx_len * C + L * per_layer + C + (c->tie_head ? 0 : V * C);
 }
 
-double gpt_decode_bytes(const gpt_config *c, bool skip, int64_t pos) {
-    const double C = (double)c->d_model, L = (double)c->n_layers, es = (double)sizeof(float);
+double gpt_decode_bytes(const gpt_config *c, bool skip, int64_t pos, sgt_dtype weights) {
+    const double C = (double)c->d_model, L = (double)c->n_layers, es = (double)sizeof(float),
+                 ws = (double)sgt_dtype_size(weights) / es; /* the matrices' bytes per f32 byte */
     const double hidden = c->sparse ? (double)(c->num_blocks * c->block_size) : (double)c->d_ff;
     const double ffn = 3 * C * hidden * (skip ? (double)c->top_k / (double)c->num_blocks : 1.0);
     const double router = c->sparse ? C * NN_ROUTER_HIDDEN + NN_ROUTER_HIDDEN + NN_ROUTER_HIDDEN * (double)c->num_blocks +
                                           (double)c->num_blocks
                                     : 0;
-    const double per_layer = 2 * C + 4 * C * C + ffn + router;   /* norms, qkv + proj, FFN, router */
-    const double head = c->tie_head ? 0 : (double)gpt_vocab_padded(c) * C; /* padding rows are read too */
+    const double per_layer = 2 * C + ws * (4 * C * C + ffn) + router; /* norms, qkv + proj, FFN, router */
+    /* the head (tied: wte as the head; its one embedding row is counted below): padding rows are read too */
+    const double head = ws * (double)gpt_vocab_padded(c) * C;
     const double kv = 2 * L * (double)pos * C;                  /* keys and values of past positions */
     return es * (L * per_layer + head + 3 * C + kv);            /* + ln_f and one row of wte, wpe */
 }

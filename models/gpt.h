@@ -74,9 +74,14 @@ int64_t gpt_vocab_padded(const gpt_config *cfg);
 void gpt_set_attention(gpt_model *m, bool composed);
 /* Switches the SGT FFNs between mask-and-multiply and block skipping (same weights). */
 void gpt_set_ffn_skip(gpt_model *m, bool skip);
-/* For inference with block skipping: block-contiguous copies of the down projections (+1/3 of the
- * FFN weights in memory). Call it after loading weights; training never uses them. */
-void gpt_prepare_decode(gpt_model *m);
+/* Inference copies of the weights for decoding; call it after loading (or training) weights,
+ * since training never updates them. weights = SGT_F32: block-contiguous copies of the SGT down
+ * projections for the skipping kernel (+1/3 of the FFN weights in memory). weights = SGT_BF16:
+ * besides those, bf16 copies of every matrix a decode step reads (projections, FFN, head; the SGT
+ * FFN also block-major, [nb, 3, bs, C]; +1/2 of the model in memory, the router stays f32): the KV-
+ * cache forward then streams 2 bytes per weight on steps of at most NN_INFER_ROWS tokens, with f32
+ * activations and sums (a prompt, and every forward without a KV cache, use the f32 weights). */
+void gpt_prepare_decode(gpt_model *m, sgt_dtype weights);
 void gpt_free(gpt_model *m);
 
 /* KV caches of every layer, for incremental decoding (inference only: use a no-grad scope). */
@@ -114,8 +119,9 @@ gpt_output gpt_forward(sgt_ctx *c, const gpt_model *m, sgt_tensor *idx, const gp
 
 /* Bytes of weights and KV cache read to decode one token at position pos (batch 1): every
  * parameter except the embedding tables (one row each); the FFN blocks scaled by k/nb when
- * skipping. Divided by the device bandwidth, it is the floor of decode latency. */
-double gpt_decode_bytes(const gpt_config *cfg, bool skip, int64_t pos);
+ * skipping; the matrices at the size of `weights` (gpt_prepare_decode), the rest (norms, router,
+ * embedding rows, the f32 KV cache) at 4 bytes. Divided by the device bandwidth, it is the floor of decode latency. */
+double gpt_decode_bytes(const gpt_config *cfg, bool skip, int64_t pos, sgt_dtype weights);
 
 /* Parameter counts: total, and the routers' share. */
 int64_t gpt_param_count(const gpt_model *m);

@@ -10,6 +10,7 @@ void nn_linear_init(nn_linear *m, nn_params *p, const char *prefix, int64_t in, 
     m->out = out;
     m->w = nn_param_new(p, prefix, "weight", SGT_SHAPE(out, in), NN_INIT_NORMAL, std, true);
     m->b = bias ? nn_param_new(p, prefix, "bias", SGT_SHAPE(out), NN_INIT_ZEROS, 0, false) : NULL;
+    m->w_bf16 = NULL;
 }
 
 sgt_tensor *nn_linear_forward(sgt_ctx *c, const nn_linear *m, sgt_tensor *x) {
@@ -22,6 +23,32 @@ sgt_tensor *nn_linear_forward(sgt_ctx *c, const nn_linear *m, sgt_tensor *x) {
     sgt_tensor *w = m->w->dtype == x->dtype ? m->w : sgt_cast(c, m->w, x->dtype);
     sgt_tensor *y = sgt_matmul(c, x2, w, false, true); /* [..., in] @ [out, in]^T */
     if (x->ndim == 1) y = sgt_reshape(c, y, SGT_SHAPE(m->out));
+    if (!m->b) return y;
+    return sgt_add(c, y, m->b->dtype == y->dtype ? m->b : sgt_cast(c, m->b, y->dtype));
+}
+
+/* ---- Linear over a bf16 inference copy ---- */
+
+void nn_linear_prepare_bf16(nn_linear *m, nn_params *p) {
+    if (!m->w_bf16) m->w_bf16 = sgt_empty(&p->ctx, SGT_BF16, 2, m->w->shape);
+    /* the cast's f32 -> bf16 result lands in a scratch arena, then in the persistent copy */
+    sgt_arena *tmp = sgt_arena_create("bf16 copy", p->ctx.device, 0, 0);
+    sgt_ctx tc = {.arena = tmp, .device = p->ctx.device};
+    sgt_copy_into(&tc, m->w_bf16, m->w->dtype == SGT_BF16 ? m->w : sgt_cast(&tc, m->w, SGT_BF16));
+    sgt_arena_destroy(tmp);
+}
+
+bool nn_infer_bf16_applies(const sgt_tensor *x) {
+    const int64_t rows = x->ndim ? sgt_numel(x) / (x->shape[x->ndim - 1] ? x->shape[x->ndim - 1] : 1) : 1;
+    return x->dtype == SGT_F32 && rows <= NN_INFER_ROWS;
+}
+
+sgt_tensor *nn_linear_infer(sgt_ctx *c, const nn_linear *m, sgt_tensor *x) {
+    if (!m->w_bf16 || !nn_infer_bf16_applies(x)) return nn_linear_forward(c, m, x);
+    char b[96];
+    SGT_CHECK(x->ndim >= 1 && x->shape[x->ndim - 1] == m->in, "linear %s: input %s, expected last dim %lld",
+              m->w->name ? m->w->name : "", sgt_shape_str(x, b, sizeof b), (long long)m->in);
+    sgt_tensor *y = sgt_linear_bf16(c, x, m->w_bf16);
     if (!m->b) return y;
     return sgt_add(c, y, m->b->dtype == y->dtype ? m->b : sgt_cast(c, m->b, y->dtype));
 }
@@ -75,7 +102,9 @@ void nn_attention_init(nn_attention *m, nn_params *p, const char *prefix, int64_
 
 sgt_tensor *nn_attention_forward(sgt_ctx *c, const nn_attention *m, sgt_tensor *x, nn_kv_cache *kv) {
     const int64_t B = x->shape[0], T = x->shape[1], C = m->C, H = m->H, D = m->D;
-    sgt_tensor *qkv = nn_linear_forward(c, &m->qkv, x);                        /* [B, T, 3C] */
+    /* with a KV cache this is inference: the projections may take their bf16 copies */
+    sgt_tensor *(*lin)(sgt_ctx *, const nn_linear *, sgt_tensor *) = kv ? nn_linear_infer : nn_linear_forward;
+    sgt_tensor *qkv = lin(c, &m->qkv, x);                                      /* [B, T, 3C] */
     /* [B, T, 3, H, D] -> [3, B, H, T, D]: q, k, v are strided views, no copies */
     sgt_tensor *heads = sgt_permute(c, sgt_reshape(c, qkv, SGT_SHAPE(B, T, 3, H, D)), (int[]){2, 0, 3, 1, 4});
     sgt_tensor *parts[3];
@@ -93,7 +122,7 @@ sgt_tensor *nn_attention_forward(sgt_ctx *c, const nn_attention *m, sgt_tensor *
         sgt_index_copy_rows(c, kv->v_rows, kv->pos_dev, sgt_reshape(c, sgt_permute(c, v, (int[]){0, 2, 1, 3}), SGT_SHAPE(T, C)));
         sgt_tensor *y = sgt_attention_len(c, q, kv->k, kv->v, kv->len_dev, scale, NULL);
         y = sgt_reshape(c, sgt_permute(c, y, (int[]){0, 2, 1, 3}), SGT_SHAPE(B, T, C));
-        return nn_linear_forward(c, &m->proj, y);
+        return lin(c, &m->proj, y);
     }
     if (kv) {
         SGT_CHECK(kv->k->dtype == x->dtype, "attention: KV cache is %s, activations %s",
@@ -116,7 +145,12 @@ sgt_tensor *nn_attention_forward(sgt_ctx *c, const nn_attention *m, sgt_tensor *
         y = sgt_attention(c, q, k, v, scale, NULL);           /* [B, H, T, D] over [B, T, H, D] */
     }
     y = sgt_reshape(c, sgt_permute(c, y, (int[]){0, 2, 1, 3}), SGT_SHAPE(B, T, C));
-    return nn_linear_forward(c, &m->proj, y);
+    return lin(c, &m->proj, y);
+}
+
+void nn_attention_prepare_bf16(nn_attention *m, nn_params *p) {
+    nn_linear_prepare_bf16(&m->qkv, p);
+    nn_linear_prepare_bf16(&m->proj, p);
 }
 
 /* ---- SwiGLU ---- */
@@ -144,6 +178,17 @@ sgt_tensor *nn_swiglu_hidden(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x) {
 
 sgt_tensor *nn_swiglu_forward(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x) {
     return nn_linear_forward(c, &m->down, nn_swiglu_hidden(c, m, x));
+}
+
+sgt_tensor *nn_swiglu_infer(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x) {
+    sgt_tensor *g = nn_linear_infer(c, &m->gate, x), *u = nn_linear_infer(c, &m->up, x);
+    return nn_linear_infer(c, &m->down, sgt_swiglu(c, g, u, NULL, 0));
+}
+
+void nn_swiglu_prepare_bf16(nn_swiglu *m, nn_params *p) {
+    nn_linear_prepare_bf16(&m->gate, p);
+    nn_linear_prepare_bf16(&m->up, p);
+    nn_linear_prepare_bf16(&m->down, p);
 }
 
 /* ---- losses ---- */

@@ -17,9 +17,22 @@ typedef struct {
     sgt_tensor *w;      /* [out, in] */
     sgt_tensor *b;      /* [out] or NULL */
     int64_t in, out;
+    sgt_tensor *w_bf16; /* inference only: a bf16 copy of w for decoding, or NULL (nn_linear_prepare_bf16) */
 } nn_linear;
 void nn_linear_init(nn_linear *m, nn_params *p, const char *prefix, int64_t in, int64_t out, bool bias, double std);
 sgt_tensor *nn_linear_forward(sgt_ctx *c, const nn_linear *m, sgt_tensor *x); /* [..., in] -> [..., out] */
+
+/* Decoding over bf16 weights. nn_linear_prepare_bf16 makes (or refreshes) w_bf16 from the current
+ * w, in the parameter store's memory; training never reads it, so remake it after w changes.
+ * nn_linear_infer is nn_linear_forward through that copy (sgt_linear_bf16: 2 bytes per weight,
+ * f32 sums) when there is one, x is f32 and x has at most NN_INFER_ROWS rows, i.e. a decode step,
+ * whose time is the weights' bytes; longer inputs (a prompt) are compute-bound and take w itself.
+ * Not differentiable: for inference without a tape. */
+#define NN_INFER_ROWS 4
+void nn_linear_prepare_bf16(nn_linear *m, nn_params *p);
+sgt_tensor *nn_linear_infer(sgt_ctx *c, const nn_linear *m, sgt_tensor *x);
+/* true when a forward over x takes the bf16 inference copies (f32 x of at most NN_INFER_ROWS rows) */
+bool nn_infer_bf16_applies(const sgt_tensor *x);
 
 typedef struct {
     sgt_tensor *w;      /* [V, C] */
@@ -60,8 +73,10 @@ typedef struct {
 void nn_attention_init(nn_attention *m, nn_params *p, const char *prefix, int64_t C, int64_t H, double std,
                        double proj_std);
 /* x [B, T, C] -> [B, T, C]. With kv (inference, no grad), the T new positions are appended to the
- * cache and attend to all cached ones; without it, plain causal attention over x. */
+ * cache and attend to all cached ones, and the projections run through their bf16 inference copies
+ * where those apply (nn_linear_infer); without it, plain causal attention over x. */
 sgt_tensor *nn_attention_forward(sgt_ctx *c, const nn_attention *m, sgt_tensor *x, nn_kv_cache *kv);
+void nn_attention_prepare_bf16(nn_attention *m, nn_params *p);
 
 /* SwiGLU FFN: down(silu(gate(x)) * up(x)). */
 typedef struct {
@@ -77,6 +92,9 @@ sgt_tensor *nn_swiglu_hidden(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x);
 sgt_tensor *nn_swiglu_hidden_masked(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x, sgt_tensor *mask,
                                     int64_t block_size);
 sgt_tensor *nn_swiglu_forward(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x);
+/* The same through the Linears' bf16 inference copies where they apply (nn_linear_infer). */
+sgt_tensor *nn_swiglu_infer(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x);
+void nn_swiglu_prepare_bf16(nn_swiglu *m, nn_params *p);
 
 /* Mean cross-entropy of logits [..., V] against i32 targets [...]. */
 sgt_tensor *nn_cross_entropy(sgt_ctx *c, sgt_tensor *logits, sgt_tensor *targets, int32_t ignore_index);

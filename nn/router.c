@@ -59,6 +59,7 @@ void nn_bs_swiglu_init(nn_bs_swiglu *m, nn_params *p, const char *prefix, int64_
     m->top_k = top_k;
     m->path = NN_BS_MASK;
     m->down_t = NULL;
+    m->blocks_bf16 = NULL;
     nn_router_init(&m->router, p, nn_join(buf, sizeof buf, prefix, "router"), C, num_blocks, top_k, std);
     nn_swiglu_init(&m->ffn, p, prefix, C, num_blocks * block_size, std, down_std);
 }
@@ -92,6 +93,44 @@ void nn_bs_swiglu_prepare_decode(nn_bs_swiglu *m, nn_params *p) {
     sgt_tensor *wd = m->ffn.down.w; /* [C, I] */
     if (!m->down_t) m->down_t = sgt_empty(&p->ctx, wd->dtype, SGT_SHAPE(wd->shape[1], wd->shape[0]));
     sgt_copy_into(&p->ctx, m->down_t, sgt_transpose(&p->ctx, wd, 0, 1));
+}
+
+void nn_bs_swiglu_prepare_bf16(nn_bs_swiglu *m, nn_params *p) {
+    nn_swiglu_prepare_bf16(&m->ffn, p);
+    const int64_t nb = m->num_blocks, bs = m->block_size, C = m->ffn.C;
+    if (!m->blocks_bf16) m->blocks_bf16 = sgt_empty(&p->ctx, SGT_BF16, SGT_SHAPE(nb, 3, bs, C));
+    /* part q of every block: gate rows, up rows, down columns as rows ([C, I]^T = [I, C]) */
+    sgt_tensor *parts[3] = {m->ffn.gate.w_bf16, m->ffn.up.w_bf16, m->ffn.down.w_bf16};
+    sgt_arena *tmp = sgt_arena_create("block-major copy", p->ctx.device, 0, 0);
+    sgt_ctx tc = {.arena = tmp, .device = p->ctx.device};
+    for (int q = 0; q < 3; q++) {
+        sgt_tensor *w = q == 2 ? sgt_transpose(&tc, parts[q], 0, 1) : parts[q]; /* [I, C] */
+        sgt_copy_into(&tc, sgt_reshape(&tc, sgt_narrow(&tc, m->blocks_bf16, 1, q, 1), SGT_SHAPE(nb, bs, C)),
+                      sgt_reshape(&tc, sgt_contiguous(&tc, w), SGT_SHAPE(nb, bs, C)));
+    }
+    sgt_arena_destroy(tmp);
+}
+
+sgt_tensor *nn_bs_swiglu_infer(sgt_ctx *c, const nn_bs_swiglu *m, sgt_tensor *x, nn_route *route_out) {
+    const bool bf16 = m->ffn.gate.w_bf16 && nn_infer_bf16_applies(x);
+    if (!bf16) return nn_bs_swiglu_forward(c, m, x, route_out);
+    const int64_t C = x->shape[x->ndim - 1], N = sgt_numel(x) / C, nb = m->num_blocks, k = m->top_k;
+    nn_route r = {0};
+    r.logits = nn_linear_forward(c, &m->router.fc2, sgt_gelu(c, nn_linear_forward(c, &m->router.fc1, x)));
+    sgt_tensor *vals, *y;
+    sgt_topk(c, r.logits, (int)k, &vals, &r.indices);
+    if (m->path == NN_BS_SKIP && m->blocks_bf16) {
+        y = sgt_bsparse_swiglu_bf16(c, sgt_reshape(c, x, SGT_SHAPE(N, C)), m->blocks_bf16,
+                                    sgt_reshape(c, r.indices, SGT_SHAPE(N, k)), NULL);
+        y = sgt_reshape(c, y, x->ndim, x->shape);
+    } else { /* mask-and-multiply over every block, by the hard mask */
+        r.hard = r.mask = sgt_scatter_add_last(c, sgt_full(c, r.logits->dtype, r.indices->ndim, r.indices->shape, 1.0),
+                                               r.indices, nb);
+        sgt_tensor *g = nn_linear_infer(c, &m->ffn.gate, x), *u = nn_linear_infer(c, &m->ffn.up, x);
+        y = nn_linear_infer(c, &m->ffn.down, sgt_swiglu(c, g, u, r.mask, m->block_size));
+    }
+    if (route_out) *route_out = r;
+    return y;
 }
 
 void nn_route_stats(const nn_route *r, double *counts, double *mean_probs) {

@@ -63,6 +63,8 @@ typedef struct {
     sgt_tensor *down_t;  /* inference only: ffn.down.weight transposed [I, C], streamed by the decode
                           * kernel; NULL unless nn_bs_swiglu_prepare_decode made it (and then it must
                           * be remade whenever the weights change) */
+    sgt_tensor *blocks_bf16; /* inference only: the FFN's weights block-major in bf16, [nb, 3, bs, C]
+                          * (sgt_bsparse_swiglu_bf16), or NULL; the same rule as down_t */
 } nn_bs_swiglu;
 
 void nn_bs_swiglu_init(nn_bs_swiglu *m, nn_params *p, const char *prefix, int64_t C, int64_t num_blocks,
@@ -72,6 +74,14 @@ sgt_tensor *nn_bs_swiglu_forward(sgt_ctx *c, const nn_bs_swiglu *m, sgt_tensor *
 
 /* Makes (or refreshes) down_t from the current weights, in the parameter store's memory. */
 void nn_bs_swiglu_prepare_decode(nn_bs_swiglu *m, nn_params *p);
+/* Decoding over bf16 weights: makes (or refreshes) the FFN Linears' bf16 copies and blocks_bf16. */
+void nn_bs_swiglu_prepare_bf16(nn_bs_swiglu *m, nn_params *p);
+/* Inference (no tape): the forward with the router's hard top-k (no straight-through terms) and,
+ * where they apply (nn_infer_bf16_applies), the bf16 copies: the skipping path streams only the
+ * selected blocks of blocks_bf16, the mask path multiplies the Linears' copies. Without copies it
+ * is nn_bs_swiglu_forward. *route_out (optional) receives logits and indices (hard and mask may be
+ * NULL). */
+sgt_tensor *nn_bs_swiglu_infer(sgt_ctx *c, const nn_bs_swiglu *m, sgt_tensor *x, nn_route *route_out);
 
 /* Per-block selection counts [nb] (f64 host array, summed over tokens) and mean router
  * probabilities softmax(l) [nb], from a routing. */

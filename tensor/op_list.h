@@ -62,4 +62,6 @@ SGT_OP(ATTENTION,        "attention",         0, attention)            /* q [B,H
 SGT_OP(ATTENTION_BWD,    "attention_bwd",     0, attention_bwd)        /* q, k, v, y, lse, dy -> dq, dk, dv; fp[0] = scale */
 SGT_OP(SWIGLU,           "swiglu",            0, swiglu)               /* g, u [N, I] [, m [N, I/bs]] -> silu(g) * u (* m per block); ip[0] = bs or 0 */
 SGT_OP(SWIGLU_BWD,       "swiglu_bwd",        0, swiglu_bwd)           /* g, u [, m], dh -> dg, du [, dm]; ip[0] = bs or 0 */
+SGT_OP(LINEAR_BF16,      "linear_bf16",       0, linear_bf16)          /* x f32 [..., K], w bf16 [O, K] -> x w^T f32 [..., O] (inference) */
+SGT_OP(BSPARSE_SWIGLU_BF16,"bsparse_swiglu_bf16",0, bsparse_swiglu_bf16) /* x f32 [N,C], wb bf16 [nb,3,bs,C], idx [N,k] [, m f32 [N,k]] -> y, partials [N,k,C] (inference) */
 SGT_OP(ADAMW,            "adamw",             0, adamw)                /* in place: param, grad, m, v; fp = lr, b1, b2, eps, wd, bc1, bc2 */

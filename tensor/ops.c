@@ -812,3 +812,44 @@ void sgt_swiglu_bwd(sgt_ctx *c, sgt_tensor *g, sgt_tensor *u, sgt_tensor *m, sgt
     *du = dst[1];
     if (dm) *dm = dst[2];
 }
+
+/* ---- inference over bf16 weights ---- */
+
+sgt_tensor *sgt_linear_bf16(sgt_ctx *c, sgt_tensor *x, sgt_tensor *w) {
+    char b0[96], b1[96];
+    SGT_CHECK(x->dtype == SGT_F32 && w->dtype == SGT_BF16, "linear_bf16: needs x f32 and w bf16, got %s and %s",
+              sgt_dtype_name(x->dtype), sgt_dtype_name(w->dtype));
+    SGT_CHECK(x->ndim >= 1 && w->ndim == 2 && x->shape[x->ndim - 1] == w->shape[1],
+              "linear_bf16: x %s does not end in w's inner size (w %s)", sgt_shape_str(x, b0, sizeof b0),
+              sgt_shape_str(w, b1, sizeof b1));
+    CONTIG(x);
+    CONTIG(w);
+    int64_t shape[SGT_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) shape[d] = x->shape[d];
+    shape[x->ndim - 1] = w->shape[0];
+    sgt_tensor *y = sgt_empty(c, SGT_F32, x->ndim, shape), *src[2] = {x, w};
+    run(c, SGT_OP_LINEAR_BF16, 2, src, 1, &y, NULL, 0, NULL, 0);
+    return y;
+}
+
+sgt_tensor *sgt_bsparse_swiglu_bf16(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wb, sgt_tensor *idx, sgt_tensor *m) {
+    const char *op = "bsparse_swiglu_bf16";
+    char b0[96], b1[96];
+    SGT_CHECK(x->dtype == SGT_F32 && wb->dtype == SGT_BF16 && (!m || m->dtype == SGT_F32),
+              "%s: needs x and m f32 and wb bf16, got %s and %s", op, sgt_dtype_name(x->dtype), sgt_dtype_name(wb->dtype));
+    check_i32(op, idx);
+    SGT_CHECK(x->ndim == 2 && idx->ndim == 2 && idx->shape[0] == x->shape[0] && (!m || sgt_same_shape(idx, m)),
+              "%s: needs x [N, C], idx and m [N, k], got %s and %s", op, sgt_shape_str(x, b0, sizeof b0),
+              sgt_shape_str(idx, b1, sizeof b1));
+    SGT_CHECK(wb->ndim == 4 && wb->shape[1] == 3 && wb->shape[3] == x->shape[1] && sgt_is_contiguous(wb),
+              "%s: weights must be a contiguous block-major [nb, 3, bs, C] for C = %lld, got %s", op,
+              (long long)x->shape[1], sgt_shape_str(wb, b0, sizeof b0));
+    CONTIG(x);
+    CONTIG(idx);
+    if (m) CONTIG(m);
+    const int64_t N = x->shape[0], k = idx->shape[1];
+    sgt_tensor *dst[2] = {sgt_empty(c, SGT_F32, 2, x->shape), sgt_empty(c, SGT_F32, SGT_SHAPE(N, k, x->shape[1]))};
+    sgt_tensor *src[4] = {x, wb, idx, m};
+    run(c, SGT_OP_BSPARSE_SWIGLU_BF16, m ? 4 : 3, src, 2, dst, NULL, 0, NULL, 0);
+    return dst[0];
+}

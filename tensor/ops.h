@@ -134,6 +134,17 @@ void sgt_bsparse_swiglu_bwd(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wg, sgt_tenso
                             sgt_tensor *m, sgt_tensor *G, sgt_tensor *U, sgt_tensor *dy, int64_t block_size,
                             sgt_tensor **dx, sgt_tensor **dwg, sgt_tensor **dwu, sgt_tensor **dwd, sgt_tensor **dm);
 
+/* Inference over bf16 copies of weights (decode: each weight streams as 2 bytes and is widened to
+ * f32 in registers; activations and sums stay f32). Not differentiable: the weights' f32 masters
+ * are what training updates, and the copies must be remade after (nn_linear_prepare_bf16).
+ * y = x w^T: x f32 [..., K], w bf16 [O, K] -> f32 [..., O]. */
+sgt_tensor *sgt_linear_bf16(sgt_ctx *c, sgt_tensor *x, sgt_tensor *w);
+/* The block-sparse SwiGLU of sgt_bsparse_swiglu over block-major bf16 weights wb [nb, 3, bs, C]
+ * (block b: its gate rows Wg[b bs + r], its up rows, then its down columns as rows Wd[:, b bs + r]),
+ * so a selected block is one contiguous run: x f32 [N, C], idx i32 [N, k], m f32 [N, k] or NULL
+ * (all ones, the router's hard mask) -> y f32 [N, C]. */
+sgt_tensor *sgt_bsparse_swiglu_bf16(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wb, sgt_tensor *idx, sgt_tensor *m);
+
 /* Fused causal attention (flash-style: the [Tq, Tk] score matrix is never stored):
  *   y[b,h,i] = sum_j softmax_j(scale * q[b,h,i] . k[b,h,j]) v[b,h,j]  over j <= i + (Tk - Tq)
  * q [B, H, Tq, D], k and v [B, H, Tk, D] (Tk >= Tq: with a KV cache the Tq new queries are the

@@ -18,4 +18,6 @@ const bool sgt_cpu_bf16_native[SGT_NOPS] = {
     [SGT_OP_COPY] = true,
     [SGT_OP_INDEX_COPY_ROWS] = true, /* moves bytes */
     [SGT_OP_CAST] = true,
+    [SGT_OP_LINEAR_BF16] = true,         /* bf16 weights are their point: widened in registers */
+    [SGT_OP_BSPARSE_SWIGLU_BF16] = true,
 };

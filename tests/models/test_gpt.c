@@ -196,7 +196,7 @@ static void decoder_parity(bool sparse, bool skip, sgt_dtype dt, double tol) {
     cfg.ffn_skip = skip;
     nn_params *p = nn_params_create(5, dt, SGT_CPU);
     gpt_model *m = gpt_build(&cfg, p);
-    gpt_prepare_decode(m);
+    gpt_prepare_decode(m, SGT_F32);
     const int T = 11;
     int32_t ids[11];
     for (int i = 0; i < T; i++) ids[i] = (int32_t)((i * 37 + 5) % cfg.vocab);
@@ -245,6 +245,91 @@ static void t_decoder(void **s) {
     free(full);
     nano_free(m);
     tu_env_free(e);
+}
+
+/* ---- decoding over bf16 weight copies (gpt_prepare_decode(m, SGT_BF16)) ---- */
+
+/* rounds every matrix that gets a bf16 copy (attention, FFN, head) through bf16, in place: the
+ * f32 model whose full forward is the oracle of the bf16 decode */
+static void round_matrices(nn_params *p) {
+    for (int i = 0; i < p->n; i++) {
+        const char *n = p->items[i].name;
+        sgt_tensor *t = p->items[i].t;
+        const bool mat = t->ndim == 2 && !strstr(n, "router") && !strstr(n, "wte") && !strstr(n, "wpe");
+        if (mat) sgt_copy_into(&p->ctx, t, sgt_cast(&p->ctx, sgt_cast(&p->ctx, t, SGT_BF16), SGT_F32));
+    }
+}
+
+/* decoder logits (prefill of 3, then steps) against the full forward of `oracle` at each position,
+ * within tol (1 + |logit|); returns the largest difference */
+static double decode_vs(gpt_model *m, gpt_model *oracle, double tol, const char *what) {
+    double worst = 0;
+    tu_env *e = tu_env_new();
+    const int T = 11;
+    int32_t ids[11];
+    some_ids(ids, T, 37, 5, m->cfg.vocab);
+    double *full = tu_host(gpt_forward(&e->ctx, oracle, sgt_from_i32(&e->ctx, SGT_SHAPE(1, T), ids), NULL).logits);
+    gpt_decoder *d = gpt_decoder_create(m, 16, true);
+    for (int at = 2; at < T; at++) {
+        const float *lg = at == 2 ? gpt_decoder_prefill(d, ids, 3) : gpt_decoder_step(d, ids[at]);
+        for (int64_t v = 0; v < m->cfg.vocab; v++) {
+            const double w = full[at * m->cfg.vocab + v];
+            worst = fmax(worst, fabs(lg[v] - w));
+            if (fabs(lg[v] - w) > tol * (1 + fabs(w)))
+                fail_msg("%s: pos %d vocab %lld: %.9g vs %.9g", what, at, (long long)v, lg[v], w);
+        }
+    }
+    gpt_decoder_destroy(d);
+    free(full);
+    tu_env_free(e);
+    return worst;
+}
+
+static void t_decode_bf16(void **s) {
+    (void)s;
+    for (int kind = 0; kind < 3; kind++) { /* dense, SGT mask-and-multiply, SGT skipping */
+        gpt_model *m = nano(kind > 0, 9, SGT_F32), *oracle = nano(kind > 0, 9, SGT_F32);
+        if (kind == 2) gpt_set_ffn_skip(m, true);
+        tu_env *e = tu_env_new();
+        int32_t ids[6];
+        some_ids(ids, 6, 11, 2, m->cfg.vocab);
+        sgt_tensor *idx = sgt_from_i32(&e->ctx, SGT_SHAPE(1, 6), ids);
+        double *before = tu_host(gpt_forward(&e->ctx, m, idx, NULL).logits);
+        gpt_prepare_decode(m, SGT_BF16);
+        assert_non_null(m->layers[0].attn.qkv.w_bf16);
+        assert_non_null(m->head.w_bf16);
+        if (kind == 2) assert_non_null(m->layers[1].sffn.blocks_bf16);
+        /* a forward without a KV cache (training, perplexity) still reads the f32 weights, bit for bit */
+        double *after = tu_host(gpt_forward(&e->ctx, m, idx, NULL).logits);
+        for (int64_t i = 0; i < 6 * m->cfg.vocab; i++)
+            if (after[i] != before[i]) fail_msg("kind %d: logit %lld changed by preparing bf16 copies", kind, (long long)i);
+        /* the decode equals the f32 model with its matrices rounded to bf16 (f32 sums in other orders),
+         * and that much closer than to the unrounded model: the copies are what it reads */
+        const char *what = kind == 0 ? "bf16 decode, dense" : kind == 1 ? "bf16 decode, sgt mask" : "bf16 decode, sgt skip";
+        const double off = decode_vs(m, oracle, 1e-1, what);
+        round_matrices(oracle->params);
+        const double near = decode_vs(m, oracle, 1e-5, what);
+        if (!(near * 20 < off)) fail_msg("%s: %.3g from the rounded model, %.3g from the f32 one", what, near, off);
+        free(before);
+        free(after);
+        tu_env_free(e);
+        nano_free(m);
+        nano_free(oracle);
+    }
+    /* a tied head streams the bf16 copy of wte, whose embedding rows stay f32: near the f32 model */
+    gpt_config cfg;
+    gpt_preset("nano", &cfg);
+    cfg.tie_head = true;
+    gpt_model *m = gpt_build(&cfg, nn_params_create(4, SGT_F32, SGT_CPU)), *f = gpt_build(&cfg, nn_params_create(4, SGT_F32, SGT_CPU));
+    gpt_prepare_decode(m, SGT_BF16);
+    assert_non_null(m->head.w_bf16);
+    decode_vs(m, f, 2e-2, "bf16 decode, tied head vs f32"); /* bf16 rounding: 2^-9 relative per weight */
+    nano_free(m);
+    nano_free(f);
+    /* an f64 model has no bf16 copies */
+    gpt_model *d = nano(false, 1, SGT_F64);
+    EXPECT_SGT_ERROR(gpt_prepare_decode(d, SGT_BF16), "need an f32 model");
+    nano_free(d);
 }
 
 /* ---- fused vs composed attention, and mixed precision, on the whole model ---- */
@@ -355,7 +440,8 @@ int main(void) {
         cmocka_unit_test(t_param_counts_sgt150m), cmocka_unit_test(t_param_names),
         cmocka_unit_test(t_gradcheck_dense),      cmocka_unit_test(t_gradcheck_sgt),
         cmocka_unit_test(t_decode_dense),         cmocka_unit_test(t_decode_sgt),
-        cmocka_unit_test(t_decoder),              cmocka_unit_test(t_fused_vs_composed),
+        cmocka_unit_test(t_decoder),              cmocka_unit_test(t_decode_bf16),
+        cmocka_unit_test(t_fused_vs_composed),
         cmocka_unit_test(t_mixed_precision),
         cmocka_unit_test(t_overfit_dense),        cmocka_unit_test(t_overfit_sgt),
     };

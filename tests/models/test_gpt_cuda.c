@@ -139,8 +139,8 @@ static void decoder_parity(bool sparse, bool skip_path) {
     rig_init(&gpu, SGT_CUDA, sparse, V);
     gpt_set_ffn_skip(cpu.m, skip_path);
     gpt_set_ffn_skip(gpu.m, skip_path);
-    gpt_prepare_decode(cpu.m);
-    gpt_prepare_decode(gpu.m);
+    gpt_prepare_decode(cpu.m, SGT_F32);
+    gpt_prepare_decode(gpu.m, SGT_F32);
     gpt_decoder *dc = gpt_decoder_create(cpu.m, 48, false), *dg = gpt_decoder_create(gpu.m, 48, true);
     int32_t prompt[5] = {3, 141, 59, 265, 35};
     const float *a = gpt_decoder_prefill(dc, prompt, 5);

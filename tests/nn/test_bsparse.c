@@ -258,7 +258,7 @@ static void t_gpt_paths_agree(void **s) {
     gpt_set_ffn_skip(m, true);
     sgt_tensor *full = gpt_forward(C_, m, idx, NULL).logits;
     tu_assert_close(full, ref, 1e-11, 1e-12, "SGT logits, skip vs mask");
-    gpt_prepare_decode(m); /* the decode kernel streams the transposed down copies */
+    gpt_prepare_decode(m, SGT_F32); /* the decode kernel streams the transposed down copies */
     gpt_kv kv;
     gpt_kv_init(&kv, C_, m, 2, 7);
     for (int64_t t = 0; t < 7; t++) {
