@@ -248,8 +248,8 @@ double gpt_decode_bytes(const gpt_config *c, bool skip, int64_t pos, sgt_dtype w
                  ws = (double)sgt_dtype_size(weights) / es; /* the matrices' bytes per f32 byte */
     const double hidden = c->sparse ? (double)(c->num_blocks * c->block_size) : (double)c->d_ff;
     const double ffn = 3 * C * hidden * (skip ? (double)c->top_k / (double)c->num_blocks : 1.0);
-    const double router = c->sparse ? C * NN_ROUTER_HIDDEN + NN_ROUTER_HIDDEN + NN_ROUTER_HIDDEN * (double)c->num_blocks +
-                                          (double)c->num_blocks
+    const double router = c->sparse ? ws * (C * NN_ROUTER_HIDDEN + NN_ROUTER_HIDDEN * (double)c->num_blocks) +
+                                          NN_ROUTER_HIDDEN + (double)c->num_blocks /* + biases */
                                     : 0;
     const double per_layer = 2 * C + ws * (4 * C * C + ffn) + router; /* norms, qkv + proj, FFN, router */
     /* the head (tied: wte as the head; its one embedding row is counted below): padding rows are read too */

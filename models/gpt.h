@@ -78,7 +78,7 @@ void gpt_set_ffn_skip(gpt_model *m, bool skip);
  * since training never updates them. weights = SGT_F32: block-contiguous copies of the SGT down
  * projections for the skipping kernel (+1/3 of the FFN weights in memory). weights = SGT_BF16:
  * besides those, bf16 copies of every matrix a decode step reads (projections, FFN, head; the SGT
- * FFN also block-major, [nb, 3, bs, C]; +1/2 of the model in memory, the router stays f32): the KV-
+ * FFN also block-major, [nb, 3, bs, C], and its router; +1/2 of the model in memory): the KV-
  * cache forward then streams 2 bytes per weight on steps of at most NN_INFER_ROWS tokens, with f32
  * activations and sums (a prompt, and every forward without a KV cache, use the f32 weights). */
 void gpt_prepare_decode(gpt_model *m, sgt_dtype weights);
@@ -119,7 +119,7 @@ gpt_output gpt_forward(sgt_ctx *c, const gpt_model *m, sgt_tensor *idx, const gp
 
 /* Bytes of weights and KV cache read to decode one token at position pos (batch 1): every
  * parameter except the embedding tables (one row each); the FFN blocks scaled by k/nb when
- * skipping; the matrices at the size of `weights` (gpt_prepare_decode), the rest (norms, router,
+ * skipping; the matrices at the size of `weights` (gpt_prepare_decode), the rest (norms, biases,
  * embedding rows, the f32 KV cache) at 4 bytes. Divided by the device bandwidth, it is the floor of decode latency. */
 double gpt_decode_bytes(const gpt_config *cfg, bool skip, int64_t pos, sgt_dtype weights);
 

@@ -74,10 +74,11 @@ sgt_tensor *nn_bs_swiglu_forward(sgt_ctx *c, const nn_bs_swiglu *m, sgt_tensor *
 
 /* Makes (or refreshes) down_t from the current weights, in the parameter store's memory. */
 void nn_bs_swiglu_prepare_decode(nn_bs_swiglu *m, nn_params *p);
-/* Decoding over bf16 weights: makes (or refreshes) the FFN Linears' bf16 copies and blocks_bf16. */
+/* Decoding over bf16 weights: makes (or refreshes) the bf16 copies of the FFN's and the router's
+ * Linears, and blocks_bf16. */
 void nn_bs_swiglu_prepare_bf16(nn_bs_swiglu *m, nn_params *p);
 /* Inference (no tape): the forward with the router's hard top-k (no straight-through terms) and,
- * where they apply (nn_infer_bf16_applies), the bf16 copies: the skipping path streams only the
+ * where they apply (nn_infer_bf16_applies), the bf16 copies (the router's too): the skipping path streams only the
  * selected blocks of blocks_bf16, the mask path multiplies the Linears' copies. Without copies it
  * is nn_bs_swiglu_forward. *route_out (optional) receives logits and indices (hard and mask may be
  * NULL). */

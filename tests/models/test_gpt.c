@@ -249,13 +249,13 @@ static void t_decoder(void **s) {
 
 /* ---- decoding over bf16 weight copies (gpt_prepare_decode(m, SGT_BF16)) ---- */
 
-/* rounds every matrix that gets a bf16 copy (attention, FFN, head) through bf16, in place: the
+/* rounds every matrix that gets a bf16 copy (attention, FFN, router, head) through bf16, in place: the
  * f32 model whose full forward is the oracle of the bf16 decode */
 static void round_matrices(nn_params *p) {
     for (int i = 0; i < p->n; i++) {
         const char *n = p->items[i].name;
         sgt_tensor *t = p->items[i].t;
-        const bool mat = t->ndim == 2 && !strstr(n, "router") && !strstr(n, "wte") && !strstr(n, "wpe");
+        const bool mat = t->ndim == 2 && !strstr(n, "wte") && !strstr(n, "wpe");
         if (mat) sgt_copy_into(&p->ctx, t, sgt_cast(&p->ctx, sgt_cast(&p->ctx, t, SGT_BF16), SGT_F32));
     }
 }
