@@ -1,6 +1,7 @@
 /* rules.c: the backward rule of every op, one small function each, built from the forward ops
  * (plus the fused backward kernels for the hot paths: unary, softmax, cross-entropy, norms).
  * `dout[i]` is the gradient of output i (NULL if none reached it). */
+#include "custom.h"
 #include "tape.h"
 
 #define RULE(name) static void name(sgt_ctx *c, const sgt_opcall *call, sgt_tensor *const *dout)
@@ -200,6 +201,24 @@ RULE(bsparse_swiglu_bwd) {
     ag_accum_owned(c, X(5), dm);
 }
 
+/* a custom op (custom.h): the user's backward, its results accumulated into the inputs' gradients */
+RULE(custom_bwd) {
+    const ag_custom_op *op = call->custom_ext;
+    sgt_tensor *dy[SGT_MAX_DST] = {0}, *din[SGT_MAX_SRC] = {0};
+    for (int j = 0; j < call->ndst; j++)
+        if (sgt_dtype_is_float(Y(j)->dtype))
+            dy[j] = dout[j] ? dout[j] : sgt_zeros(c, Y(j)->dtype, Y(j)->ndim, Y(j)->shape);
+    op->backward(c, call->nsrc, call->src, call->ndst, call->dst, dy, call->custom_user, din);
+    for (int i = 0; i < call->nsrc; i++) {
+        if (!din[i] || !ag_requires_grad(X(i))) continue;
+        char b0[96], b1[96];
+        SGT_CHECK(sgt_same_shape(din[i], X(i)) && din[i]->dtype == X(i)->dtype,
+                  "custom op '%s': the backward's gradient of input %d is %s, the input is %s", op->fwd.name, i,
+                  sgt_shape_str(din[i], b0, sizeof b0), sgt_shape_str(X(i), b1, sizeof b1));
+        ag_accum(c, X(i), din[i]); /* a copy where it starts the gradient: the backward may return dout itself */
+    }
+}
+
 #define D(fn) {AG_DIFF, fn, 0}
 #define NONDIFF {AG_NONDIFF, NULL, 0}
 #define UNSUPPORTED {AG_UNSUPPORTED, NULL, 0}
@@ -265,4 +284,5 @@ const ag_rule ag_rules[SGT_NOPS] = {
     [SGT_OP_LINEAR_BF16] = UNSUPPORTED,         /* inference ops over bf16 copies of weights */
     [SGT_OP_BSPARSE_SWIGLU_BF16] = UNSUPPORTED,
     [SGT_OP_ADAMW] = UNSUPPORTED, /* an in-place update: run it with no grad */
+    [SGT_OP_CUSTOM] = {AG_DIFF, custom_bwd, 0x3f}, /* every float output; a backward is checked when recorded */
 };

@@ -1,6 +1,8 @@
 /* tape.c: recording, scopes, gradient buffers and the backward walk (see tape.h). */
 #include "tape.h"
 
+#include "custom.h"
+
 #include <string.h>
 
 static ag_meta *meta_of(const sgt_tensor *x) { return (ag_meta *)x->ext; }
@@ -46,7 +48,7 @@ static void observe(void *user, const sgt_opcall *call) {
     for (int i = 0; i < call->nsrc; i++) any |= ag_requires_grad(call->src[i]);
     if (!any) return;
     const ag_rule *r = &ag_rules[call->op];
-    const char *name = sgt_ops[call->op].name;
+    const char *name = sgt_opcall_name(call);
     for (int i = 0; i < call->ndst; i++) {
         bool is_src = false;
         for (int j = 0; j < call->nsrc; j++) is_src |= call->src[j] == call->dst[i];
@@ -59,6 +61,13 @@ static void observe(void *user, const sgt_opcall *call) {
     SGT_CHECK(r->kind != AG_UNSUPPORTED,
               "op '%s' is a backward kernel; differentiating through it (second-order gradients) is not supported",
               name);
+    if (call->op == SGT_OP_CUSTOM) {
+        const ag_custom_op *op = call->custom_ext;
+        SGT_CHECK(op && op->backward,
+                  "custom op '%s' has no backward: define it with ag_custom_op.backward and call ag_custom, or run it "
+                  "in a no-grad scope",
+                  name);
+    }
     SGT_CHECK(!t->backward_done, "op '%s' recorded after backward(): reset the tape first", name);
     ag_node *n = sgt_arena_alloc_host(t->ctx->arena, sizeof *n);
     n->call = *call;
@@ -67,7 +76,7 @@ static void observe(void *user, const sgt_opcall *call) {
     t->nnodes++;
     uint8_t diff = r->diff_out ? r->diff_out : 1;
     for (int i = 0; i < call->ndst; i++)
-        if (diff & (1u << i)) call->dst[i]->ext = new_meta(t->ctx->arena);
+        if ((diff & (1u << i)) && sgt_dtype_is_float(call->dst[i]->dtype)) call->dst[i]->ext = new_meta(t->ctx->arena);
 }
 
 void ag_tape_init(ag_tape *t, sgt_ctx *c) {

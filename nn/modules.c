@@ -17,6 +17,12 @@ sgt_tensor *nn_linear_forward(sgt_ctx *c, const nn_linear *m, sgt_tensor *x) {
     char b[96];
     SGT_CHECK(x->ndim >= 1 && x->shape[x->ndim - 1] == m->in, "linear %s: input %s, expected last dim %lld",
               m->w->name ? m->w->name : "", sgt_shape_str(x, b, sizeof b), (long long)m->in);
+    /* f32 and bf16 mix (mixed precision, below); f64 meets only f64: an f64 input would otherwise
+     * silently make the whole layer (and what follows) compute in f64 */
+    SGT_CHECK(sgt_dtype_is_float(x->dtype) && (x->dtype == SGT_F64) == (m->w->dtype == SGT_F64),
+              "linear %s: the input is %s but the weights are %s: cast the input (sgt_cast) or create the parameters "
+              "in that dtype",
+              m->w->name ? m->w->name : "", sgt_dtype_name(x->dtype), sgt_dtype_name(m->w->dtype));
     sgt_tensor *x2 = x->ndim == 1 ? sgt_reshape(c, x, SGT_SHAPE(1, m->in)) : x;
     /* mixed precision: the layer computes in its input's dtype; a cast of the (f32 master) weight
      * is recorded, so its gradient comes back to the master in f32 */

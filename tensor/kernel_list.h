@@ -9,6 +9,6 @@
     X(index_copy_rows) X(cross_entropy) X(cross_entropy_bwd) X(rmsnorm) X(rmsnorm_bwd) X(layernorm) \
     X(layernorm_bwd) X(topk) X(gather_last) X(scatter_add_last) X(concat) X(adamw) X(bsparse_swiglu) \
     X(bsparse_swiglu_bwd) X(attention) X(attention_bwd) X(swiglu) X(swiglu_bwd) \
-    X(linear_bf16) X(bsparse_swiglu_bf16)
+    X(linear_bf16) X(bsparse_swiglu_bf16) X(custom)
 
 #endif

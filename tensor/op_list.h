@@ -65,3 +65,4 @@ SGT_OP(SWIGLU_BWD,       "swiglu_bwd",        0, swiglu_bwd)           /* g, u [
 SGT_OP(LINEAR_BF16,      "linear_bf16",       0, linear_bf16)          /* x f32 [..., K], w bf16 [O, K] -> x w^T f32 [..., O] (inference) */
 SGT_OP(BSPARSE_SWIGLU_BF16,"bsparse_swiglu_bf16",0, bsparse_swiglu_bf16) /* x f32 [N,C], wb bf16 [nb,3,bs,C], idx [N,k] [, m f32 [N,k]] -> y, partials [N,k,C] (inference) */
 SGT_OP(ADAMW,            "adamw",             0, adamw)                /* in place: param, grad, m, v; fp = lr, b1, b2, eps, wd, bc1, bc2 */
+SGT_OP(CUSTOM,           "custom",            0, custom)               /* in0..inN -> out0..outM: the user's kernel (custom.h); .custom, .custom_user */

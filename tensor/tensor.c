@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "custom.h"
 #include "ops.h"
 
 const sgt_op_info sgt_ops[SGT_NOPS] = {
@@ -339,12 +340,16 @@ static void run_promoted(sgt_ctx *c, sgt_kernel k, sgt_kernel cast, const sgt_op
     sgt_arena_rewind(c->arena, mark);
 }
 
+const char *sgt_opcall_name(const sgt_opcall *call) {
+    return call->op == SGT_OP_CUSTOM && call->custom ? call->custom->name : sgt_ops[call->op].name;
+}
+
 void sgt_dispatch(sgt_ctx *c, sgt_opcall *call) {
     const sgt_op_info *info = &sgt_ops[call->op];
     if (!info->is_view) {
         sgt_device dev = call->dst[0]->device;
         for (int i = 0; i < call->nsrc; i++)
-            SGT_CHECK(call->src[i]->device == dev, "op '%s': input %d is on %s but the output is on %s", info->name, i,
+            SGT_CHECK(call->src[i]->device == dev, "op '%s': input %d is on %s but the output is on %s", sgt_opcall_name(call), i,
                       sgt_device_name(call->src[i]->device), sgt_device_name(dev));
         sgt_kernel k = NULL, cast = NULL;
         bool native = true;
@@ -357,7 +362,7 @@ void sgt_dispatch(sgt_ctx *c, sgt_opcall *call) {
             cast = sgt_cuda_kernels[SGT_OP_CAST];
             native = sgt_cuda_bf16_native && sgt_cuda_bf16_native[call->op];
         }
-        SGT_CHECK(k, "op '%s' has no %s kernel", info->name, sgt_device_name(dev));
+        SGT_CHECK(k, "op '%s' has no %s kernel", sgt_opcall_name(call), sgt_device_name(dev));
         if (!native && uses_bf16(call)) run_promoted(c, k, cast, call);
         else k(call);
     }

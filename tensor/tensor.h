@@ -48,6 +48,11 @@ typedef struct sgt_opcall {
     sgt_tensor *dst[SGT_MAX_DST];
     int64_t ip[SGT_MAX_DIMS + 2];
     double fp[8];
+    /* SGT_OP_CUSTOM only (custom.h): the op's definition, the caller's data for its kernels, and
+     * an opaque word of the layer above (autograd's backward); NULL otherwise */
+    const struct sgt_custom_op *custom;
+    void *custom_user;
+    const void *custom_ext;
 } sgt_opcall;
 
 typedef void (*sgt_kernel)(const sgt_opcall *call);
@@ -129,6 +134,8 @@ int sgt_get_threads(void);
 
 /* ---- the dispatch point ---- */
 void sgt_dispatch(sgt_ctx *c, sgt_opcall *call);
+/* The call's op name for messages: the op table's, or a custom op's own name. */
+const char *sgt_opcall_name(const sgt_opcall *call);
 
 /* Convenience for fixed shapes: SGT_SHAPE(2, 3) -> 2, (int64_t[]){2, 3} */
 #define SGT_SHAPE(...) (int)(sizeof((int64_t[]){__VA_ARGS__}) / sizeof(int64_t)), (int64_t[]){__VA_ARGS__}

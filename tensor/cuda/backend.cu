@@ -12,6 +12,10 @@
 
 #include "cuda.h"
 
+extern "C" {
+#include "../custom.h"
+}
+
 #define CUBLAS_WORKSPACE_BYTES ((size_t)32 << 20) /* NVIDIA's recommendation for Hopper */
 
 sgt_kernel sgt_cuda_kernel_table[SGT_NOPS];
@@ -94,6 +98,15 @@ static void init(void) {
 cudaStream_t sgt_cuda_stream(void) {
     init();
     return g.stream;
+}
+
+extern "C" void *sgt_cuda_stream_handle(void) { return (void *)sgt_cuda_stream(); }
+
+/* the custom family (tensor/custom.h): the op's own CUDA kernel, on the backend's stream */
+void sgt_cuda_custom(const sgt_opcall *call) {
+    const sgt_custom_op *op = call->custom;
+    SGT_CHECK(op->cuda, "custom op '%s' has no CUDA kernel", op->name);
+    op->cuda(call->nsrc, call->src, call->ndst, call->dst, call->custom_user);
 }
 
 cublasHandle_t sgt_cuda_cublas(void) {

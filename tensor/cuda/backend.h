@@ -23,6 +23,8 @@ void sgt_cuda_free(void *p);
 /* n bytes on the backend's stream; returns when the copy is complete (see device.h). */
 void sgt_cuda_memcpy(void *dst, const void *src, size_t n, sgt_cuda_copy_kind kind);
 void sgt_cuda_synchronize(void);
+/* The backend's stream (a cudaStream_t), for custom ops' kernels (custom.h). */
+void *sgt_cuda_stream_handle(void);
 
 /* The backend's row of the op table, indexed by sgt_op (NULL for views). Filled by
  * sgt_cuda_register_kernels, which needs no device; initialising the backend calls it and points

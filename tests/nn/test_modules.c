@@ -76,6 +76,25 @@ static void t_linear_naive(void **s) {
     nn_params_destroy(p);
 }
 
+/* an f64 input to an f32 Linear (or the reverse) is an error naming the layer, not a silent f64
+ * layer; f32 and bf16 inputs still mix with f32 weights (mixed precision) */
+static void t_linear_dtype_mismatch(void **s) {
+    (void)s;
+    nn_params *p = nn_params_create(TEST_SEED, SGT_F32, SGT_CPU);
+    nn_linear m;
+    nn_linear_init(&m, p, "lin", 5, 4, true, 0.5);
+    EXPECT_SGT_ERROR(nn_linear_forward(C, &m, R(1, 3, 5)), "linear lin.weight: the input is f64 but the weights are f32");
+    EXPECT_SGT_ERROR(nn_linear_forward(C, &m, sgt_zeros(C, SGT_I32, SGT_SHAPE(3, 5))), "the input is i32");
+    assert_int_equal(nn_linear_forward(C, &m, tu_rand(C, SGT_BF16, SGT_SHAPE(3, 5), 2, -1, 1))->dtype, SGT_BF16);
+    assert_int_equal(nn_linear_forward(C, &m, tu_rand(C, SGT_F32, SGT_SHAPE(3, 5), 3, -1, 1))->dtype, SGT_F32);
+    nn_params_destroy(p);
+    nn_params *p64 = store();
+    nn_linear_init(&m, p64, "lin64", 5, 4, false, 0.5);
+    EXPECT_SGT_ERROR(nn_linear_forward(C, &m, tu_rand(C, SGT_F32, SGT_SHAPE(3, 5), 4, -1, 1)),
+                     "the input is f32 but the weights are f64");
+    nn_params_destroy(p64);
+}
+
 /* ---- Embedding ---- */
 FN(f_embedding) { (void)n; return nn_embedding_forward(c, u, x[1]); }
 
@@ -340,7 +359,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         T(t_linear_grad),        T(t_linear_naive),       T(t_embedding_grad),   T(t_rmsnorm_grad),
         T(t_attention_grad),     T(t_attention_kv_cache), T(t_attention_causal), T(t_swiglu_grad),
-        T(t_cross_entropy_grad), T(t_bs_swiglu_grad),     T(t_load_balance_grad),
+        T(t_cross_entropy_grad), T(t_bs_swiglu_grad),     T(t_load_balance_grad),  T(t_linear_dtype_mismatch),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("modules", tests, setup, teardown);
