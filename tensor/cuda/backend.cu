@@ -196,7 +196,8 @@ extern "C" void sgt_cuda_register_kernels(void) {
                              SGT_OP_GELU, SGT_OP_RELU, SGT_OP_UNARY_BWD, SGT_OP_CMP, SGT_OP_WHERE,
                              SGT_OP_MASKED_FILL, SGT_OP_MATMUL, SGT_OP_CROSS_ENTROPY, SGT_OP_CROSS_ENTROPY_BWD,
                              SGT_OP_RMSNORM, SGT_OP_RMSNORM_BWD, SGT_OP_ATTENTION, SGT_OP_ATTENTION_BWD,
-                             SGT_OP_SWIGLU, SGT_OP_SWIGLU_BWD, SGT_OP_LINEAR_BF16, SGT_OP_BSPARSE_SWIGLU_BF16};
+                             SGT_OP_SWIGLU, SGT_OP_SWIGLU_BWD, SGT_OP_LINEAR_BF16, SGT_OP_BSPARSE_SWIGLU_BF16,
+                             SGT_OP_BSPARSE_SWIGLU, SGT_OP_BSPARSE_SWIGLU_BWD};
     for (size_t i = 0; i < sizeof native / sizeof *native; i++) n[native[i]] = true;
     n[SGT_OP_INDEX_COPY_ROWS] = true; /* moves bytes of any width */
 }

@@ -14,7 +14,16 @@
  * output is not used; temporaries live in the backend's scratch buffer. */
 #include <limits.h>
 
+#include <mma.h>
+
 #include "block.cuh"
+
+#define TC_LAUNCH(kern, grid, block, ...)                              \
+    do {                                                               \
+        kern<<<grid, block, 0, sgt_cuda_stream()>>>(__VA_ARGS__);      \
+        CUDA_LAUNCH_CHECK(#kern);                                      \
+    } while (0)
+#include "bsparse_tc.cuh"
 
 template <typename T> __device__ __forceinline__ T silu_of(T g) { return g / ((T)1 + sgt_exp(-g)); }
 
@@ -234,12 +243,71 @@ template <typename T> static void bwd_typed(const sgt_opcall *call) {
     }
 }
 
+/* ---- bf16: the tensor-core path (bsparse_tc.cuh) ---- */
+
+static bool aligned16(const sgt_tensor *t) { return ((uintptr_t)sgt_ptr(t) & 15u) == 0; }
+
+static tc_args tc_args_of(const sgt_opcall *call, bool backward) {
+    const bs_dims d = dims_of(call);
+    tc_args a = {};
+    a.N = d.N, a.C = d.C, a.I = d.I, a.k = d.k, a.bs = d.bs, a.nb = d.nb, a.nslot = d.nslot;
+    SGT_CHECK(d.C % 8 == 0 && d.bs % 16 == 0,
+              "bsparse_swiglu: bf16 on CUDA runs on tensor cores and needs the width a multiple of 8 and the block "
+              "size a multiple of 16 (got C = %lld, block size %lld); use f32 for other shapes",
+              (long long)d.C, (long long)d.bs);
+    const int vec[5] = {0, 1, 2, 3, 8}; /* x, wg, wu, wd (and dy): read in 16-byte vectors */
+    for (int i = 0; i < (backward ? 5 : 4); i++)
+        SGT_CHECK(aligned16(call->src[vec[i]]), "bsparse_swiglu: bf16 operand %d is not 16-byte aligned (a view at an "
+                  "odd offset): copy it first", vec[i]);
+    a.x = (const tc_bf16 *)sgt_ptr(call->src[0]);
+    a.wg = (const tc_bf16 *)sgt_ptr(call->src[1]);
+    a.wu = (const tc_bf16 *)sgt_ptr(call->src[2]);
+    a.wd = (const tc_bf16 *)sgt_ptr(call->src[3]);
+    a.idx = (const int32_t *)sgt_ptr(call->src[4]);
+    a.m = (const tc_bf16 *)sgt_ptr(call->src[5]);
+    tc_scratch_layout(&a, sgt_cuda_scratch(tc_scratch_bytes(d.nb, d.nslot, d.bs, d.C, backward)), backward);
+    return a;
+}
+
+static void tc_fwd(const sgt_opcall *call) {
+    tc_args a = tc_args_of(call, false);
+    a.y = (tc_bf16 *)sgt_ptr(call->dst[0]);
+    a.Gout = (tc_bf16 *)sgt_ptr(call->dst[1]);
+    a.Uout = (tc_bf16 *)sgt_ptr(call->dst[2]);
+    if (a.nslot == 0 && a.N * a.C > 0) CUDA_CHECK(cudaMemsetAsync(a.y, 0, sizeof(tc_bf16) * (size_t)(a.N * a.C), sgt_cuda_stream()));
+    tc_forward(a);
+}
+
+static void tc_bwd(const sgt_opcall *call) {
+    tc_args a = tc_args_of(call, true);
+    a.G = (const tc_bf16 *)sgt_ptr(call->src[6]);
+    a.U = (const tc_bf16 *)sgt_ptr(call->src[7]);
+    a.dy = (const tc_bf16 *)sgt_ptr(call->src[8]);
+    a.dx = (tc_bf16 *)sgt_ptr(call->dst[0]);
+    a.dwg = (tc_bf16 *)sgt_ptr(call->dst[1]);
+    a.dwu = (tc_bf16 *)sgt_ptr(call->dst[2]);
+    a.dwd = (tc_bf16 *)sgt_ptr(call->dst[3]);
+    a.dm = (tc_bf16 *)sgt_ptr(call->dst[4]);
+    cudaStream_t s = sgt_cuda_stream();
+    if (a.nslot == 0) { /* nothing selected: every gradient is zero */
+        for (int i = 0; i < 5; i++)
+            if (sgt_numel(call->dst[i]))
+                CUDA_CHECK(cudaMemsetAsync(sgt_ptr(call->dst[i]), 0, 2 * (size_t)sgt_numel(call->dst[i]), s));
+        return;
+    }
+    /* blocks nobody chose get zero weight gradients: the weight GEMMs write every element of the
+     * blocks they cover, and cover all blocks (empty ones sum nothing) */
+    tc_backward(a);
+}
+
 void sgt_cuda_bsparse_swiglu(const sgt_opcall *call) {
-    if (call->src[0]->dtype == SGT_F32) fwd_typed<float>(call);
+    if (call->src[0]->dtype == SGT_BF16) tc_fwd(call);
+    else if (call->src[0]->dtype == SGT_F32) fwd_typed<float>(call);
     else fwd_typed<double>(call);
 }
 
 void sgt_cuda_bsparse_swiglu_bwd(const sgt_opcall *call) {
-    if (call->src[0]->dtype == SGT_F32) bwd_typed<float>(call);
+    if (call->src[0]->dtype == SGT_BF16) tc_bwd(call);
+    else if (call->src[0]->dtype == SGT_F32) bwd_typed<float>(call);
     else bwd_typed<double>(call);
 }

@@ -1079,6 +1079,44 @@ static void t_bsparse_swiglu(void **s) {
     }
 }
 
+/* bf16: CUDA's tensor-core path (bsparse_tc.cuh: device grouping, grouped WMMA GEMMs) against
+ * the CPU's f32 computation of the same bf16 inputs, rounded to bf16. Shapes with several 64-row
+ * tiles per block, a partial reduction stage (C = 40) and two unit tiles (bs = 80).
+ * Tolerance: the device rounds its hiddens (H, m h, dG, dU) to bf16 before the second GEMM and
+ * sums in another order: a few bf16 roundings (2^-8) of the sums' magnitude (~1 here) */
+static int f_bsparse_bs(sgt_ctx *c, sgt_tensor **in, sgt_tensor **out, const void *arg) {
+    out[0] = sgt_bsparse_swiglu(c, in[0], in[1], in[2], in[3], in[4], in[5], *(const int64_t *)arg, &out[1], &out[2]);
+    return 3;
+}
+
+static int f_bsparse_bwd_bs(sgt_ctx *c, sgt_tensor **in, sgt_tensor **out, const void *arg) {
+    sgt_bsparse_swiglu_bwd(c, in[0], in[1], in[2], in[3], in[4], in[5], in[6], in[7], in[8], *(const int64_t *)arg,
+                           &out[0], &out[1], &out[2], &out[3], &out[4]);
+    return 5;
+}
+
+static void t_bsparse_swiglu_bf16(void **s) {
+    (void)s;
+    NEED_GPU();
+    const tol t = {2e-2, 2e-2, false};
+    const int64_t cases[2][4] = {{40, 5, 16, 3}, {136, 4, 80, 2}}; /* C, nb, bs, k */
+    for (int ci = 0; ci < 2; ci++) {
+        const int64_t Cn = cases[ci][0], nb = cases[ci][1], bs = cases[ci][2], k = cases[ci][3], I = nb * bs, N = 150;
+        marks m = mark_both();
+        const sgt_dtype dt = SGT_BF16;
+        sgt_tensor *in[9] = {rnd(dt, SGT_SHAPE(N, Cn), 990, -1, 1), rnd(dt, SGT_SHAPE(I, Cn), 991, -0.3, 0.3),
+                             rnd(dt, SGT_SHAPE(I, Cn), 992, -0.3, 0.3), rnd(dt, SGT_SHAPE(Cn, I), 993, -0.3, 0.3),
+                             distinct_blocks(N, k, nb, 994), rnd(dt, SGT_SHAPE(N, k), 995, 0.5, 1.5), NULL, NULL, NULL};
+        check_case(WHAT("bsparse_swiglu bf16 C=%lld bs=%lld", (long long)Cn, (long long)bs), f_bsparse_bs, &bs, 6, in, t);
+        sgt_tensor *fo[3];
+        f_bsparse_bs(C, in, fo, &bs);
+        in[6] = fo[1], in[7] = fo[2], in[8] = rnd(dt, SGT_SHAPE(N, Cn), 996, -1, 1);
+        check_case(WHAT("bsparse_swiglu_bwd bf16 C=%lld bs=%lld", (long long)Cn, (long long)bs), f_bsparse_bwd_bs, &bs, 9,
+                   in, t);
+        rewind_both(m);
+    }
+}
+
 /* ======================================================================================= */
 /* gradients of a small graph through the tape, CPU vs CUDA                                 */
 
@@ -1335,6 +1373,7 @@ int main(void) {
         cmocka_unit_test(t_norms),
         cmocka_unit_test(t_adamw),
         cmocka_unit_test(t_bsparse_swiglu),
+        cmocka_unit_test(t_bsparse_swiglu_bf16),
         cmocka_unit_test(t_gradient_parity),
         cmocka_unit_test(t_checkpoints_and_arenas),
     };
