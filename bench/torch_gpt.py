@@ -357,6 +357,12 @@ def read_safetensors(path):
 def load_sgt_weights(model, path):
     """Copies every parameter from an sgt checkpoint; the names must match exactly (both ways)."""
     tensors, _ = read_safetensors(path)
+    copy_sgt_weights(model, tensors, path)
+
+
+def copy_sgt_weights(model, tensors, path):
+    """Copies every parameter from {name: tensor} read from the sgt checkpoint `path` (by any reader,
+    e.g. the safetensors package); the names must match exactly (both ways)."""
     own = dict(model.named_parameters())
     missing, unknown = sorted(set(own) - set(tensors)), sorted(set(tensors) - set(own))
     if missing or unknown:
