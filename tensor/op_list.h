@@ -30,6 +30,9 @@ SGT_OP(TANH,             "tanh",              0, unary)
 SGT_OP(SIGMOID,          "sigmoid",           0, unary)
 SGT_OP(SILU,             "silu",              0, unary)
 SGT_OP(GELU,             "gelu",              0, unary)                /* tanh approximation */
+SGT_OP(GELU_ERF,         "gelu_erf",          0, unary)                /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+SGT_OP(SIN,              "sin",               0, unary)
+SGT_OP(COS,              "cos",               0, unary)
 SGT_OP(RELU,             "relu",              0, unary)
 SGT_OP(UNARY_BWD,        "unary_bwd",         0, unary_bwd)            /* x, y, dy -> dx; ip[0] = forward op, fp[0] its scalar */
 SGT_OP(SUM,              "sum",               0, reduce)               /* x -> reduced; ip = dims bitmask, keepdim */

@@ -154,6 +154,9 @@ sgt_tensor *sgt_tanh(sgt_ctx *c, sgt_tensor *x) { return sgt_unary(c, SGT_OP_TAN
 sgt_tensor *sgt_sigmoid(sgt_ctx *c, sgt_tensor *x) { return sgt_unary(c, SGT_OP_SIGMOID, x, 0); }
 sgt_tensor *sgt_silu(sgt_ctx *c, sgt_tensor *x) { return sgt_unary(c, SGT_OP_SILU, x, 0); }
 sgt_tensor *sgt_gelu(sgt_ctx *c, sgt_tensor *x) { return sgt_unary(c, SGT_OP_GELU, x, 0); }
+sgt_tensor *sgt_gelu_erf(sgt_ctx *c, sgt_tensor *x) { return sgt_unary(c, SGT_OP_GELU_ERF, x, 0); }
+sgt_tensor *sgt_sin(sgt_ctx *c, sgt_tensor *x) { return sgt_unary(c, SGT_OP_SIN, x, 0); }
+sgt_tensor *sgt_cos(sgt_ctx *c, sgt_tensor *x) { return sgt_unary(c, SGT_OP_COS, x, 0); }
 sgt_tensor *sgt_relu(sgt_ctx *c, sgt_tensor *x) { return sgt_unary(c, SGT_OP_RELU, x, 0); }
 
 sgt_tensor *sgt_unary_bwd(sgt_ctx *c, sgt_op op, double s, sgt_tensor *x, sgt_tensor *y, sgt_tensor *dy) {

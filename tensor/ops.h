@@ -37,7 +37,10 @@ sgt_tensor *sgt_rsqrt(sgt_ctx *c, sgt_tensor *x);
 sgt_tensor *sgt_tanh(sgt_ctx *c, sgt_tensor *x);
 sgt_tensor *sgt_sigmoid(sgt_ctx *c, sgt_tensor *x);
 sgt_tensor *sgt_silu(sgt_ctx *c, sgt_tensor *x);
-sgt_tensor *sgt_gelu(sgt_ctx *c, sgt_tensor *x);
+sgt_tensor *sgt_gelu(sgt_ctx *c, sgt_tensor *x);     /* the tanh approximation (GPT-2's) */
+sgt_tensor *sgt_gelu_erf(sgt_ctx *c, sgt_tensor *x); /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+sgt_tensor *sgt_sin(sgt_ctx *c, sgt_tensor *x);
+sgt_tensor *sgt_cos(sgt_ctx *c, sgt_tensor *x);
 sgt_tensor *sgt_relu(sgt_ctx *c, sgt_tensor *x);
 sgt_tensor *sgt_unary(sgt_ctx *c, sgt_op op, sgt_tensor *x, double s); /* any of the above by op */
 /* dx = dy * f'(x) for unary op `op` (y = f(x) may be used instead of x). */

@@ -180,6 +180,8 @@ void sgt_cpu_cmp(const sgt_opcall *call) {
 
 #define GELU_K 0.7978845608028654 /* sqrt(2/pi) */
 #define GELU_C 0.044715
+#define SQRT1_2 0.70710678118654752440     /* 1/sqrt(2), exact GELU's erfc argument */
+#define INV_SQRT_2PI 0.39894228040143267794 /* 1/sqrt(2 pi), the normal density's factor */
 
 /* EXP and TANH are the f32 vectorisable versions (vmath.h) or libm's for f64 */
 #define UNARY_ROWS(T, F, EXP, TANH)                                                                  \
@@ -197,6 +199,9 @@ void sgt_cpu_cmp(const sgt_opcall *call) {
         case SGT_OP_SIGMOID: return (T)1 / ((T)1 + EXP(-x));                                         \
         case SGT_OP_SILU: return x / ((T)1 + EXP(-x));                                               \
         case SGT_OP_GELU: return (T)0.5 * x * ((T)1 + TANH((T)GELU_K * (x + (T)GELU_C * x * x * x))); \
+        case SGT_OP_GELU_ERF: return (T)0.5 * x * erfc##F(-x * (T)SQRT1_2);                          \
+        case SGT_OP_SIN: return sin##F(x);                                                           \
+        case SGT_OP_COS: return cos##F(x);                                                           \
         case SGT_OP_RELU: return x > 0 ? x : (T)0;                                                   \
         default: return (T)NAN;                                                                      \
         }                                                                                            \
@@ -223,6 +228,10 @@ void sgt_cpu_cmp(const sgt_opcall *call) {
             T du = (T)GELU_K * ((T)1 + (T)(3 * GELU_C) * x * x);                                     \
             return dy * ((T)0.5 * ((T)1 + t) + (T)0.5 * x * ((T)1 - t * t) * du);                    \
         }                                                                                            \
+        case SGT_OP_GELU_ERF: /* Phi(x) + x phi(x) */                                                \
+            return dy * ((T)0.5 * erfc##F(-x * (T)SQRT1_2) + x * (T)INV_SQRT_2PI * EXP((T)-0.5 * x * x)); \
+        case SGT_OP_SIN: return dy * cos##F(x);                                                      \
+        case SGT_OP_COS: return -dy * sin##F(x);                                                     \
         case SGT_OP_RELU: return x > 0 ? dy : (T)0;                                                  \
         default: return (T)NAN;                                                                      \
         }                                                                                            \

@@ -4,9 +4,9 @@
  * strided iterator (iter.cuh), so views, broadcasts and in-place destinations work without copies.
  *
  * With --fmad=false, + - * / and sqrt round exactly as on the CPU, so copies, fills, casts, the
- * RNG, arithmetic, comparisons and selection agree bit for bit; exp, log, tanh and pow come from
- * CUDA's libm, which differs from the CPU's (glibc, and cpu/vmath.h for f32 exp and tanh) in the
- * last bits.
+ * RNG, arithmetic, comparisons and selection agree bit for bit; exp, log, tanh, pow, erfc, sin
+ * and cos come from CUDA's libm, which differs from the CPU's (glibc, and cpu/vmath.h for f32 exp
+ * and tanh) in the last bits.
  *
  * bf16 (the storage type of mixed precision) is native here, so that the dispatch point does not
  * promote it (tensor.c): copies move its 16 bits; casts go through bf16.h, to bf16 through f32
@@ -278,6 +278,8 @@ void sgt_cuda_cmp(const sgt_opcall *call) {
 
 #define GELU_K 0.7978845608028654 /* sqrt(2/pi) */
 #define GELU_C 0.044715
+#define SQRT1_2 0.70710678118654752440     /* 1/sqrt(2), exact GELU's erfc argument */
+#define INV_SQRT_2PI 0.39894228040143267794 /* 1/sqrt(2 pi), the normal density's factor */
 
 template <typename T> __device__ __forceinline__ T unary_op(int op, T x, T s) {
     switch (op) {
@@ -293,6 +295,9 @@ template <typename T> __device__ __forceinline__ T unary_op(int op, T x, T s) {
     case SGT_OP_SIGMOID: return (T)1 / ((T)1 + sgt_exp(-x));
     case SGT_OP_SILU: return x / ((T)1 + sgt_exp(-x));
     case SGT_OP_GELU: return (T)0.5 * x * ((T)1 + sgt_tanh((T)GELU_K * (x + (T)GELU_C * x * x * x)));
+    case SGT_OP_GELU_ERF: return (T)0.5 * x * sgt_erfc(-x * (T)SQRT1_2);
+    case SGT_OP_SIN: return sgt_sin(x);
+    case SGT_OP_COS: return sgt_cos(x);
     case SGT_OP_RELU: return x > 0 ? x : (T)0;
     default: return (T)NAN;
     }
@@ -320,6 +325,10 @@ template <typename T> __device__ __forceinline__ T unary_bwd_op(int op, T x, T y
         T du = (T)GELU_K * ((T)1 + (T)(3 * GELU_C) * x * x);
         return dy * ((T)0.5 * ((T)1 + t) + (T)0.5 * x * ((T)1 - t * t) * du);
     }
+    case SGT_OP_GELU_ERF: /* Phi(x) + x phi(x) */
+        return dy * ((T)0.5 * sgt_erfc(-x * (T)SQRT1_2) + x * (T)INV_SQRT_2PI * sgt_exp((T)-0.5 * x * x));
+    case SGT_OP_SIN: return dy * sgt_cos(x);
+    case SGT_OP_COS: return -dy * sgt_sin(x);
     case SGT_OP_RELU: return x > 0 ? dy : (T)0;
     default: return (T)NAN;
     }

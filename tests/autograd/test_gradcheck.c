@@ -105,6 +105,9 @@ static void t_tanh(void **s) { (void)s; run_unary(SGT_OP_TANH, 0, false); }
 static void t_sigmoid(void **s) { (void)s; run_unary(SGT_OP_SIGMOID, 0, false); }
 static void t_silu(void **s) { (void)s; run_unary(SGT_OP_SILU, 0, false); }
 static void t_gelu(void **s) { (void)s; run_unary(SGT_OP_GELU, 0, false); }
+static void t_gelu_erf(void **s) { (void)s; run_unary(SGT_OP_GELU_ERF, 0, false); }
+static void t_sin(void **s) { (void)s; run_unary(SGT_OP_SIN, 0, false); }
+static void t_cos(void **s) { (void)s; run_unary(SGT_OP_COS, 0, false); }
 static void t_relu(void **s) { (void)s; run_unary(SGT_OP_RELU, 0, false); }
 
 /* ---- reductions ---- */
@@ -325,7 +328,7 @@ int main(int argc, char **argv) {
         T(t_reshape), T(t_permute), T(t_transpose), T(t_narrow), T(t_split_concat), T(t_expand), T(t_copy),
         T(t_cast), T(t_add), T(t_sub), T(t_mul), T(t_div), T(t_add_scalar), T(t_mul_scalar), T(t_pow_scalar),
         T(t_neg), T(t_exp), T(t_log), T(t_sqrt), T(t_rsqrt), T(t_tanh), T(t_sigmoid), T(t_silu), T(t_gelu),
-        T(t_relu), T(t_sum), T(t_mean), T(t_max), T(t_softmax), T(t_log_softmax), T(t_softmax_causal),
+        T(t_gelu_erf), T(t_sin), T(t_cos), T(t_relu), T(t_sum), T(t_mean), T(t_max), T(t_softmax), T(t_log_softmax), T(t_softmax_causal),
         T(t_matmul), T(t_matmul_views), T(t_embedding), T(t_topk), T(t_gather_last), T(t_scatter_add_last),
         T(t_concat), T(t_where), T(t_masked_fill), T(t_cross_entropy), T(t_rmsnorm), T(t_layernorm),
         T(t_bsparse_swiglu), T(t_reused_input), T(t_grad_alias), T(t_deep_graph), T(t_cross_entropy_padded),

@@ -450,7 +450,8 @@ static const unary_case unary_cases[] = {
     {SGT_OP_SQRT, 0, true, true},            {SGT_OP_RSQRT, 0, true, true},
     {SGT_OP_TANH, 0, false, false},          {SGT_OP_SIGMOID, 0, false, false},
     {SGT_OP_SILU, 0, false, false},          {SGT_OP_GELU, 0, false, false},
-    {SGT_OP_RELU, 0, false, true},
+    {SGT_OP_GELU_ERF, 0, false, false},      {SGT_OP_SIN, 0, false, false},
+    {SGT_OP_COS, 0, false, false},           {SGT_OP_RELU, 0, false, true},
 };
 #define N_UNARY ((int)(sizeof unary_cases / sizeof unary_cases[0]))
 
