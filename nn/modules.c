@@ -1,7 +1,9 @@
-/* modules.c: Linear, Embedding, RMSNorm, causal attention with KV cache, SwiGLU, cross-entropy. */
+/* modules.c: Linear, Embedding, RMSNorm, LayerNorm, RoPE, attention with KV cache, SwiGLU, the
+ * GELU MLP, cross-entropy. */
 #include "modules.h"
 
 #include <math.h>
+#include <stdlib.h>
 
 /* ---- Linear ---- */
 
@@ -78,6 +80,82 @@ void nn_rmsnorm_init(nn_rmsnorm *m, nn_params *p, const char *prefix, int64_t di
 
 sgt_tensor *nn_rmsnorm_forward(sgt_ctx *c, const nn_rmsnorm *m, sgt_tensor *x) {
     return sgt_rmsnorm(c, x, m->w, m->eps, NULL);
+}
+
+/* ---- LayerNorm ---- */
+
+void nn_layernorm_init(nn_layernorm *m, nn_params *p, const char *prefix, int64_t dim, bool bias, double eps) {
+    m->w = nn_param_new(p, prefix, "weight", SGT_SHAPE(dim), NN_INIT_ONES, 0, false);
+    m->b = bias ? nn_param_new(p, prefix, "bias", SGT_SHAPE(dim), NN_INIT_ZEROS, 0, false) : NULL;
+    m->eps = eps;
+}
+
+sgt_tensor *nn_layernorm_forward(sgt_ctx *c, const nn_layernorm *m, sgt_tensor *x) {
+    char b0[96];
+    const int64_t C = m->w->shape[0];
+    SGT_CHECK(x->ndim >= 1 && x->shape[x->ndim - 1] == C, "layernorm %s: input %s, expected last dim %lld",
+              m->w->name ? m->w->name : "", sgt_shape_str(x, b0, sizeof b0), (long long)C);
+    /* the op takes one dtype: a bf16 (or f64) x normalises with casts of the weights, whose
+     * gradients return to them in their own dtype */
+    sgt_tensor *w = m->w->dtype == x->dtype ? m->w : sgt_cast(c, m->w, x->dtype);
+    sgt_tensor *b = !m->b ? sgt_zeros(c, x->dtype, 1, &C) : m->b->dtype == x->dtype ? m->b : sgt_cast(c, m->b, x->dtype);
+    return sgt_layernorm(c, x, w, b, m->eps, NULL, NULL);
+}
+
+/* ---- rotary position embedding ---- */
+
+void nn_rope_init(nn_rope *r, nn_params *p, int64_t D, double base) {
+    SGT_CHECK(D > 0 && D % 2 == 0, "rope: the head width %lld must be even", (long long)D);
+    SGT_CHECK(base > 1, "rope: base %g must be > 1", base);
+    const int64_t half = D / 2;
+    double *f = malloc(sizeof(double) * (size_t)half);
+    SGT_CHECK(f, "rope: out of host memory");
+    for (int64_t i = 0; i < half; i++) f[i] = pow(base, -2.0 * (double)i / (double)D);
+    r->inv_freq = sgt_from_f64(&p->ctx, p->dtype == SGT_BF16 ? SGT_F32 : p->dtype, 1, &half, f);
+    free(f);
+    r->D = D;
+    r->base = base;
+}
+
+sgt_tensor *nn_rope_forward_at(sgt_ctx *c, const nn_rope *r, sgt_tensor *x, int time_dim, sgt_tensor *pos) {
+    char b0[96], b1[96];
+    const int64_t D = r->D, half = D / 2;
+    SGT_CHECK(sgt_dtype_is_float(x->dtype) && x->ndim >= 2 && x->shape[x->ndim - 1] == D,
+              "rope: input %s, expected a float tensor with last dim %lld", sgt_shape_str(x, b0, sizeof b0),
+              (long long)D);
+    const int td = sgt_dim(x, time_dim, "rope");
+    SGT_CHECK(td != x->ndim - 1, "rope: the time axis cannot be the head dim");
+    const int64_t T = x->shape[td];
+    SGT_CHECK(pos->ndim == 1 && pos->shape[0] == T, "rope: positions %s for %lld time steps of %s",
+              sgt_shape_str(pos, b0, sizeof b0), (long long)T, sgt_shape_str(x, b1, sizeof b1));
+    const sgt_dtype at = r->inv_freq->dtype;
+    sgt_tensor *p = pos->dtype == at ? pos : sgt_cast(c, pos, at);
+    /* angles [T, D/2] = pos [T, 1] * inv_freq [1, D/2], shaped to broadcast against x */
+    sgt_tensor *ang = sgt_mul(c, sgt_reshape(c, p, SGT_SHAPE(T, 1)), sgt_reshape(c, r->inv_freq, SGT_SHAPE(1, half)));
+    int64_t shape[SGT_MAX_DIMS];
+    for (int d = 0; d < x->ndim; d++) shape[d] = d == td ? T : 1;
+    shape[x->ndim - 1] = half;
+    ang = sgt_reshape(c, ang, x->ndim, shape);
+    sgt_tensor *cs = sgt_cos(c, ang), *sn = sgt_sin(c, ang);
+    if (at != x->dtype) {
+        cs = sgt_cast(c, cs, x->dtype);
+        sn = sgt_cast(c, sn, x->dtype);
+    }
+    sgt_tensor *x1 = sgt_narrow(c, x, -1, 0, half), *x2 = sgt_narrow(c, x, -1, half, half);
+    sgt_tensor *y1 = sgt_sub(c, sgt_mul(c, x1, cs), sgt_mul(c, x2, sn));
+    sgt_tensor *y2 = sgt_add(c, sgt_mul(c, x2, cs), sgt_mul(c, x1, sn));
+    return sgt_concat(c, 2, (sgt_tensor *[]){y1, y2}, -1);
+}
+
+sgt_tensor *nn_rope_forward(sgt_ctx *c, const nn_rope *r, sgt_tensor *x, int time_dim, int64_t start) {
+    const int td = sgt_dim(x, time_dim, "rope");
+    const int64_t T = x->shape[td];
+    double *v = malloc(sizeof(double) * (size_t)(T ? T : 1));
+    SGT_CHECK(v, "rope: out of host memory");
+    for (int64_t t = 0; t < T; t++) v[t] = (double)(start + t);
+    sgt_tensor *pos = sgt_from_f64(c, r->inv_freq->dtype, 1, &T, v);
+    free(v);
+    return nn_rope_forward_at(c, r, x, time_dim, pos);
 }
 
 /* ---- attention ---- */
@@ -195,6 +273,25 @@ void nn_swiglu_prepare_bf16(nn_swiglu *m, nn_params *p) {
     nn_linear_prepare_bf16(&m->gate, p);
     nn_linear_prepare_bf16(&m->up, p);
     nn_linear_prepare_bf16(&m->down, p);
+}
+
+/* ---- the GELU MLP ---- */
+
+void nn_mlp_init(nn_mlp *m, nn_params *p, const char *prefix, int64_t in, int64_t hidden, int64_t out, bool bias,
+                 nn_gelu_kind gelu, double std, double proj_std) {
+    SGT_CHECK(gelu == NN_GELU_TANH || gelu == NN_GELU_EXACT, "mlp %s: unknown GELU kind %d", prefix, (int)gelu);
+    char buf[NN_NAME_MAX];
+    *m = (nn_mlp){.gelu = gelu, .in = in, .hidden = hidden, .out = out};
+    nn_linear_init(&m->fc1, p, nn_join(buf, sizeof buf, prefix, "fc1"), in, hidden, bias, std);
+    nn_linear_init(&m->fc2, p, nn_join(buf, sizeof buf, prefix, "fc2"), hidden, out, bias, proj_std);
+}
+
+sgt_tensor *nn_gelu(sgt_ctx *c, nn_gelu_kind kind, sgt_tensor *x) {
+    return kind == NN_GELU_EXACT ? sgt_gelu_erf(c, x) : sgt_gelu(c, x);
+}
+
+sgt_tensor *nn_mlp_forward(sgt_ctx *c, const nn_mlp *m, sgt_tensor *x) {
+    return nn_linear_forward(c, &m->fc2, nn_gelu(c, m->gelu, nn_linear_forward(c, &m->fc1, x)));
 }
 
 /* ---- losses ---- */

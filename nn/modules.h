@@ -1,5 +1,5 @@
-/* modules.h: generic nn modules on the autograd: Linear, Embedding, RMSNorm, causal multi-head
- * self-attention with a KV cache, and the SwiGLU FFN. Each module is a struct of parameter
+/* modules.h: generic nn modules on the autograd: Linear, Embedding, RMSNorm, LayerNorm, rotary
+ * position embedding, multi-head self-attention with a KV cache, the SwiGLU FFN and the GELU MLP. Each module is a struct of parameter
  * pointers plus sizes, built by nn_<module>_init(params, prefix, ...) and applied by
  * nn_<module>_forward(ctx, module, x). Forward functions record on whatever tape is attached to
  * ctx; they allocate only in ctx's (per-step) arena.
@@ -46,6 +46,35 @@ typedef struct {
 } nn_rmsnorm;
 void nn_rmsnorm_init(nn_rmsnorm *m, nn_params *p, const char *prefix, int64_t dim, double eps);
 sgt_tensor *nn_rmsnorm_forward(sgt_ctx *c, const nn_rmsnorm *m, sgt_tensor *x);
+
+/* y = (x - mean) / sqrt(var + eps) * w + b over the last dim (one fused op, sgt_layernorm).
+ * w starts at 1 and b at 0; neither takes weight decay. */
+typedef struct {
+    sgt_tensor *w;      /* [C] */
+    sgt_tensor *b;      /* [C] or NULL (no bias) */
+    double eps;
+} nn_layernorm;
+void nn_layernorm_init(nn_layernorm *m, nn_params *p, const char *prefix, int64_t dim, bool bias, double eps);
+sgt_tensor *nn_layernorm_forward(sgt_ctx *c, const nn_layernorm *m, sgt_tensor *x); /* [..., C] -> [..., C] */
+
+/* Rotary position embedding (RoFormer; the half-split pairing of GPT-NeoX and Hugging Face's
+ * LLaMA): in each head, dims i and i + D/2 (i < D/2) are rotated by the angle pos * base^(-2i/D):
+ *   y_i = x_i cos - x_{i+D/2} sin,   y_{i+D/2} = x_{i+D/2} cos + x_i sin.
+ * Built from ops (mul, sin, cos, narrow, concat), so it is differentiable and runs on any device.
+ * The frequencies base^(-2i/D) [D/2] live in the parameter store's memory but are not a parameter
+ * (no gradient, not in checkpoints); the angles are pos * freq in that dtype (f32 for f32 and
+ * bf16 stores), then cos and sin are cast to x's dtype. */
+typedef struct {
+    sgt_tensor *inv_freq; /* [D/2] */
+    int64_t D;            /* head width, even */
+    double base;          /* 10000 in RoFormer and LLaMA */
+} nn_rope;
+void nn_rope_init(nn_rope *r, nn_params *p, int64_t D, double base);
+/* x with D last and the time axis at dim time_dim ([B, T, H, D]: 1; [B, H, T, D]: 2), at
+ * positions start .. start + T - 1 -> the same shape (contiguous). */
+sgt_tensor *nn_rope_forward(sgt_ctx *c, const nn_rope *r, sgt_tensor *x, int time_dim, int64_t start);
+/* The same at the positions pos (i32 or float [T], e.g. device-held ones of a replayed decode step). */
+sgt_tensor *nn_rope_forward_at(sgt_ctx *c, const nn_rope *r, sgt_tensor *x, int time_dim, sgt_tensor *pos);
 
 /* Keys and values of past positions, per layer: [B, H, Tmax, D] views of [B, Tmax, H, D] storage
  * (a position's keys are one row of H*D), filled up to `len`.
@@ -95,6 +124,20 @@ sgt_tensor *nn_swiglu_forward(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x);
 /* The same through the Linears' bf16 inference copies where they apply (nn_linear_infer). */
 sgt_tensor *nn_swiglu_infer(sgt_ctx *c, const nn_swiglu *m, sgt_tensor *x);
 void nn_swiglu_prepare_bf16(nn_swiglu *m, nn_params *p);
+
+/* The GPT-2 MLP: fc2(gelu(fc1(x))), GELU exact (sgt_gelu_erf, PyTorch's default) or the tanh
+ * approximation (sgt_gelu, GPT-2's); in a transformer block in = out = C and hidden = 4C. */
+typedef enum { NN_GELU_TANH, NN_GELU_EXACT } nn_gelu_kind;
+typedef struct {
+    nn_linear fc1;      /* in -> I */
+    nn_linear fc2;      /* I -> out (in a block: the residual output projection) */
+    nn_gelu_kind gelu;
+    int64_t in, hidden, out;
+} nn_mlp;
+void nn_mlp_init(nn_mlp *m, nn_params *p, const char *prefix, int64_t in, int64_t hidden, int64_t out, bool bias,
+                 nn_gelu_kind gelu, double std, double proj_std);
+sgt_tensor *nn_gelu(sgt_ctx *c, nn_gelu_kind kind, sgt_tensor *x);
+sgt_tensor *nn_mlp_forward(sgt_ctx *c, const nn_mlp *m, sgt_tensor *x); /* [..., in] -> [..., out] */
 
 /* Mean cross-entropy of logits [..., V] against i32 targets [...]. */
 sgt_tensor *nn_cross_entropy(sgt_ctx *c, sgt_tensor *logits, sgt_tensor *targets, int32_t ignore_index);

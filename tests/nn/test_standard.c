@@ -1,0 +1,190 @@
+/* test_standard.c: the standard modules beside the GPT's own (nn/modules.h): LayerNorm, the GELU
+ * MLP and rotary position embedding. Each has a float64 gradient check with respect to its input
+ * and parameters and a check against a naive reference written from the formula; RoPE also keeps
+ * q.k a function of the relative position only, and its device-held positions give the same as
+ * host ones. The harness (store, randomize, check) is module_check.h. */
+#include "../../nn/modules.h"
+#include "module_check.h"
+
+/* ---- LayerNorm ---- */
+FN(f_layernorm) { (void)n; return nn_layernorm_forward(c, u, x[0]); }
+
+static void t_layernorm_grad(void **s) {
+    (void)s;
+    for (int bias = 0; bias < 2; bias++) {
+        nn_params *p = store();
+        nn_layernorm m;
+        nn_layernorm_init(&m, p, "ln", 6, bias, 1e-5);
+        randomize(p, m.w, 1, 0.5, 1.5);
+        if (bias) randomize(p, m.b, 2, -0.5, 0.5);
+        sgt_tensor *in[] = {R(3, 2, 3, 6), m.w, m.b};
+        check(bias ? "layernorm (x, weight, bias)" : "layernorm without bias (x, weight)", f_layernorm, &m, in,
+              bias ? 3 : 2, NULL);
+        nn_params_destroy(p);
+    }
+}
+
+static void t_layernorm_naive(void **s) {
+    (void)s;
+    nn_params *p = store();
+    nn_layernorm m;
+    nn_layernorm_init(&m, p, "ln", 5, true, 1e-5);
+    assert_string_equal(m.w->name, "ln.weight");
+    assert_string_equal(m.b->name, "ln.bias");
+    assert_false(nn_params_find(p, "ln.weight")->decay);
+    randomize(p, m.w, 4, 0.5, 1.5);
+    randomize(p, m.b, 5, -0.5, 0.5);
+    sgt_tensor *x = tu_rand(C, SGT_F64, SGT_SHAPE(3, 5), 6, -2, 3);
+    const double *xv = sgt_ptr(x), *w = sgt_ptr(m.w), *b = sgt_ptr(m.b);
+    double want[15];
+    for (int r = 0; r < 3; r++) {
+        double mean = 0, var = 0;
+        for (int i = 0; i < 5; i++) mean += xv[r * 5 + i] / 5;
+        for (int i = 0; i < 5; i++) var += (xv[r * 5 + i] - mean) * (xv[r * 5 + i] - mean) / 5;
+        for (int i = 0; i < 5; i++) want[r * 5 + i] = (xv[r * 5 + i] - mean) / sqrt(var + 1e-5) * w[i] + b[i];
+    }
+    tu_assert_close(nn_layernorm_forward(C, &m, x), want, 1e-12, 1e-13, "layernorm vs (x - mean) / sqrt(var + eps) w + b");
+    EXPECT_SGT_ERROR(nn_layernorm_forward(C, &m, R(7, 3, 4)), "layernorm ln.weight: input [3,4]");
+    nn_params_destroy(p);
+}
+
+/* ---- the GELU MLP ---- */
+FN(f_mlp) { (void)n; return nn_mlp_forward(c, u, x[0]); }
+
+static void t_mlp_grad(void **s) {
+    (void)s;
+    for (int k = 0; k < 2; k++) {
+        nn_params *p = store();
+        nn_mlp m;
+        nn_mlp_init(&m, p, "mlp", 4, 7, 3, true, k ? NN_GELU_EXACT : NN_GELU_TANH, 0.6, 0.6);
+        randomize(p, m.fc1.b, 8, -0.5, 0.5);
+        randomize(p, m.fc2.b, 9, -0.5, 0.5);
+        sgt_tensor *in[] = {R(10, 2, 3, 4), m.fc1.w, m.fc1.b, m.fc2.w, m.fc2.b};
+        check(k ? "mlp, exact gelu (x, fc1, fc2)" : "mlp, tanh gelu (x, fc1, fc2)", f_mlp, &m, in, 5, NULL);
+        nn_params_destroy(p);
+    }
+}
+
+/* fc2(gelu(fc1 x)) by hand, both GELUs; no bias: no bias parameters */
+static void t_mlp_naive(void **s) {
+    (void)s;
+    for (int k = 0; k < 2; k++) {
+        nn_params *p = store();
+        nn_mlp m;
+        nn_mlp_init(&m, p, "mlp", 3, 5, 3, false, k ? NN_GELU_EXACT : NN_GELU_TANH, 1.0, 1.0);
+        assert_null(m.fc1.b);
+        assert_int_equal(p->n, 2);
+        sgt_tensor *x = tu_rand(C, SGT_F64, SGT_SHAPE(4, 3), 11, -2, 2);
+        const double *xv = sgt_ptr(x), *w1 = sgt_ptr(m.fc1.w), *w2 = sgt_ptr(m.fc2.w);
+        double want[12];
+        for (int r = 0; r < 4; r++) {
+            double h[5];
+            for (int j = 0; j < 5; j++) {
+                double a = 0;
+                for (int i = 0; i < 3; i++) a += xv[r * 3 + i] * w1[j * 3 + i];
+                h[j] = k ? 0.5 * a * (1 + erf(a / sqrt(2.0)))
+                         : 0.5 * a * (1 + tanh(sqrt(2 / M_PI) * (a + 0.044715 * a * a * a)));
+            }
+            for (int o = 0; o < 3; o++) {
+                double y = 0;
+                for (int j = 0; j < 5; j++) y += h[j] * w2[o * 5 + j];
+                want[r * 3 + o] = y;
+            }
+        }
+        tu_assert_close(nn_mlp_forward(C, &m, x), want, 1e-12, 1e-13, k ? "mlp (exact gelu) vs by hand" : "mlp (tanh gelu) vs by hand");
+        nn_params_destroy(p);
+    }
+}
+
+/* ---- rotary position embedding ---- */
+typedef struct {
+    nn_rope *r;
+    int time_dim;
+    int64_t start;
+    bool transpose; /* feed x [B, T, H, D] as a [B, H, T, D] view */
+} rope_case;
+
+FN(f_rope) {
+    (void)n;
+    const rope_case *k = u;
+    sgt_tensor *in = k->transpose ? sgt_transpose(c, x[0], 1, 2) : x[0];
+    sgt_tensor *y = nn_rope_forward(c, k->r, in, k->time_dim, k->start);
+    return sgt_mul(c, y, y); /* non-linear readout: every element's gradient differs */
+}
+
+static void t_rope_grad(void **s) {
+    (void)s;
+    nn_params *p = store();
+    nn_rope r;
+    nn_rope_init(&r, p, 6, 10000);
+    assert_int_equal(p->n, 0); /* the frequencies are not a parameter */
+    rope_case a = {&r, 1, 3, false}, b = {&r, 2, 0, true};
+    sgt_tensor *in[] = {R(12, 2, 4, 3, 6)};
+    check("rope [B, T, H, D] at positions 3..6", f_rope, &a, in, 1, NULL);
+    check("rope through a [B, H, T, D] view", f_rope, &b, in, 1, NULL);
+    nn_params_destroy(p);
+}
+
+/* y against the formula, for x [B, T, H, D] and its [B, H, T, D] view */
+static void t_rope_naive(void **s) {
+    (void)s;
+    nn_params *p = store();
+    nn_rope r;
+    const int64_t B = 2, T = 5, H = 3, D = 8, start = 7;
+    nn_rope_init(&r, p, D, 500);
+    sgt_tensor *x = tu_rand(C, SGT_F64, SGT_SHAPE(B, T, H, D), 13, -1, 1);
+    const double *xv = sgt_ptr(x);
+    double *want = malloc(sizeof(double) * (size_t)(B * T * H * D));
+    for (int64_t bt = 0; bt < B * T; bt++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < D / 2; i++) {
+                const double th = (double)(start + bt % T) * pow(500, -2.0 * (double)i / (double)D);
+                const double *xr = xv + (bt * H + h) * D;
+                double *yr = want + (bt * H + h) * D;
+                yr[i] = xr[i] * cos(th) - xr[i + D / 2] * sin(th);
+                yr[i + D / 2] = xr[i + D / 2] * cos(th) + xr[i] * sin(th);
+            }
+    tu_assert_close(nn_rope_forward(C, &r, x, 1, start), want, 1e-12, 1e-14, "rope [B, T, H, D] vs the formula");
+    sgt_tensor *yt = nn_rope_forward(C, &r, sgt_transpose(C, x, 1, 2), 2, start); /* [B, H, T, D] */
+    tu_assert_close(sgt_transpose(C, yt, 1, 2), want, 1e-12, 1e-14, "rope [B, H, T, D] view vs the formula");
+    /* device-style positions: i32 [T] gives the same */
+    int32_t pos[5];
+    for (int t = 0; t < T; t++) pos[t] = (int32_t)(start + t);
+    tu_assert_close(nn_rope_forward_at(C, &r, x, 1, sgt_from_i32(C, SGT_SHAPE(T), pos)), want, 1e-12, 1e-14,
+                    "rope at i32 positions");
+    /* position 0 is the identity */
+    tu_assert_close(nn_rope_forward(C, &r, sgt_narrow(C, x, 1, 0, 1), 1, 0),
+                    tu_host(sgt_contiguous(C, sgt_narrow(C, x, 1, 0, 1))), 0, 0, "rope at position 0");
+    free(want);
+    EXPECT_SGT_ERROR(nn_rope_init(&r, p, 7, 10000), "rope: the head width 7 must be even");
+    EXPECT_SGT_ERROR(nn_rope_forward(C, &r, R(14, 2, 3, 6), 1, 0), "rope: input [2,3,6] f64, expected");
+    EXPECT_SGT_ERROR(nn_rope_forward_at(C, &r, x, 1, sgt_from_i32(C, SGT_SHAPE(2), pos)), "rope: positions [2]");
+    nn_params_destroy(p);
+}
+
+/* q at position m and k at position n: their rotated dot product depends on m - n only */
+static void t_rope_relative(void **s) {
+    (void)s;
+    nn_params *p = store();
+    nn_rope r;
+    nn_rope_init(&r, p, 8, 10000);
+    sgt_tensor *q = R(15, 1, 1, 1, 8), *k = R(16, 1, 1, 1, 8);
+    double dots[2];
+    for (int shift = 0; shift < 2; shift++) {
+        const int64_t m = 9 + 31 * shift, n = 4 + 31 * shift;
+        sgt_tensor *qr = nn_rope_forward(C, &r, q, 1, m), *kr = nn_rope_forward(C, &r, k, 1, n);
+        dots[shift] = sgt_item(sgt_sum(C, sgt_mul(C, qr, kr), SGT_ALL_DIMS, false));
+    }
+    if (!(fabs(dots[0] - dots[1]) <= 1e-12)) fail_msg("rope: q.k at (9, 4) is %.17g, at (40, 35) %.17g", dots[0], dots[1]);
+    nn_params_destroy(p);
+}
+
+#define T(name) cmocka_unit_test(name)
+int main(int argc, char **argv) {
+    const struct CMUnitTest tests[] = {
+        T(t_layernorm_grad), T(t_layernorm_naive), T(t_mlp_grad), T(t_mlp_naive),
+        T(t_rope_grad),      T(t_rope_naive),      T(t_rope_relative),
+    };
+    if (argc > 1) cmocka_set_test_filter(argv[1]);
+    return cmocka_run_group_tests_name("standard modules", tests, setup, teardown);
+}
