@@ -61,6 +61,11 @@ RULE(div_bwd) {
     if (ag_requires_grad(X(1))) accum_to(c, X(1), sgt_neg(c, sgt_div(c, sgt_mul(c, G, Y(0)), X(1))), true);
 }
 
+/* dropout is linear in x: its backward is the same mask and scale on G, regenerated from the seed */
+RULE(dropout_bwd) {
+    ag_accum_owned(c, X(0), sgt_dropout(c, G, call->fp[1], (uint64_t)call->ip[0], (uint64_t)call->ip[1]));
+}
+
 RULE(unary_bwd) { ag_accum_owned(c, X(0), sgt_unary_bwd(c, call->op, call->fp[0], X(0), Y(0), G)); }
 
 /* ---- reductions ---- */
@@ -233,6 +238,7 @@ const ag_rule ag_rules[SGT_NOPS] = {
     [SGT_OP_FILL] = NONDIFF,
     [SGT_OP_RNG_UNIFORM] = NONDIFF,
     [SGT_OP_RNG_NORMAL] = NONDIFF,
+    [SGT_OP_DROPOUT] = D(dropout_bwd),
     [SGT_OP_ADD] = D(add_bwd),
     [SGT_OP_SUB] = D(sub_bwd),
     [SGT_OP_MUL] = D(mul_bwd),

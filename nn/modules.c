@@ -1,4 +1,4 @@
-/* modules.c: Linear, Embedding, RMSNorm, LayerNorm, RoPE, attention with KV cache, SwiGLU, the
+/* modules.c: Linear, Embedding, RMSNorm, LayerNorm, dropout, RoPE, attention with KV cache, SwiGLU, the
  * GELU MLP, cross-entropy. */
 #include "modules.h"
 
@@ -100,6 +100,20 @@ sgt_tensor *nn_layernorm_forward(sgt_ctx *c, const nn_layernorm *m, sgt_tensor *
     sgt_tensor *w = m->w->dtype == x->dtype ? m->w : sgt_cast(c, m->w, x->dtype);
     sgt_tensor *b = !m->b ? sgt_zeros(c, x->dtype, 1, &C) : m->b->dtype == x->dtype ? m->b : sgt_cast(c, m->b, x->dtype);
     return sgt_layernorm(c, x, w, b, m->eps, NULL, NULL);
+}
+
+/* ---- dropout ---- */
+
+void nn_dropout_init(nn_dropout *m, nn_mode *mode, double p) {
+    SGT_CHECK(mode, "dropout: no mode (an nn_mode shared by the model's dropouts)");
+    SGT_CHECK(p >= 0 && p < 1, "dropout: probability %g is outside [0, 1)", p);
+    m->p = p;
+    m->mode = mode;
+}
+
+sgt_tensor *nn_dropout_forward(sgt_ctx *c, const nn_dropout *m, sgt_tensor *x) {
+    if (!m->mode->train || m->p == 0) return x;
+    return sgt_dropout(c, x, m->p, m->mode->seed, m->mode->offset++);
 }
 
 /* ---- rotary position embedding ---- */

@@ -1,8 +1,9 @@
-/* modules.h: generic nn modules on the autograd: Linear, Embedding, RMSNorm, LayerNorm, rotary
- * position embedding, multi-head self-attention with a KV cache, the SwiGLU FFN and the GELU MLP. Each module is a struct of parameter
- * pointers plus sizes, built by nn_<module>_init(params, prefix, ...) and applied by
- * nn_<module>_forward(ctx, module, x). Forward functions record on whatever tape is attached to
- * ctx; they allocate only in ctx's (per-step) arena.
+/* modules.h: generic nn modules on the autograd: Linear, Embedding, RMSNorm, LayerNorm, dropout
+ * with a train/eval mode, rotary position embedding, multi-head self-attention with a KV cache,
+ * the SwiGLU FFN and the GELU MLP. Each module is a struct of parameter pointers plus sizes,
+ * built by nn_<module>_init(params, prefix, ...) and applied by nn_<module>_forward(ctx, module,
+ * x). Forward functions record on whatever tape is attached to ctx; they allocate only in ctx's
+ * (per-step) arena.
  *
  * Legend: B batch, T time, C model width, H heads, D head width (C/H), I FFN hidden width,
  * V vocabulary, N = B*T tokens. */
@@ -56,6 +57,26 @@ typedef struct {
 } nn_layernorm;
 void nn_layernorm_init(nn_layernorm *m, nn_params *p, const char *prefix, int64_t dim, bool bias, double eps);
 sgt_tensor *nn_layernorm_forward(sgt_ctx *c, const nn_layernorm *m, sgt_tensor *x); /* [..., C] -> [..., C] */
+
+/* Train/eval mode, one per model, shared by its dropouts: eval (train = false, a zeroed struct)
+ * makes every dropout the identity. In training, the k-th dropout call since the mode was made
+ * draws its mask from Philox stream `offset` = k under `seed` (sgt_dropout), then advances offset:
+ * the masks of a run are reproducible from (seed, offset), on any device. To resume a run with
+ * the same masks, save offset with the checkpoint and set it back. */
+typedef struct nn_mode {
+    bool train;
+    uint64_t seed;
+    uint64_t offset; /* dropout calls made in training so far */
+} nn_mode;
+
+/* Inverted dropout: in training, each element is zeroed with probability p and the others are
+ * scaled by 1 / (1 - p); in eval (or p = 0), x itself. The backward regenerates the mask. */
+typedef struct {
+    double p;
+    nn_mode *mode;
+} nn_dropout;
+void nn_dropout_init(nn_dropout *m, nn_mode *mode, double p);
+sgt_tensor *nn_dropout_forward(sgt_ctx *c, const nn_dropout *m, sgt_tensor *x);
 
 /* Rotary position embedding (RoFormer; the half-split pairing of GPT-NeoX and Hugging Face's
  * LLaMA): in each head, dims i and i + D/2 (i < D/2) are rotated by the angle pos * base^(-2i/D):

@@ -14,6 +14,7 @@ SGT_OP(CAST,             "cast",              0, cast)                 /* x -> d
 SGT_OP(FILL,             "fill",              0, fill)                 /* -> dst = fp[0] */
 SGT_OP(RNG_UNIFORM,      "rng_uniform",       0, rng_uniform)          /* -> dst ~ U[fp0, fp1); ip = seed, stream */
 SGT_OP(RNG_NORMAL,       "rng_normal",        0, rng_normal)           /* -> dst ~ N(fp0, fp1^2); ip = seed, stream */
+SGT_OP(DROPOUT,          "dropout",           0, dropout)              /* x -> x / (1-p) where kept (rng.h), else 0; ip = seed, stream, threshold; fp = 1/(1-p), p */
 SGT_OP(ADD,              "add",               0, binary)               /* a, b (broadcast) -> a+b */
 SGT_OP(SUB,              "sub",               0, binary)
 SGT_OP(MUL,              "mul",               0, binary)

@@ -3,6 +3,7 @@
 #include "ops.h"
 
 #include "gemm_layout.h"
+#include "rng.h"
 
 #include <string.h>
 
@@ -98,6 +99,17 @@ void sgt_rng_normal(sgt_ctx *c, sgt_tensor *dst, uint64_t seed, uint64_t stream,
     int64_t ip[2] = {(int64_t)seed, (int64_t)stream};
     double fp[2] = {mean, std};
     run(c, SGT_OP_RNG_NORMAL, 0, NULL, 1, &dst, ip, 2, fp, 2);
+}
+
+sgt_tensor *sgt_dropout(sgt_ctx *c, sgt_tensor *x, double p, uint64_t seed, uint64_t stream) {
+    check_float("dropout", x);
+    SGT_CHECK(p >= 0 && p < 1, "dropout: probability %g is outside [0, 1)", p);
+    sgt_tensor *xc = sgt_contiguous(c, x); /* the mask is by logical position */
+    sgt_tensor *y = sgt_empty(c, x->dtype, x->ndim, x->shape);
+    int64_t ip[3] = {(int64_t)seed, (int64_t)stream, (int64_t)sgt_dropout_threshold(p)};
+    double fp[2] = {1.0 / (1.0 - p), p};
+    run(c, SGT_OP_DROPOUT, 1, &xc, 1, &y, ip, 3, fp, 2);
+    return y;
 }
 
 /* ---- elementwise ---- */

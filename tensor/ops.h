@@ -19,6 +19,11 @@ void sgt_fill(sgt_ctx *c, sgt_tensor *dst, double v);
 /* Counter-based (Philox4x32-10) fills; element i depends only on (seed, stream, i). */
 void sgt_rng_uniform(sgt_ctx *c, sgt_tensor *dst, uint64_t seed, uint64_t stream, double lo, double hi);
 void sgt_rng_normal(sgt_ctx *c, sgt_tensor *dst, uint64_t seed, uint64_t stream, double mean, double std);
+/* Inverted dropout: y = x / (1 - p) where element i (its row-major position) is kept, else 0. The
+ * decision depends on (seed, stream, i) only (rng.h: the draw of sgt_rng_uniform_f32_at >= p), so
+ * a mask is reproducible and the same on every device; the backward is the same op on dy (the
+ * mask is regenerated, never stored). 0 <= p < 1. */
+sgt_tensor *sgt_dropout(sgt_ctx *c, sgt_tensor *x, double p, uint64_t seed, uint64_t stream);
 
 /* elementwise */
 sgt_tensor *sgt_add(sgt_ctx *c, sgt_tensor *a, sgt_tensor *b);

@@ -117,6 +117,26 @@ static void rng_fill(const sgt_opcall *call, bool normal) {
 void sgt_cpu_rng_uniform(const sgt_opcall *call) { rng_fill(call, false); }
 void sgt_cpu_rng_normal(const sgt_opcall *call) { rng_fill(call, true); }
 
+/* ---- dropout: element i (logical position, both operands contiguous) kept by rng.h's rule ---- */
+
+#define DROPOUT_LOOP(T)                                                                           \
+    do {                                                                                          \
+        T *y = (T *)sgt_ptr(call->dst[0]);                                                        \
+        const T *x = (const T *)sgt_ptr(call->src[0]);                                            \
+        const T s = (T)call->fp[0];                                                               \
+        _Pragma("omp parallel for schedule(static) if (n >= SGT_OMP_MIN / 8)")                    \
+        for (int64_t i = 0; i < n; i++) y[i] = sgt_rng_keep_at((uint64_t)i, stream, seed, thr) ? x[i] * s : (T)0; \
+    } while (0)
+
+void sgt_cpu_dropout(const sgt_opcall *call) {
+    const uint64_t seed = (uint64_t)call->ip[0], stream = (uint64_t)call->ip[1];
+    const uint32_t thr = (uint32_t)call->ip[2];
+    const int64_t n = sgt_numel(call->dst[0]);
+    SGT_CHECK(sgt_is_contiguous(call->dst[0]) && sgt_is_contiguous(call->src[0]), "dropout: operands must be contiguous");
+    if (call->dst[0]->dtype == SGT_F32) DROPOUT_LOOP(float);
+    else DROPOUT_LOOP(double);
+}
+
 /* ---- binary ---- */
 
 #define BINARY_ROW(T, NAME, EXPR)                                                                \

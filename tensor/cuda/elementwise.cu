@@ -195,6 +195,30 @@ template <bool NORMAL> static void rng_fill(const sgt_opcall *call) {
 void sgt_cuda_rng_uniform(const sgt_opcall *call) { rng_fill<false>(call); }
 void sgt_cuda_rng_normal(const sgt_opcall *call) { rng_fill<true>(call); }
 
+/* dropout: cpu/elementwise.c's rule (rng.h's integer decision, one multiply), so bit for bit */
+template <typename T>
+__global__ void k_dropout(T *y, const T *x, int64_t n, uint64_t seed, uint64_t stream, uint32_t thr, T scale) {
+    SGT_CUDA_FOR_EACH(i, n) y[i] = sgt_rng_keep_at((uint64_t)i, stream, seed, thr) ? x[i] * scale : (T)0;
+}
+
+void sgt_cuda_dropout(const sgt_opcall *call) {
+    sgt_tensor *y = call->dst[0], *x = call->src[0];
+    SGT_CHECK(sgt_is_contiguous(y) && sgt_is_contiguous(x), "dropout: operands must be contiguous");
+    const int64_t n = sgt_numel(y);
+    if (!n) return;
+    const uint64_t seed = (uint64_t)call->ip[0], stream = (uint64_t)call->ip[1];
+    const uint32_t thr = (uint32_t)call->ip[2];
+    const unsigned g = sgt_cuda_blocks(n);
+    cudaStream_t s = sgt_cuda_stream();
+    if (y->dtype == SGT_F32)
+        k_dropout<float><<<g, SGT_CUDA_THREADS, 0, s>>>((float *)sgt_ptr(y), (const float *)sgt_ptr(x), n, seed, stream,
+                                                        thr, (float)call->fp[0]);
+    else
+        k_dropout<double><<<g, SGT_CUDA_THREADS, 0, s>>>((double *)sgt_ptr(y), (const double *)sgt_ptr(x), n, seed,
+                                                         stream, thr, call->fp[0]);
+    CUDA_LAUNCH_CHECK("k_dropout");
+}
+
 /* ---- binary and comparison ---- */
 
 enum { B_ADD, B_SUB, B_MUL, B_DIV, B_EQ, B_NE, B_LT, B_LE, B_GT, B_GE };

@@ -110,6 +110,11 @@ static void t_sin(void **s) { (void)s; run_unary(SGT_OP_SIN, 0, false); }
 static void t_cos(void **s) { (void)s; run_unary(SGT_OP_COS, 0, false); }
 static void t_relu(void **s) { (void)s; run_unary(SGT_OP_RELU, 0, false); }
 
+/* dropout: the backward regenerates the forward's mask (a second draw with another stream would
+ * fail); through a transposed view, so the mask follows the logical position */
+FN(f_dropout) { UNUSED; sgt_tensor *y = sgt_dropout(c, sgt_transpose(c, x[0], 0, 1), 0.4, 77, 3); return sgt_mul(c, y, y); }
+static void t_dropout(void **s) { (void)s; sgt_tensor *in[] = {R(22, 6, 9)}; check(f_dropout, NULL, in, 1, NULL); }
+
 /* ---- reductions ---- */
 typedef struct { int dim; bool keep; uint32_t mask; } red_case;
 FN(f_sum) { (void)n; const red_case *k = u; return k->mask ? sgt_sum_dims(c, x[0], k->mask, k->keep) : sgt_sum(c, x[0], k->dim, k->keep); }
@@ -328,7 +333,7 @@ int main(int argc, char **argv) {
         T(t_reshape), T(t_permute), T(t_transpose), T(t_narrow), T(t_split_concat), T(t_expand), T(t_copy),
         T(t_cast), T(t_add), T(t_sub), T(t_mul), T(t_div), T(t_add_scalar), T(t_mul_scalar), T(t_pow_scalar),
         T(t_neg), T(t_exp), T(t_log), T(t_sqrt), T(t_rsqrt), T(t_tanh), T(t_sigmoid), T(t_silu), T(t_gelu),
-        T(t_gelu_erf), T(t_sin), T(t_cos), T(t_relu), T(t_sum), T(t_mean), T(t_max), T(t_softmax), T(t_log_softmax), T(t_softmax_causal),
+        T(t_gelu_erf), T(t_sin), T(t_cos), T(t_relu), T(t_dropout), T(t_sum), T(t_mean), T(t_max), T(t_softmax), T(t_log_softmax), T(t_softmax_causal),
         T(t_matmul), T(t_matmul_views), T(t_embedding), T(t_topk), T(t_gather_last), T(t_scatter_add_last),
         T(t_concat), T(t_where), T(t_masked_fill), T(t_cross_entropy), T(t_rmsnorm), T(t_layernorm),
         T(t_bsparse_swiglu), T(t_reused_input), T(t_grad_alias), T(t_deep_graph), T(t_cross_entropy_padded),

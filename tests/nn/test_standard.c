@@ -1,8 +1,9 @@
 /* test_standard.c: the standard modules beside the GPT's own (nn/modules.h): LayerNorm, the GELU
- * MLP and rotary position embedding. Each has a float64 gradient check with respect to its input
- * and parameters and a check against a naive reference written from the formula; RoPE also keeps
- * q.k a function of the relative position only, and its device-held positions give the same as
- * host ones. The harness (store, randomize, check) is module_check.h. */
+ * MLP, rotary position embedding, dropout and its train/eval mode. Each has a float64 gradient
+ * check with respect to its input and parameters and a check against a naive reference written
+ * from the formula; RoPE also keeps q.k a function of the relative position only, and its
+ * device-held positions give the same as host ones; dropout is the identity in eval and its masks
+ * come back from (seed, offset). The harness (store, randomize, check) is module_check.h. */
 #include "../../nn/modules.h"
 #include "module_check.h"
 
@@ -179,11 +180,63 @@ static void t_rope_relative(void **s) {
     nn_params_destroy(p);
 }
 
+/* ---- dropout and the train/eval mode ---- */
+/* each evaluation of the function restarts the mode's offset, so every finite difference sees
+ * the same masks: the masks are a function of (seed, offset) */
+FN(f_dropout) {
+    (void)n;
+    nn_dropout *d = u;
+    d->mode->offset = 0;
+    sgt_tensor *h = nn_dropout_forward(c, d, x[0]);
+    return nn_dropout_forward(c, d, sgt_mul(c, h, h)); /* a second call: another mask */
+}
+
+static void t_dropout_grad(void **s) {
+    (void)s;
+    nn_mode mode = {.train = true, .seed = 5};
+    nn_dropout d;
+    nn_dropout_init(&d, &mode, 0.3);
+    sgt_tensor *in[] = {R(20, 4, 9)};
+    check("dropout, two calls in training", f_dropout, &d, in, 1, NULL);
+}
+
+static void t_dropout_mode(void **s) {
+    (void)s;
+    nn_mode mode = {0}; /* eval */
+    nn_dropout d;
+    nn_dropout_init(&d, &mode, 0.5);
+    sgt_tensor *x = tu_rand(C, SGT_F64, SGT_SHAPE(8, 50), 21, 1, 2);
+    assert_ptr_equal(nn_dropout_forward(C, &d, x), x); /* eval: the identity, no op */
+    assert_int_equal(mode.offset, 0);
+    mode = (nn_mode){.train = true, .seed = 77};
+    double *a = tu_host(nn_dropout_forward(C, &d, x)), *b = tu_host(nn_dropout_forward(C, &d, x));
+    assert_int_equal(mode.offset, 2);
+    /* call k is sgt_dropout with stream k; two calls draw different masks; about half is dropped */
+    tu_assert_close(sgt_dropout(C, x, 0.5, 77, 0), a, 0, 0, "dropout call 0 = sgt_dropout(seed, stream 0)");
+    tu_assert_close(sgt_dropout(C, x, 0.5, 77, 1), b, 0, 0, "dropout call 1 = sgt_dropout(seed, stream 1)");
+    int zeros = 0, same = 0;
+    for (int i = 0; i < 400; i++) {
+        zeros += a[i] == 0;
+        same += (a[i] == 0) == (b[i] == 0);
+    }
+    if (zeros < 150 || zeros > 250 || same > 260) fail_msg("dropout p=0.5: %d of 400 dropped, %d agree", zeros, same);
+    /* resuming at a saved offset gives the same mask again */
+    mode.offset = 1;
+    tu_assert_close(nn_dropout_forward(C, &d, x), b, 0, 0, "dropout resumed at offset 1");
+    nn_dropout d0;
+    nn_dropout_init(&d0, &mode, 0);
+    assert_ptr_equal(nn_dropout_forward(C, &d0, x), x); /* p = 0: the identity in training too */
+    free(a), free(b);
+    EXPECT_SGT_ERROR(nn_dropout_init(&d, &mode, 1.0), "dropout: probability 1 is outside [0, 1)");
+    EXPECT_SGT_ERROR(nn_dropout_init(&d, NULL, 0.1), "dropout: no mode");
+}
+
 #define T(name) cmocka_unit_test(name)
 int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         T(t_layernorm_grad), T(t_layernorm_naive), T(t_mlp_grad), T(t_mlp_naive),
-        T(t_rope_grad),      T(t_rope_naive),      T(t_rope_relative),
+        T(t_rope_grad),      T(t_rope_naive),      T(t_rope_relative), T(t_dropout_grad),
+        T(t_dropout_mode),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("standard modules", tests, setup, teardown);
