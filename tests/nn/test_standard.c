@@ -3,7 +3,9 @@
  * check with respect to its input and parameters and a check against a naive reference written
  * from the formula; RoPE also keeps q.k a function of the relative position only, and its
  * device-held positions give the same as host ones; dropout is the identity in eval and its masks
- * come back from (seed, offset). The harness (store, randomize, check) is module_check.h. */
+ * come back from (seed, offset); the top-k gate (nn/gating.h) in each normalisation against a
+ * host top-k. The harness (store, randomize, check) is module_check.h. */
+#include "../../nn/gating.h"
 #include "../../nn/modules.h"
 #include "module_check.h"
 
@@ -231,12 +233,99 @@ static void t_dropout_mode(void **s) {
     EXPECT_SGT_ERROR(nn_dropout_init(&d, NULL, 0.1), "dropout: no mode");
 }
 
+/* ---- top-k gating ---- */
+static char gate_what[128];
+#define WHAT_GATE(g)                                                                                          \
+    (snprintf(gate_what, sizeof gate_what, "top-%lld gate, %s%s", (long long)(g).k, gate_name[(g).norm],        \
+              (g).renorm ? ", renormalised" : ""),                                                            \
+     gate_what)
+typedef struct {
+    int64_t k;
+    nn_gate_norm norm;
+    bool renorm;
+} gate_case;
+
+static const char *gate_name[] = {"softmax", "softmax over the top-k", "sigmoid", "straight-through", "hard"};
+
+/* both outputs in one scalar: the dense gates and the weights, through non-linear readouts */
+FN(f_gate) {
+    (void)n;
+    const gate_case *g = u;
+    nn_gate r = nn_topk_gate(c, x[0], g->k, g->norm, g->renorm);
+    sgt_tensor *a = sgt_sum(c, sgt_mul(c, r.dense, r.dense), SGT_ALL_DIMS, false);
+    return sgt_add(c, a, sgt_sum(c, sgt_exp(c, r.weights), SGT_ALL_DIMS, false));
+}
+
+static void t_gate_grad(void **s) {
+    (void)s;
+    const gate_case cases[] = {{2, NN_GATE_SOFTMAX, false}, {2, NN_GATE_SOFTMAX, true}, {3, NN_GATE_SOFTMAX_TOPK, false},
+                               {2, NN_GATE_SIGMOID, true},  {1, NN_GATE_SIGMOID, false}};
+    /* (the straight-through gradient is not the true one by design: test_router checks it
+     * against its formula, through the router that uses this gate) */
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        sgt_tensor *in[] = {tu_distinct(C, SGT_F64, SGT_SHAPE(2, 3, 6), 30 + i)}; /* no ties: top-k is stable under FD */
+        check(WHAT_GATE(cases[i]), f_gate, (void *)&cases[i], in, 1, NULL);
+    }
+}
+
+/* indices, hard, weights and dense against a host top-k and the formulas */
+static void t_gate_naive(void **s) {
+    (void)s;
+    const int64_t N = 5, E = 7, k = 3;
+    sgt_tensor *x = tu_distinct(C, SGT_F64, SGT_SHAPE(N, E), 40);
+    const double *xv = sgt_ptr(x);
+    for (int norm = NN_GATE_SOFTMAX; norm <= NN_GATE_HARD; norm++)
+        for (int renorm = 0; renorm < 2; renorm++) {
+            nn_gate g = nn_topk_gate(C, x, k, (nn_gate_norm)norm, renorm);
+            double *hi = tu_host(g.indices), *hw = tu_host(g.weights), *hh = tu_host(g.hard), *hd = tu_host(g.dense);
+            for (int64_t r = 0; r < N; r++) {
+                const double *l = xv + r * E;
+                int top[3];
+                for (int j = 0; j < k; j++) { /* selection by hand, best first */
+                    int best = -1;
+                    for (int e = 0; e < E; e++) {
+                        bool used = false;
+                        for (int q = 0; q < j; q++) used |= top[q] == e;
+                        if (!used && (best < 0 || l[e] > l[best])) best = e;
+                    }
+                    top[j] = best;
+                }
+                double all = 0, sel = 0, w[3], wsum = 0;
+                for (int e = 0; e < E; e++) all += exp(l[e]);
+                for (int j = 0; j < k; j++) sel += exp(l[top[j]]);
+                for (int j = 0; j < k; j++) {
+                    const double v = l[top[j]];
+                    w[j] = norm == NN_GATE_SOFTMAX ? exp(v) / all : norm == NN_GATE_SOFTMAX_TOPK ? exp(v) / sel
+                         : norm == NN_GATE_SIGMOID ? 1 / (1 + exp(-v)) : 1;
+                    wsum += w[j];
+                }
+                for (int j = 0; j < k; j++) {
+                    const double want = renorm && norm != NN_GATE_STE && norm != NN_GATE_HARD ? w[j] / wsum : w[j];
+                    if (hi[r * k + j] != top[j] || fabs(hw[r * k + j] - want) > 1e-14)
+                        fail_msg("gate %s%s row %lld slot %d: expert %g weight %.17g, expected %d %.17g", gate_name[norm],
+                                 renorm ? " renormalised" : "", (long long)r, j, hi[r * k + j], hw[r * k + j], top[j], want);
+                }
+                for (int e = 0; e < E; e++) {
+                    double want_d = 0, want_h = 0;
+                    for (int j = 0; j < k; j++)
+                        if (top[j] == e) want_h = 1, want_d = hw[r * k + j];
+                    if (hh[r * E + e] != want_h || hd[r * E + e] != want_d)
+                        fail_msg("gate %s row %lld expert %d: hard %g dense %g, expected %g %g", gate_name[norm],
+                                 (long long)r, e, hh[r * E + e], hd[r * E + e], want_h, want_d);
+                }
+            }
+            free(hi), free(hw), free(hh), free(hd);
+        }
+    EXPECT_SGT_ERROR(nn_topk_gate(C, x, 8, NN_GATE_SOFTMAX, false), "top-k gate: k = 8 is outside 1..7 experts");
+    EXPECT_SGT_ERROR(nn_topk_gate(C, x, 0, NN_GATE_SOFTMAX, false), "top-k gate: k = 0");
+}
+
 #define T(name) cmocka_unit_test(name)
 int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         T(t_layernorm_grad), T(t_layernorm_naive), T(t_mlp_grad), T(t_mlp_naive),
         T(t_rope_grad),      T(t_rope_naive),      T(t_rope_relative), T(t_dropout_grad),
-        T(t_dropout_mode),
+        T(t_dropout_mode),   T(t_gate_grad),       T(t_gate_naive),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("standard modules", tests, setup, teardown);
