@@ -178,7 +178,7 @@ RULE(attention_bwd) {
     SGT_CHECK(call->nsrc == 3, "attention with a device-held key count (decoding) has no backward");
     if (!ag_requires_grad(X(0)) && !ag_requires_grad(X(1)) && !ag_requires_grad(X(2))) return;
     sgt_tensor *dq, *dk, *dv;
-    sgt_attention_bwd(c, X(0), X(1), X(2), Y(0), Y(1), G, call->fp[0], &dq, &dk, &dv);
+    sgt_attention_bwd_ex(c, X(0), X(1), X(2), Y(0), Y(1), G, call->fp[0], !call->ip[0], &dq, &dk, &dv);
     ag_accum_owned(c, X(0), dq);
     ag_accum_owned(c, X(1), dk);
     ag_accum_owned(c, X(2), dv);

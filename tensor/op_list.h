@@ -62,8 +62,8 @@ SGT_OP(MASKED_FILL,      "masked_fill",       0, masked_fill)          /* x, mas
 SGT_OP(CONCAT,           "concat",            0, concat)               /* x0..xn -> concat along ip[0] */
 SGT_OP(BSPARSE_SWIGLU,   "bsparse_swiglu",    0, bsparse_swiglu)       /* x, wg, wu, wd, idx, m [, wd_t] -> y, G, U; ip[0] = block size */
 SGT_OP(BSPARSE_SWIGLU_BWD,"bsparse_swiglu_bwd",0, bsparse_swiglu_bwd)  /* x, wg, wu, wd, idx, m, G, U, dy -> dx, dwg, dwu, dwd, dm */
-SGT_OP(ATTENTION,        "attention",         0, attention)            /* q [B,H,Tq,D], k, v [B,H,Tk,D] [, len i32 [1]] -> y [B,H,Tq,D], lse [B,H,Tq]; fp[0] = scale; causal */
-SGT_OP(ATTENTION_BWD,    "attention_bwd",     0, attention_bwd)        /* q, k, v, y, lse, dy -> dq, dk, dv; fp[0] = scale */
+SGT_OP(ATTENTION,        "attention",         0, attention)            /* q [B,H,Tq,D], k, v [B,H,Tk,D] [, len i32 [1]] -> y [B,H,Tq,D], lse [B,H,Tq]; fp[0] = scale; ip[0] = 1: not causal */
+SGT_OP(ATTENTION_BWD,    "attention_bwd",     0, attention_bwd)        /* q, k, v, y, lse, dy -> dq, dk, dv; fp[0] = scale; ip[0] = 1: not causal */
 SGT_OP(SWIGLU,           "swiglu",            0, swiglu)               /* g, u [N, I] [, m [N, I/bs]] -> silu(g) * u (* m per block); ip[0] = bs or 0 */
 SGT_OP(SWIGLU_BWD,       "swiglu_bwd",        0, swiglu_bwd)           /* g, u [, m], dh -> dg, du [, dm]; ip[0] = bs or 0 */
 SGT_OP(LINEAR_BF16,      "linear_bf16",       0, linear_bf16)          /* x f32 [..., K], w bf16 [O, K] -> x w^T f32 [..., O] (inference) */

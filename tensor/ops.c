@@ -728,11 +728,16 @@ static void check_attention(const char *op, sgt_tensor *q, sgt_tensor *k, sgt_te
 
 sgt_tensor *sgt_attention(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, double scale,
                           sgt_tensor **lse_out) {
-    return sgt_attention_len(c, q, k, v, NULL, scale, lse_out);
+    return sgt_attention_ex(c, q, k, v, NULL, scale, true, lse_out);
 }
 
 sgt_tensor *sgt_attention_len(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, sgt_tensor *len, double scale,
                               sgt_tensor **lse_out) {
+    return sgt_attention_ex(c, q, k, v, len, scale, true, lse_out);
+}
+
+sgt_tensor *sgt_attention_ex(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, sgt_tensor *len, double scale,
+                             bool causal, sgt_tensor **lse_out) {
     check_attention("attention", q, k, v);
     if (len) {
         check_i32("attention", len);
@@ -744,13 +749,20 @@ sgt_tensor *sgt_attention_len(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tens
     const int64_t B = q->shape[0], H = q->shape[1], Tq = q->shape[2], D = q->shape[3];
     sgt_tensor *dst[2] = {bhtd_over_bthd(c, q->dtype, B, H, Tq, D), sgt_empty(c, stat_dtype(q->dtype), SGT_SHAPE(B, H, Tq))};
     sgt_tensor *src[4] = {q, k, v, len};
-    run(c, SGT_OP_ATTENTION, len ? 4 : 3, src, 2, dst, NULL, 0, &scale, 1);
+    const int64_t not_causal = !causal;
+    run(c, SGT_OP_ATTENTION, len ? 4 : 3, src, 2, dst, &not_causal, 1, &scale, 1);
     if (lse_out) *lse_out = dst[1];
     return dst[0];
 }
 
 void sgt_attention_bwd(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, sgt_tensor *y, sgt_tensor *lse,
                        sgt_tensor *dy, double scale, sgt_tensor **dq, sgt_tensor **dk, sgt_tensor **dv) {
+    sgt_attention_bwd_ex(c, q, k, v, y, lse, dy, scale, true, dq, dk, dv);
+}
+
+void sgt_attention_bwd_ex(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, sgt_tensor *y, sgt_tensor *lse,
+                          sgt_tensor *dy, double scale, bool causal, sgt_tensor **dq, sgt_tensor **dk,
+                          sgt_tensor **dv) {
     check_attention("attention_bwd", q, k, v);
     check_same_dtype("attention_bwd", q, y);
     check_same_dtype("attention_bwd", q, dy);
@@ -768,7 +780,8 @@ void sgt_attention_bwd(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, 
     sgt_tensor *dst[3] = {bhtd_over_bthd(c, q->dtype, B, H, Tq, D), bhtd_over_bthd(c, q->dtype, B, H, Tk, D),
                           bhtd_over_bthd(c, q->dtype, B, H, Tk, D)};
     sgt_tensor *src[6] = {q, k, v, y, lse, dy};
-    run(c, SGT_OP_ATTENTION_BWD, 6, src, 3, dst, NULL, 0, &scale, 1);
+    const int64_t not_causal = !causal;
+    run(c, SGT_OP_ATTENTION_BWD, 6, src, 3, dst, &not_causal, 1, &scale, 1);
     *dq = dst[0];
     *dk = dst[1];
     *dv = dst[2];

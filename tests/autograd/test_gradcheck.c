@@ -241,14 +241,14 @@ static void t_cross_entropy_padded(void **s) {
 FN(f_rmsnorm_to) { UNUSED; return sgt_rmsnorm_to(c, x[0], x[1], 1e-5, SGT_F64, NULL); }
 static void t_rmsnorm_to(void **s) { (void)s; sgt_tensor *in[] = {R(87, 3, 5), R(88, 5)}; check(f_rmsnorm_to, NULL, in, 2, NULL); }
 
-/* ---- fused attention: q, k, v; causal, with Tq < Tk (a KV cache) and strided views ---- */
-typedef struct { int64_t Tq; } att_case;
+/* ---- fused attention: q, k, v; causal (with Tq < Tk: a KV cache) or not, and strided views ---- */
+typedef struct { int64_t Tq; bool causal; } att_case;
 FN(f_attention) {
     (void)n;
     const att_case *a = u;
     sgt_tensor *q = x[0];
     if (a->Tq < q->shape[2]) q = sgt_narrow(c, q, 2, q->shape[2] - a->Tq, a->Tq); /* the last Tq queries */
-    sgt_tensor *y = sgt_attention(c, q, x[1], x[2], 0.7, NULL);
+    sgt_tensor *y = sgt_attention_ex(c, q, x[1], x[2], NULL, 0.7, a->causal, NULL);
     return sgt_mul(c, y, y); /* a non-linear readout, so every y element's gradient differs */
 }
 /* q, k, v as the split of one [B, T, 3, H, D] buffer, as nn/modules.c makes them */
@@ -264,10 +264,12 @@ FN(f_attention_qkv) {
 }
 static void t_attention(void **s) {
     (void)s;
-    att_case full = {6}, kv = {2};
+    att_case full = {6, true}, kv = {2, true}, enc = {6, false}, cross = {2, false};
     sgt_tensor *in[] = {R(110, 2, 3, 6, 4), R(111, 2, 3, 6, 4), R(112, 2, 3, 6, 4)};
     check(f_attention, &full, in, 3, NULL);
     check(f_attention, &kv, in, 3, NULL);
+    check(f_attention, &enc, in, 3, NULL);   /* not causal: every query sees every key */
+    check(f_attention, &cross, in, 3, NULL); /* 2 queries over 6 keys, not causal */
     sgt_tensor *in2[] = {R(113, 2, 5, 3 * 2 * 3)};
     check(f_attention_qkv, NULL, in2, 1, NULL);
 }
