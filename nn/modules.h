@@ -112,19 +112,37 @@ typedef struct {
 /* The cache lives in `c`'s arena (use a dedicated arena for a decode session). */
 void nn_kv_cache_init(nn_kv_cache *kv, sgt_ctx *c, sgt_dtype t, int64_t B, int64_t H, int64_t max_len, int64_t D);
 
-/* Causal multi-head self-attention: fused QKV projection (no bias), output projection. */
+/* Options of multi-head self-attention; a zeroed struct is the GPT's: H key/value heads, no QKV
+ * bias, causal, no rotary embedding. */
 typedef struct {
-    nn_linear qkv;      /* C -> 3C */
+    int64_t n_kv_heads;  /* 0: H (multi-head); H / g: grouped-query (each key/value head serves g
+                          * query heads, repeated for the attention op); 1: multi-query */
+    bool qkv_bias;       /* a bias on the QKV projection (GPT-2, Qwen) */
+    bool not_causal;     /* every query sees every key (encoders) */
+    const nn_rope *rope; /* rotary embedding of q and k (at their positions, the KV cache's too), or NULL */
+} nn_attention_opts;
+
+/* Multi-head self-attention: one fused QKV projection (C -> (H + 2 Hk) D: the H query heads, then
+ * the Hk key heads, then the Hk value heads), the attention, the output projection. */
+typedef struct {
+    nn_linear qkv;      /* C -> (H + 2 Hk) D */
     nn_linear proj;     /* C -> C, the residual output projection */
     int64_t C, H, D;
+    int64_t Hk;         /* key/value heads (H unless grouped-query) */
+    bool causal;
+    const nn_rope *rope;
     bool composed;      /* false (default): the fused attention op (sgt_attention); true: matmul,
-                         * causal softmax, matmul, with the [T, Tk] scores in memory (the reference) */
+                         * softmax, matmul, with the [T, Tk] scores in memory (the reference) */
 } nn_attention;
 void nn_attention_init(nn_attention *m, nn_params *p, const char *prefix, int64_t C, int64_t H, double std,
                        double proj_std);
+/* The same with options (o NULL: the defaults, as nn_attention_init). */
+void nn_attention_init_opts(nn_attention *m, nn_params *p, const char *prefix, int64_t C, int64_t H,
+                            const nn_attention_opts *o, double std, double proj_std);
 /* x [B, T, C] -> [B, T, C]. With kv (inference, no grad), the T new positions are appended to the
- * cache and attend to all cached ones, and the projections run through their bf16 inference copies
- * where those apply (nn_linear_infer); without it, plain causal attention over x. */
+ * cache (nn_kv_cache_init with Hk heads) and attend to all cached ones, and the projections run
+ * through their bf16 inference copies where those apply (nn_linear_infer); without it, attention
+ * over x (causal unless not_causal). */
 sgt_tensor *nn_attention_forward(sgt_ctx *c, const nn_attention *m, sgt_tensor *x, nn_kv_cache *kv);
 void nn_attention_prepare_bf16(nn_attention *m, nn_params *p);
 

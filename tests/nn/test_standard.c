@@ -4,7 +4,9 @@
  * from the formula; RoPE also keeps q.k a function of the relative position only, and its
  * device-held positions give the same as host ones; dropout is the identity in eval and its masks
  * come back from (seed, offset); the top-k gate (nn/gating.h) in each normalisation against a
- * host top-k. The harness (store, randomize, check) is module_check.h. */
+ * host top-k; the attention options (not causal, grouped-query, QKV bias, rotary) by gradient
+ * checks, against the composed reference, GQA against MHA with duplicated heads, and through the
+ * KV cache. The harness (store, randomize, check) is module_check.h. */
 #include "../../nn/gating.h"
 #include "../../nn/modules.h"
 #include "module_check.h"
@@ -320,12 +322,155 @@ static void t_gate_naive(void **s) {
     EXPECT_SGT_ERROR(nn_topk_gate(C, x, 0, NN_GATE_SOFTMAX, false), "top-k gate: k = 0");
 }
 
+/* ---- attention options: not causal, grouped-query, QKV bias, rotary ---- */
+enum { QB = 2, QT = 5, QC = 16, QH = 4, QD = QC / QH };
+
+typedef struct {
+    const char *what;
+    int64_t kv_heads;
+    bool bias, not_causal, rope;
+} att_opts_case;
+
+static const att_opts_case att_cases[] = {
+    {"grouped-query (4 heads over 2), QKV bias, rotary", 2, true, false, true},
+    {"multi-query (4 heads over 1), not causal", 1, false, true, false},
+    {"not causal, rotary, QKV bias", 0, true, true, true},
+};
+
+/* a layer of the case's options, its weights (and bias) large enough to make attention peaked */
+static void att_new(nn_params *p, nn_rope *rope, nn_attention *m, const att_opts_case *k) {
+    nn_rope_init(rope, p, QD, 100);
+    const nn_attention_opts o = {.n_kv_heads = k->kv_heads, .qkv_bias = k->bias, .not_causal = k->not_causal,
+                                 .rope = k->rope ? rope : NULL};
+    nn_attention_init_opts(m, p, "attn", QC, QH, &o, 0.5, 0.5);
+    if (k->bias) randomize(p, m->qkv.b, 50, -0.5, 0.5);
+}
+
+FN(f_att) { (void)n; return nn_attention_forward(c, u, x[0], NULL); }
+
+static void t_attention_opts_grad(void **s) {
+    (void)s;
+    for (size_t i = 0; i < sizeof att_cases / sizeof *att_cases; i++) {
+        nn_params *p = store();
+        nn_rope rope;
+        nn_attention m;
+        att_new(p, &rope, &m, &att_cases[i]);
+        assert_int_equal(m.qkv.w->shape[0], (QH + 2 * m.Hk) * QD);
+        sgt_tensor *in[] = {R(51, QB, QT, QC), m.qkv.w, m.proj.w, m.qkv.b};
+        check(att_cases[i].what, f_att, &m, in, att_cases[i].bias ? 4 : 3, NULL);
+        nn_params_destroy(p);
+    }
+}
+
+/* the fused op against the composed reference (matmul, softmax, matmul) in every case */
+static void t_attention_opts_composed(void **s) {
+    (void)s;
+    for (size_t i = 0; i < sizeof att_cases / sizeof *att_cases; i++) {
+        nn_params *p = store();
+        nn_rope rope;
+        nn_attention m;
+        att_new(p, &rope, &m, &att_cases[i]);
+        sgt_tensor *x = R(52, QB, QT, QC);
+        double *fused = tu_host(nn_attention_forward(C, &m, x, NULL));
+        m.composed = true;
+        tu_assert_close(nn_attention_forward(C, &m, x, NULL), fused, 1e-12, 1e-13, att_cases[i].what);
+        free(fused);
+        nn_params_destroy(p);
+    }
+}
+
+/* grouped-query attention is multi-head attention whose key/value heads are copies within each
+ * group: a 4-head layer with the 2-head layer's key and value rows duplicated gives its output */
+static void t_attention_gqa_is_mha(void **s) {
+    (void)s;
+    nn_params *p = store();
+    nn_rope rope;
+    nn_attention gq, mh;
+    att_new(p, &rope, &gq, &att_cases[0]);
+    const nn_attention_opts o = {.qkv_bias = true, .rope = &rope};
+    nn_attention_init_opts(&mh, p, "mha", QC, QH, &o, 0.5, 0.5);
+    const int64_t g = QH / gq.Hk;
+    double *w = tu_host(gq.qkv.w), *b = tu_host(gq.qkv.b), *wm = malloc(sizeof(double) * 3 * QC * QC),
+           *bm = malloc(sizeof(double) * 3 * QC);
+    for (int64_t r = 0; r < 3 * QC; r++) { /* row r of the MHA projection: q row, or the k/v row of head r/D's group */
+        const int64_t part = r / QC, h = r % QC / QD, d = r % QD;
+        const int64_t src = part == 0 ? r : QC + (part - 1) * gq.Hk * QD + (h / g) * QD + d;
+        for (int64_t ch = 0; ch < QC; ch++) wm[r * QC + ch] = w[src * QC + ch];
+        bm[r] = b[src];
+    }
+    sgt_copy_from_host(mh.qkv.w, wm);
+    sgt_copy_from_host(mh.qkv.b, bm);
+    sgt_copy_into(&p->ctx, mh.proj.w, gq.proj.w);
+    sgt_tensor *x = R(53, QB, QT, QC);
+    tu_assert_close(nn_attention_forward(C, &mh, x, NULL), tu_host(nn_attention_forward(C, &gq, x, NULL)), 1e-12, 1e-13,
+                    "grouped-query layer vs multi-head with duplicated key/value heads");
+    free(w), free(b), free(wm), free(bm);
+    EXPECT_SGT_ERROR(nn_attention_init_opts(&mh, p, "bad", QC, QH, &(nn_attention_opts){.n_kv_heads = 3}, 0.5, 0.5),
+                     "attention bad: 4 query heads are not a multiple of 3 key/value heads");
+    nn_rope r6;
+    nn_rope_init(&r6, p, 6, 100);
+    EXPECT_SGT_ERROR(nn_attention_init_opts(&mh, p, "bad", QC, QH, &(nn_attention_opts){.rope = &r6}, 0.5, 0.5),
+                     "a rotary embedding of width 6 for heads of width 4");
+    nn_params_destroy(p);
+}
+
+/* not causal: the output at position 0 moves when the last token changes (causal: it does not) */
+static void t_attention_not_causal(void **s) {
+    (void)s;
+    for (int nc = 0; nc < 2; nc++) {
+        nn_params *p = store();
+        nn_attention m;
+        nn_attention_init_opts(&m, p, "attn", QC, QH, &(nn_attention_opts){.not_causal = nc}, 0.5, 0.5);
+        sgt_tensor *x = R(54, 1, QT, QC), *x2 = sgt_copy(C, x);
+        double *v = sgt_ptr(x2);
+        for (int ch = 0; ch < QC; ch++) v[(QT - 1) * QC + ch] += 0.7;
+        double *y = tu_host(nn_attention_forward(C, &m, x, NULL)), *y2 = tu_host(nn_attention_forward(C, &m, x2, NULL));
+        double change = 0;
+        for (int ch = 0; ch < QC; ch++) change += fabs(y[ch] - y2[ch]);
+        if (nc ? !(change > 1e-3) : change != 0)
+            fail_msg("%s attention: position 0 moved by %g when the last token changed", nc ? "non-causal" : "causal", change);
+        free(y), free(y2);
+        nn_params_destroy(p);
+    }
+}
+
+/* decoding with a KV cache of Hk heads, token by token, gives the full forward (grouped-query
+ * with rotary: the cached keys keep the rotation of their own positions) */
+static void t_attention_opts_kv_cache(void **s) {
+    (void)s;
+    nn_params *p = store();
+    nn_rope rope;
+    nn_attention m;
+    att_new(p, &rope, &m, &att_cases[0]);
+    sgt_tensor *x = R(55, QB, QT, QC);
+    double *full = tu_host(nn_attention_forward(C, &m, x, NULL));
+    nn_kv_cache kv;
+    nn_kv_cache_init(&kv, C, SGT_F64, QB, m.Hk, QT, QD);
+    for (int64_t t = 0; t < QT; t++) {
+        double *yv = tu_host(nn_attention_forward(C, &m, sgt_contiguous(C, sgt_narrow(C, x, 1, t, 1)), &kv));
+        for (int64_t b = 0; b < QB; b++)
+            for (int ch = 0; ch < QC; ch++)
+                if (!(fabs(yv[b * QC + ch] - full[(b * QT + t) * QC + ch]) <= 1e-12))
+                    fail_msg("decode with rope and GQA: batch %lld position %lld channel %d: %.17g vs %.17g", (long long)b,
+                             (long long)t, ch, yv[b * QC + ch], full[(b * QT + t) * QC + ch]);
+        free(yv);
+    }
+    nn_kv_cache bad;
+    nn_kv_cache_init(&bad, C, SGT_F64, QB, QH, QT, QD);
+    EXPECT_SGT_ERROR(nn_attention_forward(C, &m, sgt_contiguous(C, sgt_narrow(C, x, 1, 0, 1)), &bad),
+                     "the KV cache has 4 heads of 4, the layer 2 key/value heads of 4");
+    free(full);
+    nn_params_destroy(p);
+}
+
 #define T(name) cmocka_unit_test(name)
 int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         T(t_layernorm_grad), T(t_layernorm_naive), T(t_mlp_grad), T(t_mlp_naive),
         T(t_rope_grad),      T(t_rope_naive),      T(t_rope_relative), T(t_dropout_grad),
-        T(t_dropout_mode),   T(t_gate_grad),       T(t_gate_naive),
+        T(t_dropout_mode),   T(t_gate_grad),       T(t_gate_naive),    T(t_attention_opts_grad),
+        T(t_attention_opts_composed), T(t_attention_gqa_is_mha), T(t_attention_not_causal),
+        T(t_attention_opts_kv_cache),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("standard modules", tests, setup, teardown);
