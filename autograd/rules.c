@@ -61,6 +61,11 @@ RULE(div_bwd) {
     if (ag_requires_grad(X(1))) accum_to(c, X(1), sgt_neg(c, sgt_div(c, sgt_mul(c, G, Y(0)), X(1))), true);
 }
 
+/* dropout is linear in x: its backward is the same mask and scale on G, regenerated from the seed */
+RULE(dropout_bwd) {
+    ag_accum_owned(c, X(0), sgt_dropout(c, G, call->fp[1], (uint64_t)call->ip[0], (uint64_t)call->ip[1]));
+}
+
 RULE(unary_bwd) { ag_accum_owned(c, X(0), sgt_unary_bwd(c, call->op, call->fp[0], X(0), Y(0), G)); }
 
 /* ---- reductions ---- */
@@ -173,7 +178,7 @@ RULE(attention_bwd) {
     SGT_CHECK(call->nsrc == 3, "attention with a device-held key count (decoding) has no backward");
     if (!ag_requires_grad(X(0)) && !ag_requires_grad(X(1)) && !ag_requires_grad(X(2))) return;
     sgt_tensor *dq, *dk, *dv;
-    sgt_attention_bwd(c, X(0), X(1), X(2), Y(0), Y(1), G, call->fp[0], &dq, &dk, &dv);
+    sgt_attention_bwd_ex(c, X(0), X(1), X(2), Y(0), Y(1), G, call->fp[0], !call->ip[0], &dq, &dk, &dv);
     ag_accum_owned(c, X(0), dq);
     ag_accum_owned(c, X(1), dk);
     ag_accum_owned(c, X(2), dv);
@@ -233,6 +238,7 @@ const ag_rule ag_rules[SGT_NOPS] = {
     [SGT_OP_FILL] = NONDIFF,
     [SGT_OP_RNG_UNIFORM] = NONDIFF,
     [SGT_OP_RNG_NORMAL] = NONDIFF,
+    [SGT_OP_DROPOUT] = D(dropout_bwd),
     [SGT_OP_ADD] = D(add_bwd),
     [SGT_OP_SUB] = D(sub_bwd),
     [SGT_OP_MUL] = D(mul_bwd),
@@ -249,6 +255,9 @@ const ag_rule ag_rules[SGT_NOPS] = {
     [SGT_OP_SIGMOID] = D(unary_bwd),
     [SGT_OP_SILU] = D(unary_bwd),
     [SGT_OP_GELU] = D(unary_bwd),
+    [SGT_OP_GELU_ERF] = D(unary_bwd),
+    [SGT_OP_SIN] = D(unary_bwd),
+    [SGT_OP_COS] = D(unary_bwd),
     [SGT_OP_RELU] = D(unary_bwd),
     [SGT_OP_UNARY_BWD] = UNSUPPORTED,
     [SGT_OP_SUM] = D(sum_bwd),

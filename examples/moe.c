@@ -1,6 +1,6 @@
 /* moe.c: a top-2 mixture-of-experts block: a linear router scores E experts per token, the top 2
- * are kept (sgt_topk) and softmax-normalised, scattered back to a dense [N, E] gate matrix (zeros
- * for the unselected: their experts get no gradient from that token), and the block's output is
+ * are kept and softmax-normalised (nn_topk_gate), as a dense [N, E] gate matrix (zeros for the
+ * unselected: their experts get no gradient from that token), and the block's output is
  * the gate-weighted sum of the expert MLPs (each computed densely here: a clear, not a fast,
  * MoE). It learns a target whose form differs by region of the input.
  *   cc moe.c $(pkg-config --cflags --libs sgt) -lm -o moe && ./moe [steps]
@@ -43,9 +43,9 @@ int main(int argc, char **argv) {
         }
         sgt_tensor *x = sgt_from_f64(&c, SGT_F32, SGT_SHAPE(N, DIN), xs);
         sgt_tensor *y = sgt_from_f64(&c, SGT_F32, SGT_SHAPE(N, 1), ys);
-        sgt_tensor *top, *idx;
-        sgt_topk(&c, nn_linear_forward(&c, &router, x), K, &top, &idx);           /* [N, K], i32 [N, K] */
-        sgt_tensor *gates = sgt_scatter_add_last(&c, sgt_softmax(&c, top), idx, E); /* [N, E] */
+        /* the top-K experts of each token, softmax over their K scores (Mixtral's gate) */
+        nn_gate g = nn_topk_gate(&c, nn_linear_forward(&c, &router, x), K, NN_GATE_SOFTMAX_TOPK, false);
+        sgt_tensor *gates = g.dense; /* [N, E]: the gates at the selected experts, 0 elsewhere */
         sgt_tensor *pred = NULL;
         for (int e = 0; e < E; e++) {
             sgt_tensor *h = sgt_relu(&c, nn_linear_forward(&c, &ex[e].fc1, x));

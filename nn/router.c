@@ -17,26 +17,15 @@ void nn_router_init(nn_router *m, nn_params *p, const char *prefix, int64_t C, i
     nn_linear_init(&m->fc2, p, nn_join(buf, sizeof buf, prefix, "fc2"), NN_ROUTER_HIDDEN, num_blocks, true, std);
 }
 
-sgt_tensor *nn_topk_hard(sgt_ctx *c, sgt_tensor *logits, int64_t k, sgt_tensor **indices) {
-    sgt_tensor *l = ag_detach(c, logits), *vals, *idx;
-    sgt_topk(c, l, (int)k, &vals, &idx);
-    sgt_tensor *ones = sgt_full(c, l->dtype, idx->ndim, idx->shape, 1.0);
-    if (indices) *indices = idx;
-    return sgt_scatter_add_last(c, ones, idx, l->shape[l->ndim - 1]);
-}
-
-sgt_tensor *nn_ste_mask(sgt_ctx *c, sgt_tensor *hard, sgt_tensor *logits) {
-    sgt_tensor *s = sgt_sigmoid(c, logits);
-    /* s - stopgrad(s) is exactly 0 in the forward pass (same value twice), so the mask is exactly
-     * `hard`; its gradient with respect to s is 1. */
-    return sgt_add(c, hard, sgt_sub(c, s, ag_detach(c, s)));
-}
-
 nn_route nn_router_forward(sgt_ctx *c, const nn_router *m, sgt_tensor *x) {
     nn_route r;
     r.logits = nn_linear_forward(c, &m->fc2, sgt_gelu(c, nn_linear_forward(c, &m->fc1, x)));
-    r.hard = nn_topk_hard(c, r.logits, m->top_k, &r.indices);
-    r.mask = m->hard_only ? r.hard : nn_ste_mask(c, r.hard, r.logits);
+    /* the general top-k gate with the straight-through estimator (gating.h) */
+    nn_gate g = nn_topk_gate(c, r.logits, m->top_k, m->hard_only ? NN_GATE_HARD : NN_GATE_STE, false);
+    r.hard = g.hard;
+    r.indices = g.indices;
+    r.mask = g.dense;
+    r.weights = g.weights;
     return r;
 }
 
@@ -65,10 +54,10 @@ void nn_bs_swiglu_init(nn_bs_swiglu *m, nn_params *p, const char *prefix, int64_
 }
 
 static sgt_tensor *skip_forward(sgt_ctx *c, const nn_bs_swiglu *m, sgt_tensor *x, const nn_route *r) {
-    const int64_t C = x->shape[x->ndim - 1], N = sgt_numel(x) / C, nb = m->num_blocks, k = m->top_k;
+    const int64_t C = x->shape[x->ndim - 1], N = sgt_numel(x) / C, k = m->top_k;
     sgt_tensor *x2 = sgt_reshape(c, x, SGT_SHAPE(N, C));
     sgt_tensor *idx = sgt_reshape(c, r->indices, SGT_SHAPE(N, k));
-    sgt_tensor *mval = sgt_gather_last(c, sgt_reshape(c, r->mask, SGT_SHAPE(N, nb)), idx); /* [N, k] */
+    sgt_tensor *mval = sgt_reshape(c, r->weights, SGT_SHAPE(N, k)); /* the mask at the selected blocks */
     sgt_tensor *y = sgt_bsparse_swiglu_ex(c, x2, m->ffn.gate.w, m->ffn.up.w, m->ffn.down.w, m->down_t, idx, mval,
                                           m->block_size, NULL, NULL);
     return sgt_reshape(c, y, x->ndim, x->shape);

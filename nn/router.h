@@ -15,6 +15,7 @@
 #ifndef SGT_NN_ROUTER_H
 #define SGT_NN_ROUTER_H
 
+#include "gating.h"
 #include "modules.h"
 
 #define NN_ROUTER_HIDDEN 128
@@ -33,15 +34,13 @@ typedef struct {
     sgt_tensor *mask;     /* [..., nb]: hard 0/1 values, STE gradient */
     sgt_tensor *hard;     /* [..., nb]: the 0/1 selection, no gradient */
     sgt_tensor *indices;  /* i32 [..., k]: the selected blocks, best first */
+    sgt_tensor *weights;  /* [..., k]: mask at indices (1 in value, the STE gradient), or NULL */
 } nn_route;
 
 void nn_router_init(nn_router *m, nn_params *p, const char *prefix, int64_t C, int64_t num_blocks, int64_t top_k,
                     double std);
+/* The routing of x: nn_topk_gate(logits, top_k, NN_GATE_STE) (NN_GATE_HARD with hard_only). */
 nn_route nn_router_forward(sgt_ctx *c, const nn_router *m, sgt_tensor *x);
-/* hard + sigmoid(l) - stopgrad(sigmoid(l)) for any 0/1 `hard` (exposed for the STE test) */
-sgt_tensor *nn_ste_mask(sgt_ctx *c, sgt_tensor *hard, sgt_tensor *logits);
-/* The 0/1 top-k indicator of logits [..., nb], no gradient. */
-sgt_tensor *nn_topk_hard(sgt_ctx *c, sgt_tensor *logits, int64_t k, sgt_tensor **indices);
 
 /* Switch-style load-balancing loss of one routing (see above); a scalar. */
 sgt_tensor *nn_load_balance_loss(sgt_ctx *c, const nn_route *r, int64_t top_k, double alpha);

@@ -14,6 +14,7 @@ SGT_OP(CAST,             "cast",              0, cast)                 /* x -> d
 SGT_OP(FILL,             "fill",              0, fill)                 /* -> dst = fp[0] */
 SGT_OP(RNG_UNIFORM,      "rng_uniform",       0, rng_uniform)          /* -> dst ~ U[fp0, fp1); ip = seed, stream */
 SGT_OP(RNG_NORMAL,       "rng_normal",        0, rng_normal)           /* -> dst ~ N(fp0, fp1^2); ip = seed, stream */
+SGT_OP(DROPOUT,          "dropout",           0, dropout)              /* x -> x / (1-p) where kept (rng.h), else 0; ip = seed, stream, threshold; fp = 1/(1-p), p */
 SGT_OP(ADD,              "add",               0, binary)               /* a, b (broadcast) -> a+b */
 SGT_OP(SUB,              "sub",               0, binary)
 SGT_OP(MUL,              "mul",               0, binary)
@@ -30,6 +31,9 @@ SGT_OP(TANH,             "tanh",              0, unary)
 SGT_OP(SIGMOID,          "sigmoid",           0, unary)
 SGT_OP(SILU,             "silu",              0, unary)
 SGT_OP(GELU,             "gelu",              0, unary)                /* tanh approximation */
+SGT_OP(GELU_ERF,         "gelu_erf",          0, unary)                /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+SGT_OP(SIN,              "sin",               0, unary)
+SGT_OP(COS,              "cos",               0, unary)
 SGT_OP(RELU,             "relu",              0, unary)
 SGT_OP(UNARY_BWD,        "unary_bwd",         0, unary_bwd)            /* x, y, dy -> dx; ip[0] = forward op, fp[0] its scalar */
 SGT_OP(SUM,              "sum",               0, reduce)               /* x -> reduced; ip = dims bitmask, keepdim */
@@ -58,8 +62,8 @@ SGT_OP(MASKED_FILL,      "masked_fill",       0, masked_fill)          /* x, mas
 SGT_OP(CONCAT,           "concat",            0, concat)               /* x0..xn -> concat along ip[0] */
 SGT_OP(BSPARSE_SWIGLU,   "bsparse_swiglu",    0, bsparse_swiglu)       /* x, wg, wu, wd, idx, m [, wd_t] -> y, G, U; ip[0] = block size */
 SGT_OP(BSPARSE_SWIGLU_BWD,"bsparse_swiglu_bwd",0, bsparse_swiglu_bwd)  /* x, wg, wu, wd, idx, m, G, U, dy -> dx, dwg, dwu, dwd, dm */
-SGT_OP(ATTENTION,        "attention",         0, attention)            /* q [B,H,Tq,D], k, v [B,H,Tk,D] [, len i32 [1]] -> y [B,H,Tq,D], lse [B,H,Tq]; fp[0] = scale; causal */
-SGT_OP(ATTENTION_BWD,    "attention_bwd",     0, attention_bwd)        /* q, k, v, y, lse, dy -> dq, dk, dv; fp[0] = scale */
+SGT_OP(ATTENTION,        "attention",         0, attention)            /* q [B,H,Tq,D], k, v [B,H,Tk,D] [, len i32 [1]] -> y [B,H,Tq,D], lse [B,H,Tq]; fp[0] = scale; ip[0] = 1: not causal */
+SGT_OP(ATTENTION_BWD,    "attention_bwd",     0, attention_bwd)        /* q, k, v, y, lse, dy -> dq, dk, dv; fp[0] = scale; ip[0] = 1: not causal */
 SGT_OP(SWIGLU,           "swiglu",            0, swiglu)               /* g, u [N, I] [, m [N, I/bs]] -> silu(g) * u (* m per block); ip[0] = bs or 0 */
 SGT_OP(SWIGLU_BWD,       "swiglu_bwd",        0, swiglu_bwd)           /* g, u [, m], dh -> dg, du [, dm]; ip[0] = bs or 0 */
 SGT_OP(LINEAR_BF16,      "linear_bf16",       0, linear_bf16)          /* x f32 [..., K], w bf16 [O, K] -> x w^T f32 [..., O] (inference) */

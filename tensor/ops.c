@@ -3,6 +3,7 @@
 #include "ops.h"
 
 #include "gemm_layout.h"
+#include "rng.h"
 
 #include <string.h>
 
@@ -100,6 +101,17 @@ void sgt_rng_normal(sgt_ctx *c, sgt_tensor *dst, uint64_t seed, uint64_t stream,
     run(c, SGT_OP_RNG_NORMAL, 0, NULL, 1, &dst, ip, 2, fp, 2);
 }
 
+sgt_tensor *sgt_dropout(sgt_ctx *c, sgt_tensor *x, double p, uint64_t seed, uint64_t stream) {
+    check_float("dropout", x);
+    SGT_CHECK(p >= 0 && p < 1, "dropout: probability %g is outside [0, 1)", p);
+    sgt_tensor *xc = sgt_contiguous(c, x); /* the mask is by logical position */
+    sgt_tensor *y = sgt_empty(c, x->dtype, x->ndim, x->shape);
+    int64_t ip[3] = {(int64_t)seed, (int64_t)stream, (int64_t)sgt_dropout_threshold(p)};
+    double fp[2] = {1.0 / (1.0 - p), p};
+    run(c, SGT_OP_DROPOUT, 1, &xc, 1, &y, ip, 3, fp, 2);
+    return y;
+}
+
 /* ---- elementwise ---- */
 
 static sgt_tensor *binary(sgt_ctx *c, sgt_op op, sgt_tensor *a, sgt_tensor *b, int64_t ip) {
@@ -154,6 +166,9 @@ sgt_tensor *sgt_tanh(sgt_ctx *c, sgt_tensor *x) { return sgt_unary(c, SGT_OP_TAN
 sgt_tensor *sgt_sigmoid(sgt_ctx *c, sgt_tensor *x) { return sgt_unary(c, SGT_OP_SIGMOID, x, 0); }
 sgt_tensor *sgt_silu(sgt_ctx *c, sgt_tensor *x) { return sgt_unary(c, SGT_OP_SILU, x, 0); }
 sgt_tensor *sgt_gelu(sgt_ctx *c, sgt_tensor *x) { return sgt_unary(c, SGT_OP_GELU, x, 0); }
+sgt_tensor *sgt_gelu_erf(sgt_ctx *c, sgt_tensor *x) { return sgt_unary(c, SGT_OP_GELU_ERF, x, 0); }
+sgt_tensor *sgt_sin(sgt_ctx *c, sgt_tensor *x) { return sgt_unary(c, SGT_OP_SIN, x, 0); }
+sgt_tensor *sgt_cos(sgt_ctx *c, sgt_tensor *x) { return sgt_unary(c, SGT_OP_COS, x, 0); }
 sgt_tensor *sgt_relu(sgt_ctx *c, sgt_tensor *x) { return sgt_unary(c, SGT_OP_RELU, x, 0); }
 
 sgt_tensor *sgt_unary_bwd(sgt_ctx *c, sgt_op op, double s, sgt_tensor *x, sgt_tensor *y, sgt_tensor *dy) {
@@ -713,11 +728,16 @@ static void check_attention(const char *op, sgt_tensor *q, sgt_tensor *k, sgt_te
 
 sgt_tensor *sgt_attention(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, double scale,
                           sgt_tensor **lse_out) {
-    return sgt_attention_len(c, q, k, v, NULL, scale, lse_out);
+    return sgt_attention_ex(c, q, k, v, NULL, scale, true, lse_out);
 }
 
 sgt_tensor *sgt_attention_len(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, sgt_tensor *len, double scale,
                               sgt_tensor **lse_out) {
+    return sgt_attention_ex(c, q, k, v, len, scale, true, lse_out);
+}
+
+sgt_tensor *sgt_attention_ex(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, sgt_tensor *len, double scale,
+                             bool causal, sgt_tensor **lse_out) {
     check_attention("attention", q, k, v);
     if (len) {
         check_i32("attention", len);
@@ -729,13 +749,20 @@ sgt_tensor *sgt_attention_len(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tens
     const int64_t B = q->shape[0], H = q->shape[1], Tq = q->shape[2], D = q->shape[3];
     sgt_tensor *dst[2] = {bhtd_over_bthd(c, q->dtype, B, H, Tq, D), sgt_empty(c, stat_dtype(q->dtype), SGT_SHAPE(B, H, Tq))};
     sgt_tensor *src[4] = {q, k, v, len};
-    run(c, SGT_OP_ATTENTION, len ? 4 : 3, src, 2, dst, NULL, 0, &scale, 1);
+    const int64_t not_causal = !causal;
+    run(c, SGT_OP_ATTENTION, len ? 4 : 3, src, 2, dst, &not_causal, 1, &scale, 1);
     if (lse_out) *lse_out = dst[1];
     return dst[0];
 }
 
 void sgt_attention_bwd(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, sgt_tensor *y, sgt_tensor *lse,
                        sgt_tensor *dy, double scale, sgt_tensor **dq, sgt_tensor **dk, sgt_tensor **dv) {
+    sgt_attention_bwd_ex(c, q, k, v, y, lse, dy, scale, true, dq, dk, dv);
+}
+
+void sgt_attention_bwd_ex(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, sgt_tensor *y, sgt_tensor *lse,
+                          sgt_tensor *dy, double scale, bool causal, sgt_tensor **dq, sgt_tensor **dk,
+                          sgt_tensor **dv) {
     check_attention("attention_bwd", q, k, v);
     check_same_dtype("attention_bwd", q, y);
     check_same_dtype("attention_bwd", q, dy);
@@ -753,7 +780,8 @@ void sgt_attention_bwd(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, 
     sgt_tensor *dst[3] = {bhtd_over_bthd(c, q->dtype, B, H, Tq, D), bhtd_over_bthd(c, q->dtype, B, H, Tk, D),
                           bhtd_over_bthd(c, q->dtype, B, H, Tk, D)};
     sgt_tensor *src[6] = {q, k, v, y, lse, dy};
-    run(c, SGT_OP_ATTENTION_BWD, 6, src, 3, dst, NULL, 0, &scale, 1);
+    const int64_t not_causal = !causal;
+    run(c, SGT_OP_ATTENTION_BWD, 6, src, 3, dst, &not_causal, 1, &scale, 1);
     *dq = dst[0];
     *dk = dst[1];
     *dv = dst[2];

@@ -19,6 +19,11 @@ void sgt_fill(sgt_ctx *c, sgt_tensor *dst, double v);
 /* Counter-based (Philox4x32-10) fills; element i depends only on (seed, stream, i). */
 void sgt_rng_uniform(sgt_ctx *c, sgt_tensor *dst, uint64_t seed, uint64_t stream, double lo, double hi);
 void sgt_rng_normal(sgt_ctx *c, sgt_tensor *dst, uint64_t seed, uint64_t stream, double mean, double std);
+/* Inverted dropout: y = x / (1 - p) where element i (its row-major position) is kept, else 0. The
+ * decision depends on (seed, stream, i) only (rng.h: the draw of sgt_rng_uniform_f32_at >= p), so
+ * a mask is reproducible and the same on every device; the backward is the same op on dy (the
+ * mask is regenerated, never stored). 0 <= p < 1. */
+sgt_tensor *sgt_dropout(sgt_ctx *c, sgt_tensor *x, double p, uint64_t seed, uint64_t stream);
 
 /* elementwise */
 sgt_tensor *sgt_add(sgt_ctx *c, sgt_tensor *a, sgt_tensor *b);
@@ -37,7 +42,10 @@ sgt_tensor *sgt_rsqrt(sgt_ctx *c, sgt_tensor *x);
 sgt_tensor *sgt_tanh(sgt_ctx *c, sgt_tensor *x);
 sgt_tensor *sgt_sigmoid(sgt_ctx *c, sgt_tensor *x);
 sgt_tensor *sgt_silu(sgt_ctx *c, sgt_tensor *x);
-sgt_tensor *sgt_gelu(sgt_ctx *c, sgt_tensor *x);
+sgt_tensor *sgt_gelu(sgt_ctx *c, sgt_tensor *x);     /* the tanh approximation (GPT-2's) */
+sgt_tensor *sgt_gelu_erf(sgt_ctx *c, sgt_tensor *x); /* exact: 0.5 x (1 + erf(x / sqrt 2)) */
+sgt_tensor *sgt_sin(sgt_ctx *c, sgt_tensor *x);
+sgt_tensor *sgt_cos(sgt_ctx *c, sgt_tensor *x);
 sgt_tensor *sgt_relu(sgt_ctx *c, sgt_tensor *x);
 sgt_tensor *sgt_unary(sgt_ctx *c, sgt_op op, sgt_tensor *x, double s); /* any of the above by op */
 /* dx = dy * f'(x) for unary op `op` (y = f(x) may be used instead of x). */
@@ -145,7 +153,8 @@ sgt_tensor *sgt_linear_bf16(sgt_ctx *c, sgt_tensor *x, sgt_tensor *w);
  * (all ones, the router's hard mask) -> y f32 [N, C]. */
 sgt_tensor *sgt_bsparse_swiglu_bf16(sgt_ctx *c, sgt_tensor *x, sgt_tensor *wb, sgt_tensor *idx, sgt_tensor *m);
 
-/* Fused causal attention (flash-style: the [Tq, Tk] score matrix is never stored):
+/* Fused causal attention (flash-style: the [Tq, Tk] score matrix is never stored; sgt_attention_ex
+ * below drops the causal mask):
  *   y[b,h,i] = sum_j softmax_j(scale * q[b,h,i] . k[b,h,j]) v[b,h,j]  over j <= i + (Tk - Tq)
  * q [B, H, Tq, D], k and v [B, H, Tk, D] (Tk >= Tq: with a KV cache the Tq new queries are the
  * last Tq positions), any strides with unit stride along D (the q, k, v views of a fused QKV
@@ -159,9 +168,16 @@ sgt_tensor *sgt_attention(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *
  * KV cache of fixed size this keeps every shape of a decode step constant (CUDA graphs). */
 sgt_tensor *sgt_attention_len(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, sgt_tensor *len, double scale,
                               sgt_tensor **lse_out);
+/* Either of those (len may be NULL), causal or not: with causal false every query sees every
+ * (valid) key, as in an encoder or a cross-attention. */
+sgt_tensor *sgt_attention_ex(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, sgt_tensor *len, double scale,
+                             bool causal, sgt_tensor **lse_out);
 /* Its backward (of sgt_attention, without len): dq, dk, dv, each a [B, H, T, D] view of [B, T, H, D] storage. */
 void sgt_attention_bwd(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, sgt_tensor *y, sgt_tensor *lse,
                        sgt_tensor *dy, double scale, sgt_tensor **dq, sgt_tensor **dk, sgt_tensor **dv);
+void sgt_attention_bwd_ex(sgt_ctx *c, sgt_tensor *q, sgt_tensor *k, sgt_tensor *v, sgt_tensor *y, sgt_tensor *lse,
+                          sgt_tensor *dy, double scale, bool causal, sgt_tensor **dq, sgt_tensor **dk,
+                          sgt_tensor **dv);
 
 /* Fused SwiGLU activation with an optional block mask:
  *   h[n, i] = silu(g[n, i]) * u[n, i] * m[n, i / bs]        (m == NULL: no mask factor)

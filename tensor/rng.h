@@ -128,4 +128,17 @@ SGT_HD static inline float sgt_rng_uniform_f32_at(uint64_t i, uint64_t stream, u
     return (float)(o.v[0] >> 8) * (1.0f / 16777216.0f); /* 24 bits: [0, 1) exactly in f32 */
 }
 
+/* Dropout's decision for element i: kept when the 24-bit uniform draw of sgt_rng_uniform_f32_at
+ * is >= p, compared in integers, its 24 bits >= thr = ceil(p 2^24) (sgt_dropout_threshold), so the
+ * CPU and the GPU keep the same elements whatever the dtype. */
+SGT_HD static inline uint32_t sgt_dropout_threshold(double p) {
+    const double t = p * 16777216.0;
+    const uint32_t f = (uint32_t)t;
+    return (double)f < t ? f + 1 : f;
+}
+
+SGT_HD static inline int sgt_rng_keep_at(uint64_t i, uint64_t stream, uint64_t seed, uint32_t thr) {
+    return (sgt_philox(i, stream, seed).v[0] >> 8) >= thr;
+}
+
 #endif

@@ -2,8 +2,9 @@
  *
  * Operands (ops.c, sgt_attention): q [B,H,Tq,D], k and v [B,H,Tk,D], y [B,H,Tq,D], dy like y, with
  * unit stride along D and any strides on the other dims (views of a fused QKV buffer, and of
- * [B,T,H,D] storage); lse [B,H,Tq] contiguous. Query i sees keys j <= i + (Tk - Tq). Only f32 and
- * f64 arrive here (bf16 is promoted to f32 at the dispatch point).
+ * [B,T,H,D] storage); lse [B,H,Tq] contiguous. Query i sees keys j <= i + off, off = Tk - Tq when
+ * causal, Tk when not (ip[0] = 1: every key, through the same code). Only f32 and f64 arrive here
+ * (bf16 is promoted to f32 at the dispatch point).
  *
  * Forward: one task per (b, h, tile of BQ queries), spread over OpenMP threads (heaviest tiles
  * first). For each tile of BK keys up to the diagonal, S = scale Q K^T (one GEMM), the causal
@@ -67,6 +68,9 @@ static int64_t keys_of(const sgt_opcall *call) {
               (long long)len, (long long)Tq, (long long)Tk);
     return len;
 }
+
+/* The window offset: query i sees keys j <= i + off (all of them when not causal) */
+static int64_t window_off(const sgt_opcall *call, int64_t Tq, int64_t Tk) { return call->ip[0] ? Tk : Tk - Tq; }
 
 /* Whether to give each (b, h) to one thread (5 GEMMs per tile pair) rather than splitting the
  * backward into a key-tile pass and a query-tile pass (7 GEMMs per pair, but finer tasks): the
@@ -154,7 +158,7 @@ static void F(fwd_tile)(const sgt_opcall *call, int64_t b, int64_t h, int64_t i0
     sgt_tensor *y = call->dst[0];
     T *lse = (T *)sgt_ptr(call->dst[1]);
     const int64_t H = q->shape[1], Tq = q->shape[2], Tk = keys_of(call), D = q->shape[3], dl = D > 1 ? D : 1;
-    const int64_t off = Tk - Tq, nq = min64(BQ, Tq - i0);
+    const int64_t off = window_off(call, Tq, Tk), nq = min64(BQ, Tq - i0);
     (void)k;
     const T scale = (T)call->fp[0];
     T *qbuf = ws, *kbuf = qbuf + BQ * dl, *vbuf = kbuf + BK * dl, *S = vbuf + BK * dl, *O = S + BQ * BK;
@@ -169,7 +173,7 @@ static void F(fwd_tile)(const sgt_opcall *call, int64_t b, int64_t h, int64_t i0
     }
     memset(O, 0, sizeof(T) * (size_t)(nq * dl));
     /* keys past kend are masked for every row of the tile */
-    const int64_t kend = i0 + nq + off;
+    const int64_t kend = min64(i0 + nq + off, Tk);
     for (int64_t j0 = 0; j0 < kend; j0 += BK) {
         const int64_t nk = min64(BK, kend - j0);
         const T *K = F(rows)(k, b, h, j0, nk, D, kbuf, &ldk);
@@ -307,7 +311,7 @@ static void F(bwd_queries)(const F(bwd_ctx) *x, int64_t b, int64_t h, int64_t i0
     const T *Q = F(rows)(x->q, b, h, i0, nq, D, qbuf, &ldq);
     const T *dY = F(rows)(x->dy, b, h, i0, nq, D, dybuf, &lddy);
     memset(dQ, 0, sizeof(T) * (size_t)(nq * dl));
-    const int64_t kend = i0 + nq + x->off;
+    const int64_t kend = min64(i0 + nq + x->off, x->Tk);
     for (int64_t j0 = 0; j0 < kend; j0 += BK) {
         const int64_t nk = min64(BK, kend - j0);
         const T *K = F(rows)(x->k, b, h, j0, nk, D, kbuf, &ldk);
@@ -330,7 +334,7 @@ static void F(attention_bwd)(const sgt_opcall *call) {
     x.Tk = Tk;
     x.D = D;
     x.dl = D > 1 ? D : 1;
-    x.off = Tk - Tq;
+    x.off = window_off(call, Tq, Tk);
     const int64_t BH = B * H, rows = BH * Tq, dl = x.dl;
     if (BH == 0 || Tk == 0) return;
     const int nth = omp_get_max_threads();

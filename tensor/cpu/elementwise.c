@@ -117,6 +117,26 @@ static void rng_fill(const sgt_opcall *call, bool normal) {
 void sgt_cpu_rng_uniform(const sgt_opcall *call) { rng_fill(call, false); }
 void sgt_cpu_rng_normal(const sgt_opcall *call) { rng_fill(call, true); }
 
+/* ---- dropout: element i (logical position, both operands contiguous) kept by rng.h's rule ---- */
+
+#define DROPOUT_LOOP(T)                                                                           \
+    do {                                                                                          \
+        T *y = (T *)sgt_ptr(call->dst[0]);                                                        \
+        const T *x = (const T *)sgt_ptr(call->src[0]);                                            \
+        const T s = (T)call->fp[0];                                                               \
+        _Pragma("omp parallel for schedule(static) if (n >= SGT_OMP_MIN / 8)")                    \
+        for (int64_t i = 0; i < n; i++) y[i] = sgt_rng_keep_at((uint64_t)i, stream, seed, thr) ? x[i] * s : (T)0; \
+    } while (0)
+
+void sgt_cpu_dropout(const sgt_opcall *call) {
+    const uint64_t seed = (uint64_t)call->ip[0], stream = (uint64_t)call->ip[1];
+    const uint32_t thr = (uint32_t)call->ip[2];
+    const int64_t n = sgt_numel(call->dst[0]);
+    SGT_CHECK(sgt_is_contiguous(call->dst[0]) && sgt_is_contiguous(call->src[0]), "dropout: operands must be contiguous");
+    if (call->dst[0]->dtype == SGT_F32) DROPOUT_LOOP(float);
+    else DROPOUT_LOOP(double);
+}
+
 /* ---- binary ---- */
 
 #define BINARY_ROW(T, NAME, EXPR)                                                                \
@@ -180,6 +200,8 @@ void sgt_cpu_cmp(const sgt_opcall *call) {
 
 #define GELU_K 0.7978845608028654 /* sqrt(2/pi) */
 #define GELU_C 0.044715
+#define SQRT1_2 0.70710678118654752440     /* 1/sqrt(2), exact GELU's erfc argument */
+#define INV_SQRT_2PI 0.39894228040143267794 /* 1/sqrt(2 pi), the normal density's factor */
 
 /* EXP and TANH are the f32 vectorisable versions (vmath.h) or libm's for f64 */
 #define UNARY_ROWS(T, F, EXP, TANH)                                                                  \
@@ -197,6 +219,9 @@ void sgt_cpu_cmp(const sgt_opcall *call) {
         case SGT_OP_SIGMOID: return (T)1 / ((T)1 + EXP(-x));                                         \
         case SGT_OP_SILU: return x / ((T)1 + EXP(-x));                                               \
         case SGT_OP_GELU: return (T)0.5 * x * ((T)1 + TANH((T)GELU_K * (x + (T)GELU_C * x * x * x))); \
+        case SGT_OP_GELU_ERF: return (T)0.5 * x * erfc##F(-x * (T)SQRT1_2);                          \
+        case SGT_OP_SIN: return sin##F(x);                                                           \
+        case SGT_OP_COS: return cos##F(x);                                                           \
         case SGT_OP_RELU: return x > 0 ? x : (T)0;                                                   \
         default: return (T)NAN;                                                                      \
         }                                                                                            \
@@ -223,6 +248,10 @@ void sgt_cpu_cmp(const sgt_opcall *call) {
             T du = (T)GELU_K * ((T)1 + (T)(3 * GELU_C) * x * x);                                     \
             return dy * ((T)0.5 * ((T)1 + t) + (T)0.5 * x * ((T)1 - t * t) * du);                    \
         }                                                                                            \
+        case SGT_OP_GELU_ERF: /* Phi(x) + x phi(x) */                                                \
+            return dy * ((T)0.5 * erfc##F(-x * (T)SQRT1_2) + x * (T)INV_SQRT_2PI * EXP((T)-0.5 * x * x)); \
+        case SGT_OP_SIN: return dy * cos##F(x);                                                      \
+        case SGT_OP_COS: return -dy * sin##F(x);                                                     \
         case SGT_OP_RELU: return x > 0 ? dy : (T)0;                                                  \
         default: return (T)NAN;                                                                      \
         }                                                                                            \

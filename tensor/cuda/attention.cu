@@ -3,7 +3,9 @@
  *
  * Operands (ops.c, sgt_attention): q [B,H,Tq,D], k, v [B,H,Tk,D], y and dy [B,H,Tq,D], dq, dk, dv:
  * unit stride along D, any strides on the other dims; lse [B,H,Tq] contiguous. Query i sees keys
- * j <= i + (Tk - Tq), Tk being the device-held key count when src[3] is given (sgt_attention_len).
+ * j <= i + off, off = Tk - Tq (causal) or Tk (ip[0] = 1, not causal: every key, through the same
+ * code; the loops over key tiles stop at Tk), Tk being the device-held key count when src[3] is
+ * given (sgt_attention_len).
  * Storage f32, f64 or bf16 (as its 16 bits, sgt_bf16_* from ../bf16.h); the
  * math is f32 for f32 and bf16 (each bf16 result rounded once, on store), f64 for f64. lse (and Di)
  * are in the math type, which is also lse's dtype (f32 for bf16).
@@ -261,7 +263,8 @@ template <typename T, int DB, int RW>
 __global__ void __launch_bounds__(NTHREADS)
     k_attn_fwd(const T *__restrict__ q, const T *__restrict__ k, const T *__restrict__ v, T *__restrict__ y,
                typename io<T>::A *__restrict__ lse, st3 sq, st3 sk, st3 sv, st3 sy, int64_t BH, int64_t H, int64_t Tq,
-               int64_t Tk, int D, typename io<T>::A scale, int64_t nqt, const int32_t *__restrict__ len) {
+               int64_t Tk, int D, typename io<T>::A scale, int64_t nqt, const int32_t *__restrict__ len,
+               bool causal) {
     typedef typename io<T>::A A;
     /* sgt_attention_len: the key count comes from device memory (a replayed decode step), clamped
      * to the cache; the decoder checks it on the host before copying it in */
@@ -275,7 +278,7 @@ __global__ void __launch_bounds__(NTHREADS)
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const auto [bh, b, h, i0, nq] = qtile_of<BQ>(BH, H, Tq, nqt);
-    const int64_t off = Tk - Tq;
+    const int64_t off = causal ? Tk - Tq : Tk;
     const T *kb = head(k, sk, b, h), *vb = head(v, sv, b, h);
 
     load_tile<T, DB>(Qs, DB, BQ, head(q, sq, b, h), sq.t, i0, Tq, D);
@@ -288,7 +291,7 @@ __global__ void __launch_bounds__(NTHREADS)
         l[rr] = 0;
     }
     /* keys >= kend are masked for every row of the tile */
-    const int64_t kend = i0 + nq + off;
+    const int64_t kend = i0 + nq + off < Tk ? i0 + nq + off : Tk;
     for (int64_t j0 = 0; j0 < kend; j0 += KT) {
         __syncthreads(); /* the previous K, V, P are consumed (and Q is loaded, the first time) */
         load_tile<T, DB>(Ks, KS, KT, kb, sk.t, j0, Tk, D);
@@ -363,7 +366,7 @@ __global__ void __launch_bounds__(NTHREADS)
     k_attn_bwd_kv(const T *__restrict__ q, const T *__restrict__ k, const T *__restrict__ v, const T *__restrict__ dy,
                   const typename io<T>::A *__restrict__ lse, const typename io<T>::A *__restrict__ Di,
                   T *__restrict__ dk, T *__restrict__ dv, st3 sq, st3 sk, st3 sv, st3 sg, st3 sdk, st3 sdv, int64_t BH,
-                  int64_t H, int64_t Tq, int64_t Tk, int D, typename io<T>::A scale) {
+                  int64_t H, int64_t Tq, int64_t Tk, int D, typename io<T>::A scale, bool causal) {
     typedef typename io<T>::A A;
     constexpr int BKV = NWARP * RW, NC = DB / 32, VN = vec<A>::N, QS = DB + VN;
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -379,7 +382,7 @@ __global__ void __launch_bounds__(NTHREADS)
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     /* the first key tiles are seen by the most queries: lowest block numbers */
     const int64_t bh = blockIdx.x % BH, kt = (int64_t)blockIdx.x / BH;
-    const int64_t b = bh / H, h = bh % H, j0 = kt * BKV, off = Tk - Tq;
+    const int64_t b = bh / H, h = bh % H, j0 = kt * BKV, off = causal ? Tk - Tq : Tk;
     const T *qb = head(q, sq, b, h), *gb = head(dy, sg, b, h);
 
     load_tile<T, DB>(Ks, DB, BKV, head(k, sk, b, h), sk.t, j0, Tk, D);
@@ -440,7 +443,7 @@ __global__ void __launch_bounds__(NTHREADS)
     k_attn_bwd_q(const T *__restrict__ q, const T *__restrict__ k, const T *__restrict__ v, const T *__restrict__ dy,
                  const typename io<T>::A *__restrict__ lse, const typename io<T>::A *__restrict__ Di, T *__restrict__ dq,
                  st3 sq, st3 sk, st3 sv, st3 sg, st3 sdq, int64_t BH, int64_t H, int64_t Tq, int64_t Tk, int D,
-                 typename io<T>::A scale, int64_t nqt) {
+                 typename io<T>::A scale, int64_t nqt, bool causal) {
     typedef typename io<T>::A A;
     constexpr int BQ = NWARP * RW, NC = DB / 32, VN = vec<A>::N, KS = DB + VN;
     extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -452,7 +455,7 @@ __global__ void __launch_bounds__(NTHREADS)
 
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const auto [bh, b, h, i0, nq] = qtile_of<BQ>(BH, H, Tq, nqt);
-    const int64_t off = Tk - Tq;
+    const int64_t off = causal ? Tk - Tq : Tk;
     const T *kb = head(k, sk, b, h), *vb = head(v, sv, b, h);
 
     load_tile<T, DB>(Qs, DB, BQ, head(q, sq, b, h), sq.t, i0, Tq, D);
@@ -466,7 +469,7 @@ __global__ void __launch_bounds__(NTHREADS)
         di_r[rr] = r < nq ? Di[bh * Tq + i0 + r] : (A)0;
     }
 
-    const int64_t kend = i0 + nq + off;
+    const int64_t kend = i0 + nq + off < Tk ? i0 + nq + off : Tk;
     for (int64_t j0 = 0; j0 < kend; j0 += KT) {
         __syncthreads(); /* the previous K, V, dS are consumed (Q, dY loaded, the first time) */
         load_tile<T, DB>(Ks, KS, KT, kb, sk.t, j0, Tk, D);
@@ -545,7 +548,8 @@ template <int DB>
 __global__ void __launch_bounds__(NTHREADS)
     k_attn_fwd_tc(const uint16_t *__restrict__ q, const uint16_t *__restrict__ k, const uint16_t *__restrict__ v,
                   uint16_t *__restrict__ y, float *__restrict__ lse, st3 sq, st3 sk, st3 sv, st3 sy, int64_t BH,
-                  int64_t H, int64_t Tq, int64_t Tk, float scale, int64_t nqt, const int32_t *__restrict__ len) {
+                  int64_t H, int64_t Tq, int64_t Tk, float scale, int64_t nqt, const int32_t *__restrict__ len,
+                  bool causal) {
     using namespace nvcuda;
     typedef tc_lay<DB> L;
     constexpr int KN = TC_KN, XLD = L::XLD, SLD = L::SLD, PLD = L::PLD, OLD = L::OLD;
@@ -561,7 +565,7 @@ __global__ void __launch_bounds__(NTHREADS)
     float *Ow = reinterpret_cast<float *>(smem_raw + L::O) + warp * 16 * OLD;
 
     const auto [bh, b, h, i0, nq] = qtile_of<TC_BQ>(BH, H, Tq, nqt);
-    const int64_t off = Tk - Tq;
+    const int64_t off = causal ? Tk - Tq : Tk;
     const uint16_t *kb = head(k, sk, b, h), *vb = head(v, sv, b, h);
     tc_load<DB>(Qs, TC_BQ, head(q, sq, b, h), sq.t, i0, Tq);
 
@@ -578,7 +582,7 @@ __global__ void __launch_bounds__(NTHREADS)
 
     wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> qf[DB / 16];
     /* keys >= kend are masked for every row of the block, keys > wend for every row of the warp */
-    const int64_t kend = i0 + nq + off, wend = i0 + warp * 16 + 15 + off;
+    const int64_t kend = i0 + nq + off < Tk ? i0 + nq + off : Tk, wend = i0 + warp * 16 + 15 + off;
     for (int64_t j0 = 0; j0 < kend; j0 += KN) {
         __syncthreads(); /* the previous K, V are consumed (and Q is loaded, the first time) */
         tc_load<DB>(Ks, KN, kb, sk.t, j0, Tk);
@@ -779,7 +783,7 @@ __global__ void __launch_bounds__(NTHREADS)
     k_attn_bwd_kv_tc(const uint16_t *__restrict__ q, const uint16_t *__restrict__ k, const uint16_t *__restrict__ v,
                      const uint16_t *__restrict__ dy, const float *__restrict__ lse, const float *__restrict__ Di,
                      uint16_t *__restrict__ dk, uint16_t *__restrict__ dv, st3 sq, st3 sk, st3 sv, st3 sg, st3 sdk,
-                     st3 sdv, int64_t BH, int64_t H, int64_t Tq, int64_t Tk, float scale) {
+                     st3 sdv, int64_t BH, int64_t H, int64_t Tq, int64_t Tk, float scale, bool causal) {
     using namespace nvcuda;
     typedef tc_bwd_lay L;
     constexpr int KN = TC_KN, XLD = L::XLD, SLD = L::SLD, PLD = L::PLD;
@@ -797,7 +801,7 @@ __global__ void __launch_bounds__(NTHREADS)
 
     /* the first key tiles are seen by the most queries: lowest block numbers */
     const int64_t bh = blockIdx.x % BH, kt = (int64_t)blockIdx.x / BH;
-    const int64_t b = bh / H, h = bh % H, j0 = kt * 64, off = Tk - Tq;
+    const int64_t b = bh / H, h = bh % H, j0 = kt * 64, off = causal ? Tk - Tq : Tk;
     const uint16_t *qb = head(q, sq, b, h), *gb = head(dy, sg, b, h);
     tc_load<TC_BD>(Ks, 64, head(k, sk, b, h), sk.t, j0, Tk);
     tc_load<TC_BD>(Vs, 64, head(v, sv, b, h), sv.t, j0, Tk);
@@ -864,7 +868,7 @@ __global__ void __launch_bounds__(NTHREADS)
     k_attn_bwd_q_tc(const uint16_t *__restrict__ q, const uint16_t *__restrict__ k, const uint16_t *__restrict__ v,
                     const uint16_t *__restrict__ dy, const float *__restrict__ lse, const float *__restrict__ Di,
                     uint16_t *__restrict__ dq, st3 sq, st3 sk, st3 sv, st3 sg, st3 sdq, int64_t BH, int64_t H,
-                    int64_t Tq, int64_t Tk, float scale, int64_t nqt) {
+                    int64_t Tq, int64_t Tk, float scale, int64_t nqt, bool causal) {
     using namespace nvcuda;
     typedef tc_bwd_lay L;
     constexpr int KN = TC_KN, XLD = L::XLD, SLD = L::SLD, PLD = L::PLD;
@@ -878,7 +882,7 @@ __global__ void __launch_bounds__(NTHREADS)
     uint16_t *Slw = reinterpret_cast<uint16_t *>(smem_raw + L::P1) + warp * 16 * PLD;
 
     const auto [bh, b, h, i0, nq] = qtile_of<TC_BQ>(BH, H, Tq, nqt);
-    const int64_t off = Tk - Tq;
+    const int64_t off = causal ? Tk - Tq : Tk;
     const uint16_t *kb = head(k, sk, b, h), *vb = head(v, sv, b, h);
     tc_load<TC_BD>(Qs, TC_BQ, head(q, sq, b, h), sq.t, i0, Tq);
     tc_load<TC_BD>(Gs, TC_BQ, head(dy, sg, b, h), sg.t, i0, Tq);
@@ -894,7 +898,7 @@ __global__ void __launch_bounds__(NTHREADS)
     tc_acc dqa[TC_BD / 16];
 #pragma unroll
     for (int dt = 0; dt < TC_BD / 16; dt++) wmma::fill_fragment(dqa[dt], 0.0f);
-    const int64_t kend = i0 + nq + off, wend = i0 + warp * 16 + 15 + off;
+    const int64_t kend = i0 + nq + off < Tk ? i0 + nq + off : Tk, wend = i0 + warp * 16 + 15 + off;
     for (int64_t j0 = 0; j0 < kend; j0 += KN) {
         __syncthreads(); /* the previous K, V are consumed (Q, dY loaded, the first time) */
         tc_load<TC_BD>(Ks, KN, kb, sk.t, j0, Tk);
@@ -963,7 +967,7 @@ template <typename T, int DB> void fwd_run(const sgt_opcall *call) {
     k_attn_fwd<T, DB, RW><<<grid_of(BH * nqt, "attention"), NTHREADS, smem, sgt_cuda_stream()>>>(
         (const T *)sgt_ptr(q), (const T *)sgt_ptr(k), (const T *)sgt_ptr(v), (T *)sgt_ptr(y), (A *)sgt_ptr(lse),
         strides_of(q), strides_of(k), strides_of(v), strides_of(y), BH, H, Tq, Tk, (int)q->shape[3], (A)call->fp[0], nqt,
-        call->nsrc > 3 ? (const int32_t *)sgt_ptr(call->src[3]) : (const int32_t *)NULL);
+        call->nsrc > 3 ? (const int32_t *)sgt_ptr(call->src[3]) : (const int32_t *)NULL, call->ip[0] == 0);
     CUDA_LAUNCH_CHECK("k_attn_fwd");
 }
 
@@ -1004,13 +1008,13 @@ template <typename T, int DB> void bwd_run(const sgt_opcall *call) {
     k_attn_bwd_kv<T, DB, RW><<<grid_of(BH * nkt, "attention_bwd"), NTHREADS, smem_kv, s>>>(
         (const T *)sgt_ptr(q), (const T *)sgt_ptr(k), (const T *)sgt_ptr(v), (const T *)sgt_ptr(dy),
         (const A *)sgt_ptr(lse), Di, (T *)sgt_ptr(dk), (T *)sgt_ptr(dv), strides_of(q), strides_of(k), strides_of(v),
-        strides_of(dy), strides_of(dk), strides_of(dv), BH, H, Tq, Tk, D, scale);
+        strides_of(dy), strides_of(dk), strides_of(dv), BH, H, Tq, Tk, D, scale, call->ip[0] == 0);
     CUDA_LAUNCH_CHECK("k_attn_bwd_kv");
     if (rows > 0) {
         k_attn_bwd_q<T, DB, RW><<<grid_of(BH * nqt, "attention_bwd"), NTHREADS, smem_q, s>>>(
             (const T *)sgt_ptr(q), (const T *)sgt_ptr(k), (const T *)sgt_ptr(v), (const T *)sgt_ptr(dy),
             (const A *)sgt_ptr(lse), Di, (T *)sgt_ptr(dq), strides_of(q), strides_of(k), strides_of(v), strides_of(dy),
-            strides_of(dq), BH, H, Tq, Tk, D, scale, nqt);
+            strides_of(dq), BH, H, Tq, Tk, D, scale, nqt, call->ip[0] == 0);
         CUDA_LAUNCH_CHECK("k_attn_bwd_q");
     }
 }
@@ -1054,7 +1058,7 @@ template <int DB> void fwd_tc_run(const sgt_opcall *call) {
         (const uint16_t *)sgt_ptr(q), (const uint16_t *)sgt_ptr(k), (const uint16_t *)sgt_ptr(v),
         (uint16_t *)sgt_ptr(y), (float *)sgt_ptr(lse), strides_of(q), strides_of(k), strides_of(v), strides_of(y), BH,
         H, Tq, Tk, (float)call->fp[0], nqt,
-        call->nsrc > 3 ? (const int32_t *)sgt_ptr(call->src[3]) : (const int32_t *)NULL);
+        call->nsrc > 3 ? (const int32_t *)sgt_ptr(call->src[3]) : (const int32_t *)NULL, call->ip[0] == 0);
     CUDA_LAUNCH_CHECK("k_attn_fwd_tc");
 }
 
@@ -1102,13 +1106,13 @@ void bwd_tc_run(const sgt_opcall *call) {
     k_attn_bwd_kv_tc<<<grid_of(BH * nkt, "attention_bwd"), NTHREADS, tc_bwd_lay::kv_bytes, s>>>(
         (const T *)sgt_ptr(q), (const T *)sgt_ptr(k), (const T *)sgt_ptr(v), (const T *)sgt_ptr(dy),
         (const float *)sgt_ptr(lse), Di, (T *)sgt_ptr(dk), (T *)sgt_ptr(dv), strides_of(q), strides_of(k),
-        strides_of(v), strides_of(dy), strides_of(dk), strides_of(dv), BH, H, Tq, Tk, scale);
+        strides_of(v), strides_of(dy), strides_of(dk), strides_of(dv), BH, H, Tq, Tk, scale, call->ip[0] == 0);
     CUDA_LAUNCH_CHECK("k_attn_bwd_kv_tc");
     if (rows > 0) {
         k_attn_bwd_q_tc<<<grid_of(BH * nqt, "attention_bwd"), NTHREADS, tc_bwd_lay::q_bytes, s>>>(
             (const T *)sgt_ptr(q), (const T *)sgt_ptr(k), (const T *)sgt_ptr(v), (const T *)sgt_ptr(dy),
             (const float *)sgt_ptr(lse), Di, (T *)sgt_ptr(dq), strides_of(q), strides_of(k), strides_of(v),
-            strides_of(dy), strides_of(dq), BH, H, Tq, Tk, scale, nqt);
+            strides_of(dy), strides_of(dq), BH, H, Tq, Tk, scale, nqt, call->ip[0] == 0);
         CUDA_LAUNCH_CHECK("k_attn_bwd_q_tc");
     }
 }

@@ -92,6 +92,12 @@ __device__ __forceinline__ float sgt_sqrt(float x) { return sqrtf(x); }
 __device__ __forceinline__ double sgt_sqrt(double x) { return sqrt(x); }
 __device__ __forceinline__ float sgt_tanh(float x) { return tanhf(x); }
 __device__ __forceinline__ double sgt_tanh(double x) { return tanh(x); }
+__device__ __forceinline__ float sgt_erfc(float x) { return erfcf(x); }
+__device__ __forceinline__ double sgt_erfc(double x) { return erfc(x); }
+__device__ __forceinline__ float sgt_sin(float x) { return sinf(x); }
+__device__ __forceinline__ double sgt_sin(double x) { return sin(x); }
+__device__ __forceinline__ float sgt_cos(float x) { return cosf(x); }
+__device__ __forceinline__ double sgt_cos(double x) { return cos(x); }
 __device__ __forceinline__ float sgt_pow(float x, float y) { return powf(x, y); }
 __device__ __forceinline__ double sgt_pow(double x, double y) { return pow(x, y); }
 

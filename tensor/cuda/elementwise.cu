@@ -4,9 +4,9 @@
  * strided iterator (iter.cuh), so views, broadcasts and in-place destinations work without copies.
  *
  * With --fmad=false, + - * / and sqrt round exactly as on the CPU, so copies, fills, casts, the
- * RNG, arithmetic, comparisons and selection agree bit for bit; exp, log, tanh and pow come from
- * CUDA's libm, which differs from the CPU's (glibc, and cpu/vmath.h for f32 exp and tanh) in the
- * last bits.
+ * RNG, arithmetic, comparisons and selection agree bit for bit; exp, log, tanh, pow, erfc, sin
+ * and cos come from CUDA's libm, which differs from the CPU's (glibc, and cpu/vmath.h for f32 exp
+ * and tanh) in the last bits.
  *
  * bf16 (the storage type of mixed precision) is native here, so that the dispatch point does not
  * promote it (tensor.c): copies move its 16 bits; casts go through bf16.h, to bf16 through f32
@@ -195,6 +195,30 @@ template <bool NORMAL> static void rng_fill(const sgt_opcall *call) {
 void sgt_cuda_rng_uniform(const sgt_opcall *call) { rng_fill<false>(call); }
 void sgt_cuda_rng_normal(const sgt_opcall *call) { rng_fill<true>(call); }
 
+/* dropout: cpu/elementwise.c's rule (rng.h's integer decision, one multiply), so bit for bit */
+template <typename T>
+__global__ void k_dropout(T *y, const T *x, int64_t n, uint64_t seed, uint64_t stream, uint32_t thr, T scale) {
+    SGT_CUDA_FOR_EACH(i, n) y[i] = sgt_rng_keep_at((uint64_t)i, stream, seed, thr) ? x[i] * scale : (T)0;
+}
+
+void sgt_cuda_dropout(const sgt_opcall *call) {
+    sgt_tensor *y = call->dst[0], *x = call->src[0];
+    SGT_CHECK(sgt_is_contiguous(y) && sgt_is_contiguous(x), "dropout: operands must be contiguous");
+    const int64_t n = sgt_numel(y);
+    if (!n) return;
+    const uint64_t seed = (uint64_t)call->ip[0], stream = (uint64_t)call->ip[1];
+    const uint32_t thr = (uint32_t)call->ip[2];
+    const unsigned g = sgt_cuda_blocks(n);
+    cudaStream_t s = sgt_cuda_stream();
+    if (y->dtype == SGT_F32)
+        k_dropout<float><<<g, SGT_CUDA_THREADS, 0, s>>>((float *)sgt_ptr(y), (const float *)sgt_ptr(x), n, seed, stream,
+                                                        thr, (float)call->fp[0]);
+    else
+        k_dropout<double><<<g, SGT_CUDA_THREADS, 0, s>>>((double *)sgt_ptr(y), (const double *)sgt_ptr(x), n, seed,
+                                                         stream, thr, call->fp[0]);
+    CUDA_LAUNCH_CHECK("k_dropout");
+}
+
 /* ---- binary and comparison ---- */
 
 enum { B_ADD, B_SUB, B_MUL, B_DIV, B_EQ, B_NE, B_LT, B_LE, B_GT, B_GE };
@@ -278,6 +302,8 @@ void sgt_cuda_cmp(const sgt_opcall *call) {
 
 #define GELU_K 0.7978845608028654 /* sqrt(2/pi) */
 #define GELU_C 0.044715
+#define SQRT1_2 0.70710678118654752440     /* 1/sqrt(2), exact GELU's erfc argument */
+#define INV_SQRT_2PI 0.39894228040143267794 /* 1/sqrt(2 pi), the normal density's factor */
 
 template <typename T> __device__ __forceinline__ T unary_op(int op, T x, T s) {
     switch (op) {
@@ -293,6 +319,9 @@ template <typename T> __device__ __forceinline__ T unary_op(int op, T x, T s) {
     case SGT_OP_SIGMOID: return (T)1 / ((T)1 + sgt_exp(-x));
     case SGT_OP_SILU: return x / ((T)1 + sgt_exp(-x));
     case SGT_OP_GELU: return (T)0.5 * x * ((T)1 + sgt_tanh((T)GELU_K * (x + (T)GELU_C * x * x * x)));
+    case SGT_OP_GELU_ERF: return (T)0.5 * x * sgt_erfc(-x * (T)SQRT1_2);
+    case SGT_OP_SIN: return sgt_sin(x);
+    case SGT_OP_COS: return sgt_cos(x);
     case SGT_OP_RELU: return x > 0 ? x : (T)0;
     default: return (T)NAN;
     }
@@ -320,6 +349,10 @@ template <typename T> __device__ __forceinline__ T unary_bwd_op(int op, T x, T y
         T du = (T)GELU_K * ((T)1 + (T)(3 * GELU_C) * x * x);
         return dy * ((T)0.5 * ((T)1 + t) + (T)0.5 * x * ((T)1 - t * t) * du);
     }
+    case SGT_OP_GELU_ERF: /* Phi(x) + x phi(x) */
+        return dy * ((T)0.5 * sgt_erfc(-x * (T)SQRT1_2) + x * (T)INV_SQRT_2PI * sgt_exp((T)-0.5 * x * x));
+    case SGT_OP_SIN: return dy * sgt_cos(x);
+    case SGT_OP_COS: return -dy * sgt_sin(x);
     case SGT_OP_RELU: return x > 0 ? dy : (T)0;
     default: return (T)NAN;
     }

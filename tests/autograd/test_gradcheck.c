@@ -105,7 +105,15 @@ static void t_tanh(void **s) { (void)s; run_unary(SGT_OP_TANH, 0, false); }
 static void t_sigmoid(void **s) { (void)s; run_unary(SGT_OP_SIGMOID, 0, false); }
 static void t_silu(void **s) { (void)s; run_unary(SGT_OP_SILU, 0, false); }
 static void t_gelu(void **s) { (void)s; run_unary(SGT_OP_GELU, 0, false); }
+static void t_gelu_erf(void **s) { (void)s; run_unary(SGT_OP_GELU_ERF, 0, false); }
+static void t_sin(void **s) { (void)s; run_unary(SGT_OP_SIN, 0, false); }
+static void t_cos(void **s) { (void)s; run_unary(SGT_OP_COS, 0, false); }
 static void t_relu(void **s) { (void)s; run_unary(SGT_OP_RELU, 0, false); }
+
+/* dropout: the backward regenerates the forward's mask (a second draw with another stream would
+ * fail); through a transposed view, so the mask follows the logical position */
+FN(f_dropout) { UNUSED; sgt_tensor *y = sgt_dropout(c, sgt_transpose(c, x[0], 0, 1), 0.4, 77, 3); return sgt_mul(c, y, y); }
+static void t_dropout(void **s) { (void)s; sgt_tensor *in[] = {R(22, 6, 9)}; check(f_dropout, NULL, in, 1, NULL); }
 
 /* ---- reductions ---- */
 typedef struct { int dim; bool keep; uint32_t mask; } red_case;
@@ -233,14 +241,14 @@ static void t_cross_entropy_padded(void **s) {
 FN(f_rmsnorm_to) { UNUSED; return sgt_rmsnorm_to(c, x[0], x[1], 1e-5, SGT_F64, NULL); }
 static void t_rmsnorm_to(void **s) { (void)s; sgt_tensor *in[] = {R(87, 3, 5), R(88, 5)}; check(f_rmsnorm_to, NULL, in, 2, NULL); }
 
-/* ---- fused attention: q, k, v; causal, with Tq < Tk (a KV cache) and strided views ---- */
-typedef struct { int64_t Tq; } att_case;
+/* ---- fused attention: q, k, v; causal (with Tq < Tk: a KV cache) or not, and strided views ---- */
+typedef struct { int64_t Tq; bool causal; } att_case;
 FN(f_attention) {
     (void)n;
     const att_case *a = u;
     sgt_tensor *q = x[0];
     if (a->Tq < q->shape[2]) q = sgt_narrow(c, q, 2, q->shape[2] - a->Tq, a->Tq); /* the last Tq queries */
-    sgt_tensor *y = sgt_attention(c, q, x[1], x[2], 0.7, NULL);
+    sgt_tensor *y = sgt_attention_ex(c, q, x[1], x[2], NULL, 0.7, a->causal, NULL);
     return sgt_mul(c, y, y); /* a non-linear readout, so every y element's gradient differs */
 }
 /* q, k, v as the split of one [B, T, 3, H, D] buffer, as nn/modules.c makes them */
@@ -256,10 +264,12 @@ FN(f_attention_qkv) {
 }
 static void t_attention(void **s) {
     (void)s;
-    att_case full = {6}, kv = {2};
+    att_case full = {6, true}, kv = {2, true}, enc = {6, false}, cross = {2, false};
     sgt_tensor *in[] = {R(110, 2, 3, 6, 4), R(111, 2, 3, 6, 4), R(112, 2, 3, 6, 4)};
     check(f_attention, &full, in, 3, NULL);
     check(f_attention, &kv, in, 3, NULL);
+    check(f_attention, &enc, in, 3, NULL);   /* not causal: every query sees every key */
+    check(f_attention, &cross, in, 3, NULL); /* 2 queries over 6 keys, not causal */
     sgt_tensor *in2[] = {R(113, 2, 5, 3 * 2 * 3)};
     check(f_attention_qkv, NULL, in2, 1, NULL);
 }
@@ -325,7 +335,7 @@ int main(int argc, char **argv) {
         T(t_reshape), T(t_permute), T(t_transpose), T(t_narrow), T(t_split_concat), T(t_expand), T(t_copy),
         T(t_cast), T(t_add), T(t_sub), T(t_mul), T(t_div), T(t_add_scalar), T(t_mul_scalar), T(t_pow_scalar),
         T(t_neg), T(t_exp), T(t_log), T(t_sqrt), T(t_rsqrt), T(t_tanh), T(t_sigmoid), T(t_silu), T(t_gelu),
-        T(t_relu), T(t_sum), T(t_mean), T(t_max), T(t_softmax), T(t_log_softmax), T(t_softmax_causal),
+        T(t_gelu_erf), T(t_sin), T(t_cos), T(t_relu), T(t_dropout), T(t_sum), T(t_mean), T(t_max), T(t_softmax), T(t_log_softmax), T(t_softmax_causal),
         T(t_matmul), T(t_matmul_views), T(t_embedding), T(t_topk), T(t_gather_last), T(t_scatter_add_last),
         T(t_concat), T(t_where), T(t_masked_fill), T(t_cross_entropy), T(t_rmsnorm), T(t_layernorm),
         T(t_bsparse_swiglu), T(t_reused_input), T(t_grad_alias), T(t_deep_graph), T(t_cross_entropy_padded),

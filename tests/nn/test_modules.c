@@ -1,37 +1,9 @@
 /* test_modules.c: float64 gradient checks of every nn module (nn/modules.h, nn/router.h) with
  * respect to its input and its parameters, plus the attention KV-cache path (token by token and
  * prefill + decode agree with one full causal forward), causality of attention, and Linear against
- * a naive x W^T + b.
- *
- * Module parameters are passed to ag_gradcheck as its inputs: the module holds pointers to the
- * same tensors, so the forward function reaches them through the module (the `user` pointer).
- * gradcheck replaces their autograd meta, so each check builds a fresh parameter store. */
-#include "../../autograd/gradcheck.h"
+ * a naive x W^T + b. The harness (store, randomize, check) is module_check.h. */
 #include "../../nn/router.h"
-#include "../common/test_util.h"
-
-TU_GROUP_ENV
-#define C (&env->ctx)
-#define R(stream, ...) tu_rand(C, SGT_F64, SGT_SHAPE(__VA_ARGS__), stream, -1.0, 1.0)
-#define FN(name) static sgt_tensor *name(sgt_ctx *c, sgt_tensor **x, int n, void *u)
-
-static nn_params *store(void) { return nn_params_create(TEST_SEED, SGT_F64, SGT_CPU); }
-
-/* overwrites a parameter with seeded uniform values (zero- or one-initialised ones included) */
-static void randomize(nn_params *p, sgt_tensor *t, uint64_t stream, double lo, double hi) {
-    sgt_rng_uniform(&p->ctx, t, TEST_SEED, stream, lo, hi);
-}
-
-/* Every element of small inputs is checked (max_elems 512), on top of the directional check. */
-static void check(const char *what, ag_fn fn, void *user, sgt_tensor **in, int n, const bool *diff) {
-    sgt_arena_mark m = sgt_arena_get_mark(env->arena);
-    ag_gradcheck_opts o = {.max_elems = 512};
-    ag_gradcheck_result r = ag_gradcheck(C, fn, user, in, n, diff, &o);
-    print_message("    %s: %s\n", what, r.report);
-    if (!r.pass) fail_msg("gradcheck of %s failed (seed %u): %s", what, TEST_SEED, r.report);
-    assert_true(r.checked > 0);
-    sgt_arena_rewind(env->arena, m);
-}
+#include "module_check.h"
 
 /* ---- Linear ---- */
 FN(f_linear) { (void)n; return nn_linear_forward(c, u, x[0]); }

@@ -1,4 +1,5 @@
-/* test_attention.c: the fused causal attention (sgt_attention, sgt_attention_bwd).
+/* test_attention.c: the fused attention (sgt_attention, sgt_attention_bwd), causal and not
+ * (sgt_attention_ex, sgt_attention_bwd_ex: every check below runs in both modes).
  *
  *   1. CPU forward against the composed reference: matmul(q, k^T) * scale -> softmax_causal ->
  *      matmul(., v), in f64 and f32, and lse against a log-sum-exp of the composed scores.
@@ -105,12 +106,12 @@ static double *composed_scores(sgt_tensor *q, sgt_tensor *k, double scale) {
 }
 
 /* log-sum-exp over the keys each query sees, from the scores, in double */
-static double *lse_of(const double *S, shape_t s) {
+static double *lse_of(const double *S, shape_t s, bool causal) {
     const int64_t rows = s.B * s.H * s.Tq, off = s.Tk - s.Tq;
     double *l = malloc(sizeof(double) * (size_t)rows);
     for (int64_t r = 0; r < rows; r++) {
         const double *Sr = S + r * s.Tk;
-        const int64_t valid = r % s.Tq + off + 1;
+        const int64_t valid = causal ? r % s.Tq + off + 1 : s.Tk;
         double mx = -INFINITY, sum = 0;
         for (int64_t j = 0; j < valid; j++) mx = Sr[j] > mx ? Sr[j] : mx;
         for (int64_t j = 0; j < valid; j++) sum += exp(Sr[j] - mx);
@@ -121,7 +122,7 @@ static double *lse_of(const double *S, shape_t s) {
 
 /* ---- 1. CPU forward against the composed ops ---- */
 
-static void check_forward_cpu(sgt_dtype t, double rtol, double atol_rel, double lse_tol) {
+static void check_forward_mode(sgt_dtype t, bool causal, double rtol, double atol_rel, double lse_tol) {
     for (int si = 0; si < NSHAPES; si++)
         for (int strided = 0; strided < 2; strided++) {
             const shape_t s = SHAPES[si];
@@ -129,25 +130,32 @@ static void check_forward_cpu(sgt_dtype t, double rtol, double atol_rel, double 
             qkv_t x = make_qkv(C, t, s, strided, 100 + (uint64_t)si * 8);
             const double scale = 1.0 / sqrt((double)s.D);
             sgt_tensor *lse;
-            sgt_tensor *y = sgt_attention(C, x.q, x.k, x.v, scale, &lse);
+            sgt_tensor *y = sgt_attention_ex(C, x.q, x.k, x.v, NULL, scale, causal, &lse);
             assert_true(y->dtype == t && lse->dtype == t && y->ndim == 4 && lse->ndim == 3);
             assert_true(y->shape[2] == s.Tq && y->shape[3] == s.D && lse->shape[2] == s.Tq);
 
-            sgt_tensor *att = sgt_softmax_causal(C, sgt_mul_scalar(C, sgt_matmul(C, x.q, x.k, false, true), scale));
+            sgt_tensor *sc = sgt_mul_scalar(C, sgt_matmul(C, x.q, x.k, false, true), scale);
+            sgt_tensor *att = causal ? sgt_softmax_causal(C, sc) : sgt_softmax(C, sc);
             double *want = tu_host(sgt_matmul(C, att, x.v, false, false));
             assert_close(y, want, rtol, atol_rel,
-                         WHAT("forward %s y, shape %d (B%lld H%lld Tq%lld Tk%lld D%lld), %s", sgt_dtype_name(t), si,
+                         WHAT("forward %s y, shape %d (B%lld H%lld Tq%lld Tk%lld D%lld), %s, %s", sgt_dtype_name(t), si,
                               (long long)s.B, (long long)s.H, (long long)s.Tq, (long long)s.Tk, (long long)s.D,
-                              strided ? "strided" : "contiguous"));
+                              strided ? "strided" : "contiguous", causal ? "causal" : "not causal"));
             double *S = composed_scores(x.q, x.k, scale);
-            double *wl = lse_of(S, s);
+            double *wl = lse_of(S, s, causal);
             tu_assert_close(lse, wl, lse_tol, lse_tol,
-                            WHAT("forward %s lse, shape %d, %s", sgt_dtype_name(t), si, strided ? "strided" : "contiguous"));
+                            WHAT("forward %s lse, shape %d, %s, %s", sgt_dtype_name(t), si, strided ? "strided" : "contiguous",
+                                 causal ? "causal" : "not causal"));
             free(want);
             free(S);
             free(wl);
             sgt_arena_rewind(cpu_arena, mark);
         }
+}
+
+static void check_forward_cpu(sgt_dtype t, double rtol, double atol_rel, double lse_tol) {
+    check_forward_mode(t, true, rtol, atol_rel, lse_tol);
+    check_forward_mode(t, false, rtol, atol_rel, lse_tol);
 }
 
 /* f64: both sides do the same sums in other orders, and exp/log of double: ~1e-15 apart; 1e-12
@@ -173,7 +181,8 @@ typedef struct {
 } grads_t;
 
 /* dq, dk, dv in [B,H,T,D] order from q, k, v, dy (all host doubles in logical order) */
-static grads_t naive_bwd(const double *q, const double *k, const double *v, const double *dy, shape_t s, double scale) {
+static grads_t naive_bwd(const double *q, const double *k, const double *v, const double *dy, shape_t s, double scale,
+                         bool causal) {
     const int64_t BH = s.B * s.H, Tq = s.Tq, Tk = s.Tk, D = s.D, off = Tk - Tq;
     grads_t g = {calloc((size_t)(BH * Tq * D), sizeof(double)), calloc((size_t)(BH * Tk * D), sizeof(double)),
                  calloc((size_t)(BH * Tk * D), sizeof(double))};
@@ -182,7 +191,7 @@ static grads_t naive_bwd(const double *q, const double *k, const double *v, cons
         const double *qb = q + bh * Tq * D, *kb = k + bh * Tk * D, *vb = v + bh * Tk * D, *gb = dy + bh * Tq * D;
         double *dqb = g.dq + bh * Tq * D, *dkb = g.dk + bh * Tk * D, *dvb = g.dv + bh * Tk * D;
         for (int64_t i = 0; i < Tq; i++) {
-            const int64_t n = i + off + 1;
+            const int64_t n = causal ? i + off + 1 : Tk;
             double mx = -INFINITY, sum = 0, Di = 0;
             for (int64_t j = 0; j < n; j++) {
                 double sc = 0;
@@ -228,7 +237,7 @@ static sgt_tensor *make_dy(sgt_ctx *c, sgt_dtype t, shape_t s, uint64_t stream) 
     return sgt_permute(c, g, (int[]){0, 2, 1, 3});
 }
 
-static void check_backward_cpu(sgt_dtype t, double rtol, double atol_rel) {
+static void check_backward_mode(sgt_dtype t, bool causal, double rtol, double atol_rel) {
     const int saved = sgt_get_threads();
     /* 1 thread: the per-head schedule; 4 threads: the two-pass schedule for B H <= 2 and the
      * per-head one (on 4 threads at once) for B H = 6 */
@@ -242,12 +251,12 @@ static void check_backward_cpu(sgt_dtype t, double rtol, double atol_rel) {
                 qkv_t x = make_qkv(C, t, s, strided, 300 + (uint64_t)si * 8);
                 const double scale = 1.0 / sqrt((double)s.D);
                 sgt_tensor *lse, *dq, *dk, *dv;
-                sgt_tensor *y = sgt_attention(C, x.q, x.k, x.v, scale, &lse);
+                sgt_tensor *y = sgt_attention_ex(C, x.q, x.k, x.v, NULL, scale, causal, &lse);
                 sgt_tensor *dy = make_dy(C, t, s, 400 + (uint64_t)si);
-                sgt_attention_bwd(C, x.q, x.k, x.v, y, lse, dy, scale, &dq, &dk, &dv);
+                sgt_attention_bwd_ex(C, x.q, x.k, x.v, y, lse, dy, scale, causal, &dq, &dk, &dv);
                 double *hq = tu_host(x.q), *hk = tu_host(x.k), *hv = tu_host(x.v), *hg = tu_host(dy);
-                grads_t g = naive_bwd(hq, hk, hv, hg, s, scale);
-                const char *lay = strided ? "strided" : "contiguous";
+                grads_t g = naive_bwd(hq, hk, hv, hg, s, scale, causal);
+                const char *lay = causal ? (strided ? "strided" : "contiguous") : (strided ? "strided, not causal" : "contiguous, not causal");
                 assert_close(dq, g.dq, rtol, atol_rel,
                              WHAT("backward %s dq, shape %d, %s, %d threads", sgt_dtype_name(t), si, lay, threads[ti]));
                 assert_close(dk, g.dk, rtol, atol_rel,
@@ -263,6 +272,11 @@ static void check_backward_cpu(sgt_dtype t, double rtol, double atol_rel) {
             }
     }
     sgt_set_threads(saved);
+}
+
+static void check_backward_cpu(sgt_dtype t, double rtol, double atol_rel) {
+    check_backward_mode(t, true, rtol, atol_rel);
+    check_backward_mode(t, false, rtol, atol_rel);
 }
 
 /* f64: the kernel's y and lse (1e-15 off) and other summation orders, through the cancellations
@@ -303,7 +317,7 @@ static ptol parity_tol(sgt_dtype t, bool bwd) {
     return (ptol){1.0 / 64, bwd ? 2e-4 : 1e-4, 1e-5};
 }
 
-static void check_parity(sgt_dtype t) {
+static void check_parity_mode(sgt_dtype t, bool causal) {
     for (int si = 0; si < NSHAPES; si++)
         for (int strided = 0; strided < 2; strided++) {
             const shape_t s = SHAPES[si];
@@ -311,10 +325,10 @@ static void check_parity(sgt_dtype t) {
             const uint64_t stream = 500 + (uint64_t)si * 8;
             qkv_t xc = make_qkv(C, t, s, strided, stream), xg = make_qkv(G, t, s, strided, stream);
             const double scale = 1.0 / sqrt((double)s.D);
-            const char *lay = strided ? "strided" : "contiguous";
+            const char *lay = causal ? (strided ? "strided" : "contiguous") : (strided ? "strided, not causal" : "contiguous, not causal");
             sgt_tensor *lc, *lg;
-            sgt_tensor *yc = sgt_attention(C, xc.q, xc.k, xc.v, scale, &lc);
-            sgt_tensor *yg = sgt_attention(G, xg.q, xg.k, xg.v, scale, &lg);
+            sgt_tensor *yc = sgt_attention_ex(C, xc.q, xc.k, xc.v, NULL, scale, causal, &lc);
+            sgt_tensor *yg = sgt_attention_ex(G, xg.q, xg.k, xg.v, NULL, scale, causal, &lg);
             assert_true(yg->device == DEV && lg->dtype == lc->dtype && yg->dtype == t);
             ptol f = parity_tol(t, false);
             double *hy = host_of(yc), *hl = host_of(lc);
@@ -329,8 +343,8 @@ static void check_parity(sgt_dtype t) {
                 (int[]){0, 2, 1, 3});
             sgt_tensor *lg2 = sgt_to_device(G, lc, G->device);
             sgt_tensor *dqc, *dkc, *dvc, *dqg, *dkg, *dvg;
-            sgt_attention_bwd(C, xc.q, xc.k, xc.v, yc, lc, dyc, scale, &dqc, &dkc, &dvc);
-            sgt_attention_bwd(G, xg.q, xg.k, xg.v, yg2, lg2, dyg, scale, &dqg, &dkg, &dvg);
+            sgt_attention_bwd_ex(C, xc.q, xc.k, xc.v, yc, lc, dyc, scale, causal, &dqc, &dkc, &dvc);
+            sgt_attention_bwd_ex(G, xg.q, xg.k, xg.v, yg2, lg2, dyg, scale, causal, &dqg, &dkg, &dvg);
             f = parity_tol(t, true);
             sgt_tensor *gc[3] = {dqc, dkc, dvc}, *gg[3] = {dqg, dkg, dvg};
             const char *nm[3] = {"dq", "dk", "dv"};
@@ -345,6 +359,11 @@ static void check_parity(sgt_dtype t) {
             sgt_arena_rewind(cpu_arena, mc);
             sgt_arena_rewind(dev_arena, mg);
         }
+}
+
+static void check_parity(sgt_dtype t) {
+    check_parity_mode(t, true);
+    check_parity_mode(t, false);
 }
 
 static void t_cuda_f32(void **st) {

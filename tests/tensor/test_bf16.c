@@ -694,6 +694,9 @@ static const un_case un_cases[] = {
     {SGT_OP_SIGMOID, 0, -4, 4, false, true},
     {SGT_OP_SILU, 0, -4, 4, false, false},
     {SGT_OP_GELU, 0, -4, 4, false, false},
+    {SGT_OP_GELU_ERF, 0, -4, 4, false, false},
+    {SGT_OP_SIN, 0, -4, 4, false, false},
+    {SGT_OP_COS, 0, -4, 4, false, false},
     {SGT_OP_RELU, 0, -4, 4, true, true},
 };
 #define NUN ((int)(sizeof un_cases / sizeof un_cases[0]))

@@ -327,6 +327,33 @@ static void t_rng_bit_exact(void **s) {
             }
 }
 
+/* dropout: the same mask on both devices (rng.h's integer rule), the same multiply: bit for bit;
+ * through a transposed view (the mask is by logical position) and over the capped grid */
+typedef struct {
+    double p;
+    bool transpose;
+} dropout_arg;
+
+static int f_dropout(sgt_ctx *c, sgt_tensor **in, sgt_tensor **out, const void *arg) {
+    const dropout_arg *d = arg;
+    out[0] = sgt_dropout(c, d->transpose ? sgt_transpose(c, in[0], 0, 1) : in[0], d->p, 0xd509u, 11);
+    return 1;
+}
+
+static void t_dropout_bit_exact(void **s) {
+    (void)s;
+    NEED_GPU();
+    for (int k = 0; k < 2; k++) {
+        sgt_tensor *a[1] = {rnd(dtypes[k], SGT_SHAPE(33, 129), 280, -2, 2)};
+        sgt_tensor *b[1] = {rnd(dtypes[k], SGT_SHAPE(3, (1 << 21) + 5), 281, -2, 2)};
+        inject(a[0]);
+        const dropout_arg d1 = {0.3, true}, d2 = {0.9, false};
+        check_case(WHAT("dropout p=0.3 %s, a transposed view with NaN/Inf", sgt_dtype_name(dtypes[k])), f_dropout, &d1, 1,
+                   a, EXACT);
+        check_case(WHAT("dropout p=0.9 %s n=3*(2^21+5)", sgt_dtype_name(dtypes[k])), f_dropout, &d2, 1, b, EXACT);
+    }
+}
+
 /* ======================================================================================= */
 /* binary ops and comparisons                                                               */
 
@@ -450,7 +477,8 @@ static const unary_case unary_cases[] = {
     {SGT_OP_SQRT, 0, true, true},            {SGT_OP_RSQRT, 0, true, true},
     {SGT_OP_TANH, 0, false, false},          {SGT_OP_SIGMOID, 0, false, false},
     {SGT_OP_SILU, 0, false, false},          {SGT_OP_GELU, 0, false, false},
-    {SGT_OP_RELU, 0, false, true},
+    {SGT_OP_GELU_ERF, 0, false, false},      {SGT_OP_SIN, 0, false, false},
+    {SGT_OP_COS, 0, false, false},           {SGT_OP_RELU, 0, false, true},
 };
 #define N_UNARY ((int)(sizeof unary_cases / sizeof unary_cases[0]))
 
@@ -1362,6 +1390,7 @@ int main(void) {
         cmocka_unit_test(t_round_trips),
         cmocka_unit_test(t_copy_cast_fill),
         cmocka_unit_test(t_rng_bit_exact),
+        cmocka_unit_test(t_dropout_bit_exact),
         cmocka_unit_test(t_binary),
         cmocka_unit_test(t_cmp_where_masked_fill),
         cmocka_unit_test(t_unary),

@@ -621,6 +621,7 @@ static const uspec uspecs[] = {
     {SGT_OP_NEG, 0, -3, 3},            {SGT_OP_EXP, 0, -5, 5},            {SGT_OP_LOG, 0, 0.05, 5},
     {SGT_OP_SQRT, 0, 0.05, 4},         {SGT_OP_RSQRT, 0, 0.05, 4},        {SGT_OP_TANH, 0, -4, 4},
     {SGT_OP_SIGMOID, 0, -8, 8},        {SGT_OP_SILU, 0, -8, 8},           {SGT_OP_GELU, 0, -5, 5},
+    {SGT_OP_GELU_ERF, 0, -5, 5},       {SGT_OP_SIN, 0, -7, 7},            {SGT_OP_COS, 0, -7, 7},
     {SGT_OP_RELU, 0, -3, 3},
 };
 
@@ -641,6 +642,9 @@ static double ref_unary(sgt_op op, double x, double s) {
     case SGT_OP_SIGMOID: return sigm(x);
     case SGT_OP_SILU: return x * sigm(x);
     case SGT_OP_GELU: return 0.5 * x * (1 + tanh(GELU_K * (x + 0.044715 * x * x * x)));
+    case SGT_OP_GELU_ERF: return x * 0.5 * erfc(-x / sqrt(2.0)); /* x Phi(x), erfc: no cancellation */
+    case SGT_OP_SIN: return sin(x);
+    case SGT_OP_COS: return cos(x);
     case SGT_OP_RELU: return x > 0 ? x : 0;
     default: return NAN;
     }
@@ -664,6 +668,9 @@ static double ref_deriv(sgt_op op, double x, double s) {
         double u = GELU_K * (x + 0.044715 * x * x * x), sech2 = 1 / (cosh(u) * cosh(u));
         return 0.5 * (1 + tanh(u)) + 0.5 * x * sech2 * GELU_K * (1 + 3 * 0.044715 * x * x);
     }
+    case SGT_OP_GELU_ERF: return 0.5 * erfc(-x / sqrt(2.0)) + x * exp(-x * x / 2) / sqrt(2 * M_PI);
+    case SGT_OP_SIN: return cos(x);
+    case SGT_OP_COS: return -sin(x);
     case SGT_OP_RELU: return x > 0 ? 1 : 0;
     default: return NAN;
     }
@@ -696,6 +703,9 @@ static void t_unary_forward(void **s) {
                     switch (u->op) { /* the named constructors, and sgt_unary for the rest */
                     case SGT_OP_EXP: y = sgt_exp(c, x); break;
                     case SGT_OP_GELU: y = sgt_gelu(c, x); break;
+                    case SGT_OP_GELU_ERF: y = sgt_gelu_erf(c, x); break;
+                    case SGT_OP_SIN: y = sgt_sin(c, x); break;
+                    case SGT_OP_COS: y = sgt_cos(c, x); break;
                     case SGT_OP_ADD_SCALAR: y = sgt_add_scalar(c, x, u->s); break;
                     case SGT_OP_POW_SCALAR: y = sgt_pow_scalar(c, x, u->s); break;
                     default: y = sgt_unary(c, u->op, x, u->s); break;
@@ -706,7 +716,9 @@ static void t_unary_forward(void **s) {
                     double rt = rtol_of(dt), at = 0;
                     /* f32 gelu: 1 + tanh(u) cancels for negative x (tanh -> -1), so tanhf's last-bit
                      * error shows up as an absolute error of about |x| 2^-24 */
-                    if (dt == SGT_F32 && u->op == SGT_OP_GELU) at = 1e-6;
+                    if (dt == SGT_F32 && (u->op == SGT_OP_GELU || u->op == SGT_OP_GELU_ERF)) at = 1e-6;
+                    /* sin and cos near their zeros: an ulp of the argument, not of the result */
+                    if (u->op == SGT_OP_SIN || u->op == SGT_OP_COS) at = dt == SGT_F32 ? 1e-7 : 1e-15;
                     tu_assert_close(y, want, rt, at, what);
                     sgt_arena_rewind(c->arena, mark);
                 }

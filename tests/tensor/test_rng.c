@@ -2,8 +2,9 @@
  *
  * Philox4x32-10 against Random123's known-answer vectors; fills that are reproducible and whose
  * element i equals the per-element function (the contract a CUDA kernel must reproduce bit for
- * bit); uniform ranges; moments and a tail check of the normals; and our own log and cos
- * polynomials against libm on grids that include the edge values. */
+ * bit); uniform ranges; moments and a tail check of the normals; our own log and cos
+ * polynomials against libm on grids that include the edge values; and dropout, whose mask is the
+ * per-element rule of rng.h at the element's logical position, reproducible from (seed, stream). */
 #include <float.h>
 
 #include "../common/test_util.h"
@@ -275,6 +276,56 @@ static void t_rng_cos2pi_matches_libm(void **s) {
 }
 
 /* an optional argument selects tests by name (cmocka's filter, '*' wildcards) */
+/* ---- dropout ---- */
+
+/* y = x / (1 - p) where sgt_rng_uniform_f32_at(i) >= p (i the logical position), exactly 0
+ * elsewhere; the same (seed, stream) gives the same mask, another stream another one; the kept
+ * fraction is 1 - p within 5 standard deviations */
+static void t_dropout_mask(void **s) {
+    (void)s;
+    tu_env *e = tu_env_new();
+    sgt_ctx *c = &e->ctx;
+    const double ps[] = {0.1, 0.5, 1.0 / 3.0, 0.0};
+    for (int t = 0; t < 2; t++) {
+        sgt_dtype dt = t ? SGT_F64 : SGT_F32;
+        for (int k = 0; k < 4; k++) {
+            const double p = ps[k];
+            sgt_tensor *x = tu_rand(c, dt, SGT_SHAPE(37, 1091), 40, 0.5, 2); /* 40367: over the OpenMP threshold */
+            sgt_tensor *xt = sgt_contiguous(c, sgt_transpose(c, x, 0, 1));  /* [1091, 37] */
+            sgt_tensor *y = sgt_dropout(c, x, p, 99, 5), *y2 = sgt_dropout(c, x, p, 99, 5);
+            sgt_tensor *yo = sgt_dropout(c, x, p, 99, 6);
+            sgt_tensor *yv = sgt_dropout(c, sgt_transpose(c, xt, 0, 1), p, 99, 5); /* a strided view of x's values */
+            double *hx = tu_host(x), *hy = tu_host(y), *hy2 = tu_host(y2), *ho = tu_host(yo), *hv = tu_host(yv);
+            const int64_t n = sgt_numel(x);
+            int64_t kept = 0, differ = 0;
+            const double sc = dt == SGT_F32 ? (double)(float)(1.0 / (1.0 - p)) : 1.0 / (1.0 - p);
+            for (int64_t i = 0; i < n; i++) {
+                const bool keep = sgt_rng_uniform_f32_at((uint64_t)i, 5, 99) >= p;
+                const double want = keep ? (dt == SGT_F32 ? (double)((float)hx[i] * (float)sc) : hx[i] * sc) : 0.0;
+                if (hy[i] != want)
+                    fail_msg("dropout %s p=%g element %lld: %.9g, expected %.9g (kept %d)", sgt_dtype_name(dt), p,
+                             (long long)i, hy[i], want, keep);
+                if (hy2[i] != hy[i] || hv[i] != hy[i])
+                    fail_msg("dropout %s p=%g element %lld: not reproducible (%.9g, %.9g, view %.9g)", sgt_dtype_name(dt),
+                             p, (long long)i, hy[i], hy2[i], hv[i]);
+                kept += keep;
+                differ += (ho[i] != 0) != keep;
+            }
+            const double sd = sqrt((double)n * p * (1 - p));
+            if (fabs((double)kept - (double)n * (1 - p)) > 5 * sd + 0.5)
+                fail_msg("dropout p=%g kept %lld of %lld", p, (long long)kept, (long long)n);
+            if (p > 0 && differ < n * p / 2) fail_msg("dropout p=%g: stream 6's mask is too close to stream 5's", p);
+            free(hx), free(hy), free(hy2), free(ho), free(hv);
+        }
+    }
+    /* the threshold is ceil(p 2^24): a draw exactly at p is kept */
+    assert_int_equal(sgt_dropout_threshold(0.5), 1u << 23);
+    assert_int_equal(sgt_dropout_threshold(0.5 + 0x1p-30), (1u << 23) + 1);
+    assert_int_equal(sgt_dropout_threshold(0), 0);
+    EXPECT_SGT_ERROR(sgt_dropout(c, tu_rand(c, SGT_F32, SGT_SHAPE(3), 1, 0, 1), 1.0, 1, 1), "dropout: probability 1");
+    tu_env_free(e);
+}
+
 int main(int argc, char **argv) {
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     const struct CMUnitTest tests[] = {
@@ -287,6 +338,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test(t_normal_moments_and_tails),
         cmocka_unit_test(t_rng_log_matches_libm),
         cmocka_unit_test(t_rng_cos2pi_matches_libm),
+        cmocka_unit_test(t_dropout_mask),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
