@@ -40,9 +40,11 @@ static int set_value(const char *prog, cli_flag *f, const char *v) {
         errno = 0;
         long long x = strtoll(v, &end, 10);
         /* allow 1e6-style and 500M-style counts */
-        if (*end == 'k' || *end == 'K') x *= 1000, end++;
-        else if (*end == 'M') x *= 1000000, end++;
-        else if (*end == 'G' || *end == 'B') x *= 1000000000, end++;
+        long long mult = 1;
+        if (*end == 'k' || *end == 'K') mult = 1000, end++;
+        else if (*end == 'M') mult = 1000000, end++;
+        else if (*end == 'G' || *end == 'B') mult = 1000000000, end++;
+        if (!errno && __builtin_mul_overflow(x, mult, &x)) errno = ERANGE; /* "9223372036854775G" */
         if (errno || end == v || *end) {
             fprintf(stderr, "%s: --%s expects an integer, got '%s'\n", prog, f->name, v);
             return -1;

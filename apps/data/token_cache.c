@@ -274,7 +274,7 @@ static load_result try_load(const char *cache_path, const sgt_token_cache_key *k
     if (sgt_xxh64_digest(&xh) != h.payload_hash) bad = "payload hash mismatch";
     if (!bad && (offs[0] != 0 || offs[h.n_docs] != h.n_tokens)) bad = "bad document offsets";
     for (uint64_t d = 0; !bad && d < h.n_docs; d++)
-        if (offs[d + 1] <= offs[d] || tokens[offs[d + 1] - 1] != (uint16_t)h.eot)
+        if (offs[d + 1] <= offs[d] || offs[d + 1] > h.n_tokens || tokens[offs[d + 1] - 1] != (uint16_t)h.eot)
             bad = "bad document offsets";
     for (uint64_t i = 0; !bad && i < h.n_tokens; i++)
         if (tokens[i] >= h.vocab_size) bad = "token id outside the vocabulary";
