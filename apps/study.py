@@ -1,0 +1,310 @@
+#!/usr/bin/env python3
+"""study.py: a grid of train + eval runs (model, k, router, seed, tokens, ...), resumable, skipping
+finished runs, collected into one table and plots for docs/RESULTS.md.
+
+Usage: python3 apps/study.py GRID.json --out DIR [--bin build/apps] [--dry_run] [--only NAME]
+
+GRID.json (every flag is a flag of apps/train or apps/eval, without the dashes):
+  {"common": {"dataset": "../shared/data/tinystories-sample.jsonl", "val_fraction": 0.2},  # both
+   "train":  {"config": "tiny", "ffn_path": "skip"},                                       # train only
+   "eval":   {"prompt_tokens": 8},                                                          # eval only
+   "axes":   {"top_k_blocks": [16, 8], "seed": [1, 2], "max_tokens": ["1M", "2M"]}}        # the grid
+An axis whose name is an eval flag goes to eval too (common flags are given to both; an axis is a
+train flag unless it is listed in "eval_axes").
+
+Each run lives in DIR/runs/NAME (NAME = the axis values) with run.json (its two command lines).
+A run is finished when eval_results.json is there and run.json matches: it is skipped. A run whose
+training stopped (killed, a machine reset) is resumed with --resume; one that finished training
+but not eval is only evaluated. A run whose run.json differs from the grid's is an error (the grid
+changed under an existing directory: use a new --out). Failures are reported and the others go on;
+the exit status is non-zero if any run failed.
+
+Outputs: DIR/results.json (one row per run), DIR/results.md (the table, with 95% intervals), and
+DIR/gap_vs_tokens.svg (the sparse-vs-dense gap against training tokens, one series per setting of
+the other axes, seeds side by side, interval bars), DIR/utilisation.svg (per-layer normalised
+entropy of block use). Standard library only.
+"""
+import argparse
+import itertools
+import json
+import os
+import re
+import subprocess
+import sys
+
+TRAIN_ONLY_DONE = "training_summary.json"
+
+
+def flag_args(flags):
+    out = []
+    for k, v in flags.items():
+        if isinstance(v, bool):
+            out += [f"--{k}", "true" if v else "false"]
+        else:
+            out += [f"--{k}", str(v)]
+    return out
+
+
+def run_name(point):
+    parts = [f"{k}={v}" for k, v in point.items()]
+    return re.sub(r"[^A-Za-z0-9=.,_+-]", "_", "-".join(parts)) or "run"
+
+
+def parse_tokens(v):
+    m = re.fullmatch(r"\s*([0-9.eE+]+)\s*([kKmMgG]?)\s*", str(v))
+    if not m:
+        return float("nan")
+    mult = {"": 1, "k": 1e3, "m": 1e6, "g": 1e9}[m.group(2).lower()]
+    return float(m.group(1)) * mult
+
+
+def load_grid(path):
+    try:
+        with open(path) as f:
+            g = json.load(f)
+    except (OSError, ValueError) as e:
+        sys.exit(f"study: {path}: {e}")
+    if not isinstance(g, dict) or not isinstance(g.get("axes", {}), dict):
+        sys.exit(f"study: {path}: expected an object with \"axes\": {{name: [values]}}")
+    for k, v in g.get("axes", {}).items():
+        if not isinstance(v, list) or not v:
+            sys.exit(f"study: {path}: axis '{k}' must be a non-empty list")
+    return g
+
+
+def points(grid):
+    axes = grid.get("axes", {})
+    names = list(axes)
+    for combo in itertools.product(*(axes[n] for n in names)):
+        yield dict(zip(names, combo))
+
+
+def commands(grid, point, rundir, bindir):
+    eval_axes = set(grid.get("eval_axes", []))
+    common = dict(grid.get("common", {}))
+    train = {**common, **grid.get("train", {})}
+    ev = {**common, **grid.get("eval", {})}
+    for k, v in point.items():
+        if k in eval_axes:
+            ev[k] = v
+        else:
+            train[k] = v
+    train["output_dir"] = rundir
+    ev["output_dir"] = rundir
+    train.setdefault("progress", False)
+    return ([os.path.join(bindir, "train")] + flag_args(train), [os.path.join(bindir, "eval")] + flag_args(ev))
+
+
+def training_done(rundir, train_cmd):
+    """training_summary.json names every model this run trains (train writes it after the last)"""
+    try:
+        with open(os.path.join(rundir, TRAIN_ONLY_DONE)) as f:
+            models = json.load(f).get("models", {})
+    except (OSError, ValueError, AttributeError):
+        return False
+    which = train_cmd[train_cmd.index("--model") + 1] if "--model" in train_cmd else "both"
+    want = {"both": ("dense", "sparse")}.get(which, (which,))
+    return all(m in models for m in want)
+
+
+def has_checkpoint(rundir):
+    return any(os.path.exists(os.path.join(rundir, m, "checkpoint.safetensors")) for m in ("dense", "sparse"))
+
+
+def run_one(name, rundir, train_cmd, eval_cmd, dry):
+    os.makedirs(rundir, exist_ok=True)
+    meta_path = os.path.join(rundir, "run.json")
+    meta = {"train": train_cmd[1:], "eval": eval_cmd[1:]}
+    if os.path.exists(meta_path):
+        with open(meta_path) as f:
+            old = json.load(f)
+        if old != meta:
+            print(f"study: {name}: {meta_path} holds other command lines than the grid's; use a new --out", flush=True)
+            return "failed"
+    elif not dry:
+        with open(meta_path + ".tmp", "w") as f:
+            json.dump(meta, f, indent=1)
+        os.replace(meta_path + ".tmp", meta_path)
+    if os.path.exists(os.path.join(rundir, "eval_results.json")):
+        print(f"study: {name}: finished, skipped", flush=True)
+        return "skipped"
+    steps = []
+    if not training_done(rundir, train_cmd):
+        steps.append(("train (resumed)" if has_checkpoint(rundir) else "train",
+                      train_cmd + (["--resume"] if has_checkpoint(rundir) else [])))
+    steps.append(("eval", eval_cmd))
+    for what, cmd in steps:
+        print(f"study: {name}: {what}: {' '.join(cmd)}", flush=True)
+        if dry:
+            continue
+        with open(os.path.join(rundir, f"{what.split()[0]}.log"), "a") as log:
+            r = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
+        if r.returncode != 0:
+            print(f"study: {name}: {what} failed (exit {r.returncode}); see {rundir}/{what.split()[0]}.log",
+                  flush=True)
+            return "failed"
+    return "dry" if dry else "ran"
+
+
+def collect(grid, out):
+    rows = []
+    for point in points(grid):
+        name = run_name(point)
+        path = os.path.join(out, "runs", name, "eval_results.json")
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            r = json.load(f)
+        p = r.get("perplexity", {})
+        rows.append({
+            "name": name, "point": point,
+            "dense_ppl": p.get("dense", {}).get("ppl"), "dense_ci": p.get("dense", {}).get("ppl_ci95"),
+            "sparse_ppl": p.get("sparse", {}).get("ppl"), "sparse_ci": p.get("sparse", {}).get("ppl_ci95"),
+            "gap": p.get("relative_gap"), "gap_ci": p.get("relative_gap_ci95"), "verdict": p.get("verdict"),
+            "predicted_tokens": p.get("predicted_tokens"), "documents": p.get("documents"),
+            "utilisation": [u.get("normalised_entropy") for u in r.get("block_utilisation", [])],
+            "dead_blocks": [u.get("dead_blocks") for u in r.get("block_utilisation", [])],
+        })
+    return rows
+
+
+def fmt_ci(v, ci, pct=False):
+    if v is None:
+        return "-"
+    if pct:
+        s = f"{100 * v:+.2f}%"
+        return s + (f" [{100 * ci[0]:+.2f}, {100 * ci[1]:+.2f}]" if ci else "")
+    return f"{v:.2f}" + (f" [{ci[0]:.2f}, {ci[1]:.2f}]" if ci else "")
+
+
+def write_table(grid, rows, out):
+    axes = list(grid.get("axes", {}))
+    head = axes + ["dense PPL [95%]", "sparse PPL [95%]", "gap [95%]", "verdict", "eval tokens", "docs", "dead blocks"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = [str(r["point"][a]) for a in axes] + [
+            fmt_ci(r["dense_ppl"], r["dense_ci"]), fmt_ci(r["sparse_ppl"], r["sparse_ci"]),
+            fmt_ci(r["gap"], r["gap_ci"], pct=True), str(r["verdict"]), str(r["predicted_tokens"]),
+            str(r["documents"]), str(sum(d or 0 for d in r["dead_blocks"]))]
+        lines.append("| " + " | ".join(cells) + " |")
+    with open(os.path.join(out, "results.md"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(rows, f, indent=1)
+
+
+COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
+
+
+def svg_frame(w, h, title, xlabel, ylabel, xs, ys):
+    x0, x1 = min(xs), max(xs)
+    y0, y1 = min(ys + [0.0]), max(ys + [0.0])
+    if x1 == x0:
+        x0, x1 = x0 - 1, x1 + 1
+    if y1 == y0:
+        y0, y1 = y0 - 1, y1 + 1
+    pad = 0.08 * (y1 - y0)
+    y0, y1 = y0 - pad, y1 + pad
+    L, R, T, B = 70, 220, 40, 50
+    sx = lambda x: L + (x - x0) / (x1 - x0) * (w - L - R)
+    sy = lambda y: h - B - (y - y0) / (y1 - y0) * (h - T - B)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">',
+             f'<text x="{w / 2}" y="20" text-anchor="middle" font-size="14">{title}</text>',
+             f'<line x1="{L}" y1="{h - B}" x2="{w - R}" y2="{h - B}" stroke="black"/>',
+             f'<line x1="{L}" y1="{T}" x2="{L}" y2="{h - B}" stroke="black"/>',
+             f'<text x="{(L + w - R) / 2}" y="{h - 12}" text-anchor="middle">{xlabel}</text>',
+             f'<text x="16" y="{(T + h - B) / 2}" transform="rotate(-90 16 {(T + h - B) / 2})" text-anchor="middle">{ylabel}</text>']
+    for i in range(5):
+        yv = y0 + (y1 - y0) * i / 4
+        parts.append(f'<text x="{L - 6}" y="{sy(yv) + 4}" text-anchor="end">{yv:.3g}</text>')
+        xv = x0 + (x1 - x0) * i / 4
+        parts.append(f'<text x="{sx(xv)}" y="{h - B + 16}" text-anchor="middle">{xv:.3g}</text>')
+    if y0 < 0 < y1:
+        parts.append(f'<line x1="{L}" y1="{sy(0)}" x2="{w - R}" y2="{sy(0)}" stroke="#999" stroke-dasharray="4"/>')
+    return parts, sx, sy
+
+
+def write_gap_plot(grid, rows, out):
+    axes = list(grid.get("axes", {}))
+    tok_axis = "max_tokens" if "max_tokens" in axes else None
+    series = {}
+    for r in rows:
+        key = ", ".join(f"{a}={r['point'][a]}" for a in axes if a not in ("max_tokens", "seed")) or "all"
+        x = parse_tokens(r["point"][tok_axis]) if tok_axis else float(len(series.get(key, [])))
+        if r["gap"] is not None:
+            series.setdefault(key, []).append((x, 100 * r["gap"], [100 * c for c in (r["gap_ci"] or [r["gap"]] * 2)]))
+    if not series:
+        return
+    xs = [p[0] for s in series.values() for p in s]
+    ys = [c for s in series.values() for p in s for c in p[2]]
+    target = 100 * 0.02
+    parts, sx, sy = svg_frame(760, 420, "sparse vs dense validation PPL gap (95% intervals)",
+                              "training tokens per model" if tok_axis else "run", "gap (%)", xs, ys + [target])
+    parts.append(f'<line x1="{sx(min(xs))}" y1="{sy(target)}" x2="{sx(max(xs))}" y2="{sy(target)}" stroke="#2ca02c" '
+                 f'stroke-dasharray="6 3"/><text x="{sx(max(xs)) + 4}" y="{sy(target) + 4}" fill="#2ca02c">2% target</text>')
+    span = (max(xs) - min(xs)) or 1.0
+    for i, (key, pts) in enumerate(sorted(series.items())):
+        col = COLOURS[i % len(COLOURS)]
+        off = (i - (len(series) - 1) / 2) * 0.012 * span
+        for x, y, (lo, hi) in pts:
+            X = sx(x + off)
+            parts.append(f'<line x1="{X}" y1="{sy(lo)}" x2="{X}" y2="{sy(hi)}" stroke="{col}"/>')
+            parts.append(f'<circle cx="{X}" cy="{sy(y)}" r="3.5" fill="{col}"/>')
+        parts.append(f'<text x="{760 - 210}" y="{60 + 18 * i}" fill="{col}">{key}</text>')
+    parts.append("</svg>")
+    with open(os.path.join(out, "gap_vs_tokens.svg"), "w") as f:
+        f.write("\n".join(parts) + "\n")
+
+
+def write_utilisation_plot(rows, out):
+    rows = [r for r in rows if r["utilisation"]]
+    if not rows:
+        return
+    nl = max(len(r["utilisation"]) for r in rows)
+    xs = list(range(nl))
+    ys = [u for r in rows for u in r["utilisation"] if u is not None]
+    parts, sx, sy = svg_frame(760, 420, "block utilisation: normalised entropy of block use per layer", "layer",
+                              "entropy (1 = uniform)", xs or [0, 1], ys + [1.0])
+    for i, r in enumerate(rows[:len(COLOURS) * 2]):
+        col = COLOURS[i % len(COLOURS)]
+        pts = " ".join(f"{sx(l)},{sy(u)}" for l, u in enumerate(r["utilisation"]) if u is not None)
+        parts.append(f'<polyline points="{pts}" fill="none" stroke="{col}"/>')
+        parts.append(f'<text x="{760 - 210}" y="{60 + 16 * i}" fill="{col}" font-size="10">{r["name"][:36]}</text>')
+    parts.append("</svg>")
+    with open(os.path.join(out, "utilisation.svg"), "w") as f:
+        f.write("\n".join(parts) + "\n")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("grid")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--bin", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "apps"))
+    ap.add_argument("--dry_run", action="store_true")
+    ap.add_argument("--only", help="run only the run of this name")
+    a = ap.parse_args()
+    grid = load_grid(a.grid)
+    for exe in ("train", "eval"):
+        if not os.access(os.path.join(a.bin, exe), os.X_OK):
+            sys.exit(f"study: --bin: no executable {exe} in {a.bin}")
+    os.makedirs(os.path.join(a.out, "runs"), exist_ok=True)
+    status = {}
+    for point in points(grid):
+        name = run_name(point)
+        if a.only and name != a.only:
+            continue
+        rundir = os.path.join(a.out, "runs", name)
+        tc, ec = commands(grid, point, rundir, a.bin)
+        status[name] = run_one(name, rundir, tc, ec, a.dry_run)
+    rows = collect(grid, a.out)
+    write_table(grid, rows, a.out)
+    write_gap_plot(grid, rows, a.out)
+    write_utilisation_plot(rows, a.out)
+    counts = {s: sum(1 for v in status.values() if v == s) for s in ("ran", "skipped", "failed", "dry")}
+    print(f"study: {len(status)} runs: {counts['ran']} ran, {counts['skipped']} skipped, {counts['failed']} failed"
+          + (f", {counts['dry']} dry" if counts["dry"] else "") + f"; table {os.path.join(a.out, 'results.md')}")
+    return 1 if counts["failed"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
