@@ -55,6 +55,35 @@ typedef struct {
     double skip_ms_median, skip_ms_p90, skip_prefill_tps; /* sparse: the block-skipping path */
 } loaded_model;
 
+/* The paired bootstrap of two models' window NLLs (wa, wb [nwin], the same windows): units are
+ * documents when there are at least BOOT_MIN_DOCS of them, else runs of round(cbrt(nwin))
+ * consecutive windows within a document (a moving-block bootstrap); *block gets 0 or that run.
+ * Returns false (and warns) when there are fewer than 2 units. */
+static bool paired_bootstrap(const double *wa, const double *wb, const int64_t *win_doc, int64_t nwin, uint64_t seed,
+                             exp_bootstrap *bs, int64_t *block) {
+    char err[512];
+    double *ua = calloc((size_t)nwin + 1, sizeof(double)), *ub = calloc((size_t)nwin + 1, sizeof(double));
+    int64_t *uc = calloc((size_t)nwin + 1, sizeof(int64_t)), nu = 0;
+    if (!ua || !ub || !uc) FAIL("out of host memory");
+    int64_t ndoc = 0;
+    for (int64_t w = 0; w < nwin; w++) ndoc += w == 0 || win_doc[w] != win_doc[w - 1];
+    const int64_t L = ndoc >= BOOT_MIN_DOCS ? INT64_MAX : (int64_t)fmax(1.0, round(cbrt((double)nwin)));
+    for (int64_t w = 0, run = 0; w < nwin; w++, run++) {
+        if (w == 0 || win_doc[w] != win_doc[w - 1] || run == L) nu++, run = 0;
+        ua[nu - 1] += wa[w], ub[nu - 1] += wb[w], uc[nu - 1]++;
+    }
+    *block = L == INT64_MAX ? 0 : L;
+    bool ok = nu >= 2;
+    if (ok) {
+        if (exp_paired_bootstrap(ua, ub, uc, nu, BOOT_REPS, BOOT_LEVEL, seed, bs, err, (int)sizeof err)) FAIL("%s", err);
+    } else {
+        fprintf(stderr, "eval: warning: the scored windows start in %lld document(s): no interval (evaluate more tokens)\n",
+                (long long)nu);
+    }
+    free(ua), free(ub), free(uc);
+    return ok;
+}
+
 static int cmp_double(const void *a, const void *b) {
     double x = *(const double *)a, y = *(const double *)b;
     return (x > y) - (x < y);
@@ -325,6 +354,10 @@ int main(int argc, char **argv) {
     const sgt_dtype compute = exp_compute_dtype(a.precision, dev);
     const sgt_dtype dw = !strcmp(a.decode_weights, "bf16") ? SGT_BF16 : SGT_F32;
     for (int k = 0; k < 2; k++) load_model(&lm[k], a.output_dir, dev, compute, !strcmp(a.attention, "composed"), dw);
+    /* the FLOP-matched dense baseline (train --model dense_flop|all), when there is one: scored for
+     * perplexity on the same windows, its gap to the SGT model with its own paired interval */
+    loaded_model fl = {.kind = "dense_flop"};
+    load_model(&fl, a.output_dir, dev, compute, !strcmp(a.attention, "composed"), dw);
     if (!lm[0].present && !lm[1].present)
         FAIL("no checkpoint in %s/dense or %s/sparse: run apps/train first", a.output_dir, a.output_dir);
     const gpt_model *any = lm[0].present ? lm[0].m : lm[1].m;
@@ -370,6 +403,15 @@ int main(int argc, char **argv) {
         gpt_set_ffn_skip(lm[k].m, false);
     }
 
+    if (fl.present) {
+        fl.window_nll = malloc(sizeof(double) * (size_t)(en / (uint64_t)T + 1));
+        if (!fl.window_nll) FAIL("out of host memory for %llu window losses", (unsigned long long)(en / (uint64_t)T));
+        fl.nll = exp_val_nll(&ctx, fl.m, etok, en, a.batch_size, T, a.eval_tokens, &fl.predicted, fl.window_nll,
+                             &fl.windows);
+        fl.ppl = exp(fl.nll);
+        sgt_arena_reset(arena);
+    }
+
     /* what was scored: the windows cover tokens [0, windows T + 1) of the evaluated slice; a
      * window belongs to the document it starts in (the bootstrap's unit) */
     const int64_t nwin = lm[0].present ? lm[0].windows : lm[1].windows;
@@ -389,30 +431,14 @@ int main(int argc, char **argv) {
     exp_bootstrap bs = {0};
     bool have_bs = false;
     int64_t boot_block = 0; /* 0: documents are the units; else runs of this many windows */
-    if (lm[0].present && lm[1].present && lm[0].windows == lm[1].windows) {
-        double *ua = calloc((size_t)nwin + 1, sizeof(double)), *ub = calloc((size_t)nwin + 1, sizeof(double));
-        int64_t *uc = calloc((size_t)nwin + 1, sizeof(int64_t)), nu = 0;
-        if (!ua || !ub || !uc) FAIL("out of host memory");
-        /* units: documents when there are enough of them; otherwise (a few long documents) runs of
-         * L = round(cbrt(windows)) consecutive windows within a document, a moving-block bootstrap */
-        int64_t ndoc = 0;
-        for (int64_t w = 0; w < nwin; w++) ndoc += w == 0 || win_doc[w] != win_doc[w - 1];
-        const int64_t L = ndoc >= BOOT_MIN_DOCS ? INT64_MAX : (int64_t)fmax(1.0, round(cbrt((double)nwin)));
-        for (int64_t w = 0, run = 0; w < nwin; w++, run++) {
-            if (w == 0 || win_doc[w] != win_doc[w - 1] || run == L) nu++, run = 0;
-            ua[nu - 1] += lm[0].window_nll[w], ub[nu - 1] += lm[1].window_nll[w], uc[nu - 1]++;
-        }
-        boot_block = L == INT64_MAX ? 0 : L;
-        if (nu >= 2) {
-            if (exp_paired_bootstrap(ua, ub, uc, nu, BOOT_REPS, BOOT_LEVEL, (uint64_t)a.seed, &bs, err, (int)sizeof err))
-                FAIL("%s", err);
-            have_bs = true;
-        } else {
-            fprintf(stderr, "eval: warning: the scored windows start in %lld document(s): no interval (evaluate more tokens)\n",
-                    (long long)nu);
-        }
-        free(ua), free(ub), free(uc);
-    }
+    if (lm[0].present && lm[1].present && lm[0].windows == lm[1].windows)
+        have_bs = paired_bootstrap(lm[0].window_nll, lm[1].window_nll, win_doc, nwin, (uint64_t)a.seed, &bs, &boot_block);
+    /* the FLOP-matched dense baseline against the SGT model, on the same windows */
+    exp_bootstrap bsf = {0};
+    bool have_bsf = false;
+    int64_t boot_block_f = 0;
+    if (fl.present && lm[1].present && fl.windows == lm[1].windows)
+        have_bsf = paired_bootstrap(fl.window_nll, lm[1].window_nll, win_doc, nwin, (uint64_t)a.seed, &bsf, &boot_block_f);
     free(win_doc);
 
     cJSON *res = cJSON_CreateObject();
@@ -456,6 +482,26 @@ int main(int argc, char **argv) {
             cJSON_AddNumberToObject(jb, "seed", (double)a.seed);
         }
         cJSON_AddStringToObject(jp, "verdict", have_bs ? exp_gap_verdict(&bs, 0.02) : gap <= 0.02 ? "PASS (no interval)" : "FAIL (no interval)");
+    }
+    double gap_f = NAN;
+    if (fl.present) {
+        cJSON *o = cJSON_AddObjectToObject(jp, "dense_flop");
+        cJSON_AddNumberToObject(o, "d_ff", (double)fl.m->cfg.d_ff);
+        cJSON_AddNumberToObject(o, "params", (double)gpt_param_count(fl.m));
+        cJSON_AddNumberToObject(o, "val_loss", fl.nll);
+        cJSON_AddNumberToObject(o, "ppl", fl.ppl);
+        cJSON_AddNumberToObject(o, "predicted_tokens", (double)fl.predicted);
+        if (have_bsf) cJSON_AddItemToObject(o, "ppl_ci95", cJSON_CreateDoubleArray((const double[]){bsf.ppl_a_ci.lo, bsf.ppl_a_ci.hi}, 2));
+        if (lm[1].present) {
+            /* < 0: the SGT model beats a dense model of its FFN compute */
+            gap_f = lm[1].ppl / fl.ppl - 1;
+            cJSON_AddNumberToObject(o, "sparse_relative_gap", gap_f);
+            if (have_bsf)
+                cJSON_AddItemToObject(o, "sparse_relative_gap_ci95",
+                                      cJSON_CreateDoubleArray((const double[]){bsf.gap_ci.lo, bsf.gap_ci.hi}, 2));
+            cJSON_AddStringToObject(o, "sparse_beats_it",
+                                    !have_bsf ? "no interval" : bsf.gap_ci.hi < 0 ? "yes" : bsf.gap_ci.lo > 0 ? "no" : "inconclusive");
+        }
     }
 
     /* 2. training throughput */
@@ -637,6 +683,16 @@ int main(int argc, char **argv) {
                boot_block ? "runs of windows" : "documents", bs.reps, exp_gap_verdict(&bs, 0.02));
     else if (isfinite(gap))
         printf("   relative gap %+.2f%% (target <= 2%%, no interval): %s\n", 100 * gap, gap <= 0.02 ? "PASS" : "FAIL");
+    if (fl.present) {
+        printf("   FLOP-matched dense (d_ff %lld): loss %.4f, perplexity %.2f", (long long)fl.m->cfg.d_ff, fl.nll, fl.ppl);
+        if (have_bsf) printf(" [%.2f, %.2f]", bsf.ppl_a_ci.lo, bsf.ppl_a_ci.hi);
+        if (isfinite(gap_f) && have_bsf)
+            printf("; sparse vs it %+.2f%%, 95%% interval [%+.2f%%, %+.2f%%]", 100 * gap_f, 100 * bsf.gap_ci.lo,
+                   100 * bsf.gap_ci.hi);
+        else if (isfinite(gap_f))
+            printf("; sparse vs it %+.2f%% (no interval)", 100 * gap_f);
+        printf("\n");
+    }
     if (have_bs && boot_block)
         printf("   (only %lld documents: the bootstrap resampled runs of %lld windows instead; evaluate more documents "
                "for a document-level interval)\n", (long long)eval_docs, (long long)boot_block);
@@ -730,6 +786,11 @@ int main(int argc, char **argv) {
             nn_params_destroy(lm[k].p);
             free(lm[k].window_nll);
         }
+    if (fl.present) {
+        gpt_free(fl.m);
+        nn_params_destroy(fl.p);
+        free(fl.window_nll);
+    }
     exp_data_close(&data);
     return 0;
 }

@@ -113,6 +113,7 @@ cJSON *exp_config_to_json(const gpt_config *c) {
     cJSON_AddNumberToObject(j, "num_blocks", (double)c->num_blocks);
     cJSON_AddNumberToObject(j, "block_size", (double)c->block_size);
     cJSON_AddNumberToObject(j, "top_k", (double)c->top_k);
+    if (c->sparse) cJSON_AddStringToObject(j, "router", nn_router_kind_name(c->router));
     cJSON_AddBoolToObject(j, "tie_head", c->tie_head);
     cJSON_AddNumberToObject(j, "init_std", c->init_std);
     cJSON_AddNumberToObject(j, "norm_eps", c->norm_eps);
@@ -141,6 +142,12 @@ int exp_config_from_json(const cJSON *j, gpt_config *c, char *err, size_t errn) 
     }
     c->sparse = cJSON_IsTrue(s);
     c->tie_head = cJSON_IsTrue(t);
+    /* "router": absent in checkpoints older than the router variants, which are all the seed's */
+    const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "router");
+    if (r && (!cJSON_IsString(r) || nn_router_kind_parse(r->valuestring, &c->router))) {
+        snprintf(err, errn, "model config: 'router' must be one of %s", NN_ROUTER_KIND_NAMES);
+        return -1;
+    }
     snprintf(c->name, sizeof c->name, "%s", p->valuestring);
     return gpt_config_validate(c, err, errn);
 }

@@ -1,9 +1,12 @@
 /* train.c: apps/train, the SGT v2 trainer. Trains the dense baseline and the block-sparse (SGT)
  * model side by side on the same data, in the same batch order, with the seed's flags:
  *
- *   train --dataset data.jsonl [--model dense|sparse|both] [--max_tokens 500M] [--top_k_blocks 16] ...
+ *   train --dataset data.jsonl [--model dense|sparse|both|dense_flop|all] [--max_tokens 500M] [--top_k_blocks 16] ...
  *
  * Outputs (--output_dir, default outputs/):
+ * The models: dense (the same parameters), sparse (SGT) and dense_flop, the FLOP-matched dense
+ * baseline (FFN width top_k_blocks x block_size: the compute of the SGT FFN's selected blocks),
+ * all three on the same batches (the batch order depends on --seed and the data only).
  *   {dense,sparse}/checkpoint.safetensors   weights, named as the parameters (see models/gpt.h)
  *   {dense,sparse}/train_state.safetensors  AdamW moments + step, sampler position, config
  *   {dense,sparse}/train_log.json           per logged step: step, tokens, loss, aux_loss, lr,
@@ -30,10 +33,10 @@
 
 typedef struct {
     const char *dataset, *model, *config, *output_dir, *device, *text_field, *tokenizer, *ffn_path, *precision,
-        *attention;
+        *attention, *router;
     int64_t max_tokens, top_k, num_blocks, block_size, batch_size, seq_len, tokens_per_step, warmup, seed;
     int64_t eval_every, log_every, eval_tokens, ckpt_every, stop_at_step, threads;
-    double lr, min_lr, weight_decay, aux_w, val_fraction, grad_clip;
+    double lr, min_lr, weight_decay, aux_w, val_fraction, grad_clip, balance_rate;
     bool resume, progress;
 } train_args;
 
@@ -95,6 +98,7 @@ static cJSON *state_json(const train_args *a, const gpt_config *cfg, int64_t ste
     cJSON_AddNumberToObject(h, "warmup", (double)a->warmup);
     cJSON_AddNumberToObject(h, "weight_decay", a->weight_decay);
     cJSON_AddNumberToObject(h, "aux_loss_weight", a->aux_w);
+    cJSON_AddNumberToObject(h, "balance_rate", a->balance_rate);
     cJSON_AddNumberToObject(h, "tokens_per_step", (double)a->tokens_per_step);
     cJSON_AddNumberToObject(h, "max_tokens", (double)a->max_tokens);
     cJSON_AddNumberToObject(h, "seed", (double)a->seed);
@@ -126,8 +130,12 @@ static void save_all(const char *dir, nn_params *p, nn_adamw *opt, cJSON *state,
     cJSON_Delete(meta);
 }
 
-static model_result train_model(const train_args *a, exp_data *data, sgt_device dev, bool sparse) {
-    model_result res = {.kind = sparse ? "sparse" : "dense"};
+enum { MODEL_DENSE, MODEL_SPARSE, MODEL_DENSE_FLOP, N_MODELS };
+static const char *const model_kinds[N_MODELS] = {"dense", "sparse", "dense_flop"};
+
+static model_result train_model(const train_args *a, exp_data *data, sgt_device dev, int kind) {
+    const bool sparse = kind == MODEL_SPARSE;
+    model_result res = {.kind = model_kinds[kind]};
     char err[512], dir[4096], path[4200];
     snprintf(dir, sizeof dir, "%s/%s", a->output_dir, res.kind);
     if (exp_mkdirs(dir, err, sizeof err)) FAIL("%s", err);
@@ -135,6 +143,14 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
     if (exp_model_config(&cfg, a->config, sparse, a->num_blocks, a->block_size, a->top_k, a->seq_len, err,
                          sizeof err))
         FAIL("%s", err);
+    if (kind == MODEL_DENSE_FLOP) { /* the FFN compute of the SGT model's k selected blocks */
+        gpt_config sp;
+        if (exp_model_config(&sp, a->config, true, a->num_blocks, a->block_size, a->top_k, a->seq_len, err, sizeof err))
+            FAIL("%s", err);
+        cfg.d_ff = sp.top_k * sp.block_size;
+        if (gpt_config_validate(&cfg, err, sizeof err)) FAIL("dense_flop: %s", err);
+    }
+    if (sparse && nn_router_kind_parse(a->router, &cfg.router)) FAIL("--router: unknown '%s'", a->router);
     cfg.vocab = sgt_tokenizer_vocab_size(data->tok); /* the presets' vocab serves unit tests; the data decides */
     cfg.ffn_skip = !strcmp(a->ffn_path, "skip");
     cfg.compute = exp_compute_dtype(a->precision, dev);
@@ -217,6 +233,7 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
     int32_t *buf = malloc(sizeof(int32_t) * (size_t)(B * (T + 1)));
     const int64_t nb = cfg.num_blocks, L = cfg.n_layers;
     double *usage = calloc((size_t)(L * nb), sizeof(double)), *cnt = malloc(sizeof(double) * (size_t)nb),
+           *usage_mb = calloc((size_t)(L * nb), sizeof(double)), *step_load = calloc((size_t)(L * nb), sizeof(double)),
            *prob = malloc(sizeof(double) * (size_t)nb);
     const bool tty = a->progress && isatty(2);
     double t_start = exp_now(), win_loss = 0, win_aux = 0, win_time = 0, last_val = NAN;
@@ -242,8 +259,11 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
             if (sparse)
                 for (int64_t li = 0; li < L; li++) {
                     nn_route_stats(&out.route[li], cnt, prob);
-                    for (int64_t j = 0; j < nb; j++) usage[li * nb + j] += cnt[j];
+                    for (int64_t j = 0; j < nb; j++) usage[li * nb + j] += usage_mb[li * nb + j] = cnt[j];
                 }
+            if (sparse && cfg.router == NN_ROUTER_BALANCED)
+                for (int64_t li = 0; li < L; li++) /* this step's load, for the balancing bias */
+                    for (int64_t j = 0; j < nb; j++) step_load[li * nb + j] += usage_mb[li * nb + j];
             ag_backward(&tape, accum > 1 ? sgt_mul_scalar(&ctx, out.loss, 1.0 / (double)accum) : out.loss);
             ag_step_end(&tape);
         }
@@ -253,6 +273,10 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
                  res.kind, gn, (long long)step, dir);
         double lr = nn_lr_at(&sched, step);
         nn_adamw_step(opt, lr);
+        if (sparse && cfg.router == NN_ROUTER_BALANCED) { /* after the step, as DeepSeek-V3 does */
+            gpt_router_balance(m, step_load, a->balance_rate);
+            memset(step_load, 0, sizeof(double) * (size_t)(L * nb));
+        }
         nn_params_zero_grad(p);
         sgt_arena_reset(arena);
         double dt = exp_now() - t0;
@@ -341,6 +365,8 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
     res.done = res.steps == total_steps;
     free(buf);
     free(usage);
+    free(usage_mb);
+    free(step_load);
     free(cnt);
     free(prob);
     cJSON_Delete(log);
@@ -373,12 +399,12 @@ int main(int argc, char **argv) {
     train_args a = {
         .model = "both", .ffn_path = "mask", .precision = "auto", .attention = "fused", .config = "sgt-150m", .output_dir = "outputs", .device = "auto", .text_field = "text",
         .max_tokens = 500000000, .batch_size = 8, .warmup = 100, .seed = 1337, .eval_every = 200, .log_every = 10,
-        .eval_tokens = 65536, .lr = 6e-4, .min_lr = 6e-5, .weight_decay = 0.1, .aux_w = 0.01,
+        .eval_tokens = 65536, .lr = 6e-4, .min_lr = 6e-5, .weight_decay = 0.1, .aux_w = 0.01, .router = "ste", .balance_rate = 1e-3,
         .val_fraction = SGT_VAL_FRACTION_DEFAULT, .grad_clip = 1.0, .progress = true,
     };
     cli_flag flags[] = {
         {"dataset", CLI_STRING, &a.dataset, "JSONL file, one {\"text\": ...} object per line (required)", 0, 0, 0, 0},
-        {"model", CLI_CHOICE, &a.model, "which model(s) to train", "dense|sparse|both", 0, 0, 0},
+        {"model", CLI_CHOICE, &a.model, "which model(s) to train: both = dense + sparse; dense_flop = the FLOP-matched dense baseline (FFN width top_k_blocks x block_size); all = the three", "dense|sparse|both|dense_flop|all", 0, 0, 0},
         {"max_tokens", CLI_INT, &a.max_tokens, "training tokens per model (500M, 1e6 style suffixes k/M/G)", 0, 1, 1e15, 0},
         {"top_k_blocks", CLI_INT, &a.top_k, "active FFN blocks per token (0: the preset's)", 0, 0, 4096, 0},
         {"num_blocks", CLI_INT, &a.num_blocks, "FFN blocks (0: the preset's)", 0, 0, 4096, 0},
@@ -395,6 +421,8 @@ int main(int argc, char **argv) {
         {"warmup", CLI_INT, &a.warmup, "linear warmup steps", 0, 0, 1e12, 0},
         {"weight_decay", CLI_DOUBLE, &a.weight_decay, "AdamW decoupled weight decay (not on norms, biases, embeddings)", 0, 0, 10, 0},
         {"aux_loss_weight", CLI_DOUBLE, &a.aux_w, "weight of the load-balancing loss (sparse)", 0, 0, 1000, 0},
+        {"router", CLI_CHOICE, &a.router, "sparse router: ste = the seed's straight-through top-k; sigmoid = sigma-MoE, the selected blocks scaled by their sigmoid gates; balanced = ste with DeepSeek-V3's auxiliary-loss-free bias balancing (use --aux_loss_weight 0)", NN_ROUTER_KIND_NAMES, 0, 0, 0},
+        {"balance_rate", CLI_DOUBLE, &a.balance_rate, "--router balanced: the bias update per step", 0, 0, 10, 0},
         {"grad_clip", CLI_DOUBLE, &a.grad_clip, "global gradient-norm clip", 0, 1e-12, 1e12, 0},
         {"output_dir", CLI_STRING, &a.output_dir, "where checkpoints, logs and the token cache go", 0, 0, 0, 0},
         {"device", CLI_CHOICE, &a.device, "where to train", "auto|cpu|cuda", 0, 0, 0},
@@ -448,10 +476,12 @@ int main(int argc, char **argv) {
                 (unsigned long long)js->bad_json, (unsigned long long)js->missing_field, a.text_field,
                 (unsigned long long)js->bad_utf8);
 
-    model_result res[2] = {{0}};
-    bool want[2] = {strcmp(a.model, "sparse") != 0, strcmp(a.model, "dense") != 0};
-    for (int k = 0; k < 2; k++)
-        if (want[k]) res[k] = train_model(&a, &data, dev, k == 1);
+    model_result res[N_MODELS] = {{0}};
+    const bool all = !strcmp(a.model, "all"), both = !strcmp(a.model, "both");
+    bool want[N_MODELS] = {all || both || !strcmp(a.model, "dense"), all || both || !strcmp(a.model, "sparse"),
+                           all || !strcmp(a.model, "dense_flop")};
+    for (int k = 0; k < N_MODELS; k++)
+        if (want[k]) res[k] = train_model(&a, &data, dev, k);
 
     /* training_summary.json: merge with what an earlier run wrote for the other model */
     char path[4200];
@@ -468,7 +498,7 @@ int main(int argc, char **argv) {
         cJSON_DeleteItemFromObjectCaseSensitive(sum, "models");
         models = cJSON_AddObjectToObject(sum, "models");
     }
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < N_MODELS; k++)
         if (want[k]) {
             cJSON_DeleteItemFromObjectCaseSensitive(models, res[k].kind);
             cJSON_AddItemToObject(models, res[k].kind, result_json(&res[k]));
@@ -482,7 +512,7 @@ int main(int argc, char **argv) {
     }
     if (exp_write_json(path, sum, err, sizeof err)) FAIL("%s", err);
     cJSON_Delete(sum);
-    for (int k = 0; k < 2; k++)
+    for (int k = 0; k < N_MODELS; k++)
         if (want[k])
             fprintf(stderr, "%s: %lld tokens, train loss %.4f, val loss %.4f, %.0f tokens/s, %.1f s\n", res[k].kind,
                     (long long)res[k].tokens, res[k].final_loss, res[k].final_val, res[k].tokens_per_s, res[k].wall);

@@ -7,11 +7,11 @@
 #include <string.h>
 
 static const gpt_config presets[] = {
-    /* name       L   C    H   d_ff  V      ctx   sparse nb  bs  k  tie    std   eps   skip   compute  composed */
-    {"sgt-150m", 12, 768, 12, 2048, 50257, 1024, false, 32, 64, 16, false, 0.02, 1e-5, false, SGT_F32, false},
-    {"small",     6, 384,  6, 1024, 50257,  512, false, 16, 64,  8, false, 0.02, 1e-5, false, SGT_F32, false},
-    {"tiny",      4, 256,  4,  512, 50257,  256, false,  8, 64,  4, false, 0.02, 1e-5, false, SGT_F32, false},
-    {"nano",      2,  32,  2,   64,   101,   32, false,  4, 16,  2, false, 0.02, 1e-5, false, SGT_F32, false},
+    /* name       L   C    H   d_ff  V      ctx   sparse nb  bs  k  router         tie    std   eps   skip   compute  composed */
+    {"sgt-150m", 12, 768, 12, 2048, 50257, 1024, false, 32, 64, 16, NN_ROUTER_STE, false, 0.02, 1e-5, false, SGT_F32, false},
+    {"small",     6, 384,  6, 1024, 50257,  512, false, 16, 64,  8, NN_ROUTER_STE, false, 0.02, 1e-5, false, SGT_F32, false},
+    {"tiny",      4, 256,  4,  512, 50257,  256, false,  8, 64,  4, NN_ROUTER_STE, false, 0.02, 1e-5, false, SGT_F32, false},
+    {"nano",      2,  32,  2,   64,   101,   32, false,  4, 16,  2, NN_ROUTER_STE, false, 0.02, 1e-5, false, SGT_F32, false},
 };
 
 const char *gpt_preset_names(void) { return "sgt-150m, small, tiny, nano"; }
@@ -33,6 +33,7 @@ int gpt_config_validate(const gpt_config *c, char *err, size_t errn) {
     if (c->vocab > INT32_MAX) BAD("vocab %lld does not fit i32 ids", (long long)c->vocab);
     if (c->sparse) {
         if (c->num_blocks < 1 || c->block_size < 1) BAD("num_blocks %lld and block_size %lld must be positive", (long long)c->num_blocks, (long long)c->block_size);
+        if ((unsigned)c->router > NN_ROUTER_BALANCED) BAD("router kind %d is unknown (%s)", (int)c->router, NN_ROUTER_KIND_NAMES);
         if (c->top_k < 1 || c->top_k > c->num_blocks) BAD("top_k_blocks %lld is outside 1..num_blocks (%lld)", (long long)c->top_k, (long long)c->num_blocks);
     } else if (c->d_ff < 1) {
         BAD("d_ff %lld must be positive", (long long)c->d_ff);
@@ -45,7 +46,7 @@ bool gpt_config_same(const gpt_config *a, const gpt_config *b) {
     return a->n_layers == b->n_layers && a->d_model == b->d_model && a->n_heads == b->n_heads && a->d_ff == b->d_ff &&
            a->vocab == b->vocab && a->ctx_len == b->ctx_len && a->sparse == b->sparse &&
            a->num_blocks == b->num_blocks && a->block_size == b->block_size && a->top_k == b->top_k &&
-           a->tie_head == b->tie_head && a->init_std == b->init_std && a->norm_eps == b->norm_eps;
+           (!a->sparse || a->router == b->router) && a->tie_head == b->tie_head && a->init_std == b->init_std && a->norm_eps == b->norm_eps;
 }
 
 gpt_model *gpt_build(const gpt_config *cfg, nn_params *p) {
@@ -67,8 +68,8 @@ gpt_model *gpt_build(const gpt_config *cfg, nn_params *p) {
         nn_attention_init(&l->attn, p, nn_join(buf, sizeof buf, pre, "attn"), C, cfg->n_heads, std, res_std);
         nn_rmsnorm_init(&l->ln2, p, nn_join(buf, sizeof buf, pre, "ln2"), C, cfg->norm_eps);
         if (cfg->sparse)
-            nn_bs_swiglu_init(&l->sffn, p, nn_join(buf, sizeof buf, pre, "ffn"), C, cfg->num_blocks,
-                              cfg->block_size, cfg->top_k, std, res_std);
+            nn_bs_swiglu_init_kind(&l->sffn, p, nn_join(buf, sizeof buf, pre, "ffn"), C, cfg->num_blocks,
+                                   cfg->block_size, cfg->top_k, std, res_std, cfg->router);
         else
             nn_swiglu_init(&l->ffn, p, nn_join(buf, sizeof buf, pre, "ffn"), C, hidden, std, res_std);
     }
@@ -228,6 +229,12 @@ gpt_output gpt_forward(sgt_ctx *c, const gpt_model *m, sgt_tensor *idx, const gp
 /* the padding rows of the output projection are storage, not parameters */
 int64_t gpt_param_count(const gpt_model *m) {
     return nn_params_count(m->params) - (gpt_vocab_padded(&m->cfg) - m->cfg.vocab) * m->cfg.d_model;
+}
+
+void gpt_router_balance(gpt_model *m, const double *counts, double rate) {
+    if (!m->cfg.sparse) return;
+    for (int64_t i = 0; i < m->cfg.n_layers; i++)
+        nn_router_balance(&m->layers[i].sffn.router, counts + i * m->cfg.num_blocks, rate);
 }
 
 int64_t gpt_router_param_count(const gpt_model *m) { return nn_params_count_matching(m->params, ".router."); }

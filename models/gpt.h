@@ -27,6 +27,7 @@ typedef struct {
     int64_t n_layers, d_model, n_heads, d_ff, vocab, ctx_len;
     bool sparse;
     int64_t num_blocks, block_size, top_k;
+    nn_router_kind router; /* SGT: the router variant (nn/router.h); NN_ROUTER_STE, the seed's, is 0 */
     bool tie_head;
     double init_std;   /* 0.02; residual projections get init_std / sqrt(2 n_layers) */
     double norm_eps;
@@ -122,6 +123,11 @@ gpt_output gpt_forward(sgt_ctx *c, const gpt_model *m, sgt_tensor *idx, const gp
  * skipping; the matrices at the size of `weights` (gpt_prepare_decode), the rest (norms, biases,
  * embedding rows, the f32 KV cache) at 4 bytes. Divided by the device bandwidth, it is the floor of decode latency. */
 double gpt_decode_bytes(const gpt_config *cfg, bool skip, int64_t pos, sgt_dtype weights);
+
+/* Auxiliary-loss-free balancing (router NN_ROUTER_BALANCED; a no-op otherwise): counts
+ * [n_layers * num_blocks] are each layer's block selections over one optimizer step's tokens;
+ * every router's bias moves by rate toward the mean load (nn_router_balance). */
+void gpt_router_balance(gpt_model *m, const double *counts, double rate);
 
 /* Parameter counts: total, and the routers' share. */
 int64_t gpt_param_count(const gpt_model *m);

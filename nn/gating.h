@@ -30,6 +30,11 @@ typedef struct {
 } nn_gate;
 
 nn_gate nn_topk_gate(sgt_ctx *c, sgt_tensor *scores, int64_t k, nn_gate_norm norm, bool renormalize);
+/* The same with a selection bias [E] (or NULL): the top-k of scores + bias decide which experts,
+ * the gates come from the scores alone, and the bias gets no gradient. DeepSeek-V3's
+ * auxiliary-loss-free balancing nudges such a bias by the observed load (nn_router_balance). */
+nn_gate nn_topk_gate_biased(sgt_ctx *c, sgt_tensor *scores, sgt_tensor *bias, int64_t k, nn_gate_norm norm,
+                            bool renormalize);
 
 /* The 0/1 top-k indicator of scores [..., E], no gradient; *indices (optional) gets the top-k. */
 sgt_tensor *nn_topk_hard(sgt_ctx *c, sgt_tensor *scores, int64_t k, sgt_tensor **indices);

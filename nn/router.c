@@ -4,24 +4,77 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
+
+static const char *const kind_names[] = {"ste", "sigmoid", "balanced"};
+
+const char *nn_router_kind_name(nn_router_kind k) {
+    return (unsigned)k < sizeof kind_names / sizeof *kind_names ? kind_names[k] : "?";
+}
+
+int nn_router_kind_parse(const char *name, nn_router_kind *k) {
+    for (unsigned i = 0; i < sizeof kind_names / sizeof *kind_names; i++)
+        if (name && !strcmp(name, kind_names[i])) {
+            *k = (nn_router_kind)i;
+            return 0;
+        }
+    return -1;
+}
 
 void nn_router_init(nn_router *m, nn_params *p, const char *prefix, int64_t C, int64_t num_blocks, int64_t top_k,
                     double std) {
+    nn_router_init_kind(m, p, prefix, C, num_blocks, top_k, std, NN_ROUTER_STE);
+}
+
+void nn_router_init_kind(nn_router *m, nn_params *p, const char *prefix, int64_t C, int64_t num_blocks,
+                         int64_t top_k, double std, nn_router_kind kind) {
     SGT_CHECK(top_k >= 1 && top_k <= num_blocks, "router %s: top_k %lld is outside 1..%lld blocks", prefix,
               (long long)top_k, (long long)num_blocks);
+    SGT_CHECK(kind >= NN_ROUTER_STE && kind <= NN_ROUTER_BALANCED, "router %s: unknown kind %d", prefix, (int)kind);
     char buf[NN_NAME_MAX];
     m->num_blocks = num_blocks;
     m->top_k = top_k;
+    m->kind = kind;
     m->hard_only = false;
     nn_linear_init(&m->fc1, p, nn_join(buf, sizeof buf, prefix, "fc1"), C, NN_ROUTER_HIDDEN, true, std);
     nn_linear_init(&m->fc2, p, nn_join(buf, sizeof buf, prefix, "fc2"), NN_ROUTER_HIDDEN, num_blocks, true, std);
+    /* a parameter so checkpoints carry it; it never gets a gradient, so AdamW leaves it alone
+     * (zero moments, no decay) and only nn_router_balance moves it */
+    m->bias = kind == NN_ROUTER_BALANCED
+                  ? nn_param_new(p, prefix, "balance_bias", SGT_SHAPE(num_blocks), NN_INIT_ZEROS, 0, false)
+                  : NULL;
+}
+
+sgt_tensor *nn_router_selection_scores(sgt_ctx *c, const nn_router *m, sgt_tensor *logits) {
+    sgt_tensor *l = ag_detach(c, logits);
+    return m->bias ? sgt_add(c, l, ag_detach(c, m->bias)) : l;
+}
+
+void nn_router_balance(nn_router *m, const double *counts, double rate) {
+    if (m->kind != NN_ROUTER_BALANCED || !m->bias) return;
+    const int64_t nb = m->num_blocks;
+    double mean = 0, *b = malloc(sizeof(double) * (size_t)nb);
+    SGT_CHECK(b, "out of host memory for the router's balancing bias");
+    for (int64_t j = 0; j < nb; j++) mean += counts[j] / (double)nb;
+    sgt_to_f64(m->bias, b);
+    for (int64_t j = 0; j < nb; j++) b[j] += counts[j] > mean ? -rate : counts[j] < mean ? rate : 0.0;
+    if (m->bias->dtype == SGT_F64) sgt_copy_from_host(m->bias, b);
+    else {
+        SGT_CHECK(m->bias->dtype == SGT_F32, "router: the balancing bias must be f32 or f64");
+        float *f = (float *)b; /* in place, front to back: f[j] is written after b[j] is read */
+        for (int64_t j = 0; j < nb; j++) f[j] = (float)b[j];
+        sgt_copy_from_host(m->bias, f);
+    }
+    free(b);
 }
 
 nn_route nn_router_forward(sgt_ctx *c, const nn_router *m, sgt_tensor *x) {
     nn_route r;
     r.logits = nn_linear_forward(c, &m->fc2, sgt_gelu(c, nn_linear_forward(c, &m->fc1, x)));
-    /* the general top-k gate with the straight-through estimator (gating.h) */
-    nn_gate g = nn_topk_gate(c, r.logits, m->top_k, m->hard_only ? NN_GATE_HARD : NN_GATE_STE, false);
+    /* the general top-k gate (gating.h): the straight-through estimator, sigma-MoE's sigmoid gates,
+     * or the STE over a balancing selection bias */
+    const nn_gate_norm norm = m->hard_only ? NN_GATE_HARD : m->kind == NN_ROUTER_SIGMOID ? NN_GATE_SIGMOID : NN_GATE_STE;
+    nn_gate g = nn_topk_gate_biased(c, r.logits, m->bias ? ag_detach(c, m->bias) : NULL, m->top_k, norm, false);
     r.hard = g.hard;
     r.indices = g.indices;
     r.mask = g.dense;
@@ -42,6 +95,11 @@ sgt_tensor *nn_load_balance_loss(sgt_ctx *c, const nn_route *r, int64_t top_k, d
 
 void nn_bs_swiglu_init(nn_bs_swiglu *m, nn_params *p, const char *prefix, int64_t C, int64_t num_blocks,
                        int64_t block_size, int64_t top_k, double std, double down_std) {
+    nn_bs_swiglu_init_kind(m, p, prefix, C, num_blocks, block_size, top_k, std, down_std, NN_ROUTER_STE);
+}
+
+void nn_bs_swiglu_init_kind(nn_bs_swiglu *m, nn_params *p, const char *prefix, int64_t C, int64_t num_blocks,
+                            int64_t block_size, int64_t top_k, double std, double down_std, nn_router_kind kind) {
     char buf[NN_NAME_MAX];
     m->num_blocks = num_blocks;
     m->block_size = block_size;
@@ -49,7 +107,7 @@ void nn_bs_swiglu_init(nn_bs_swiglu *m, nn_params *p, const char *prefix, int64_
     m->path = NN_BS_MASK;
     m->down_t = NULL;
     m->blocks_bf16 = NULL;
-    nn_router_init(&m->router, p, nn_join(buf, sizeof buf, prefix, "router"), C, num_blocks, top_k, std);
+    nn_router_init_kind(&m->router, p, nn_join(buf, sizeof buf, prefix, "router"), C, num_blocks, top_k, std, kind);
     nn_swiglu_init(&m->ffn, p, prefix, C, num_blocks * block_size, std, down_std);
 }
 
@@ -112,14 +170,17 @@ sgt_tensor *nn_bs_swiglu_infer(sgt_ctx *c, const nn_bs_swiglu *m, sgt_tensor *x,
      * the decode is the model with every matrix rounded to bf16, routing included */
     r.logits = nn_linear_infer(c, &m->router.fc2, sgt_gelu(c, nn_linear_infer(c, &m->router.fc1, x)));
     sgt_tensor *vals, *y;
-    sgt_topk(c, r.logits, (int)k, &vals, &r.indices);
+    sgt_topk(c, nn_router_selection_scores(c, &m->router, r.logits), (int)k, &vals, &r.indices);
+    /* the gates: ones (the STE's value), or sigma-MoE's sigmoid of the selected logits */
+    sgt_tensor *w = m->router.kind == NN_ROUTER_SIGMOID ? sgt_sigmoid(c, sgt_gather_last(c, r.logits, r.indices)) : NULL;
     if (m->path == NN_BS_SKIP && m->blocks_bf16) {
         y = sgt_bsparse_swiglu_bf16(c, sgt_reshape(c, x, SGT_SHAPE(N, C)), m->blocks_bf16,
-                                    sgt_reshape(c, r.indices, SGT_SHAPE(N, k)), NULL);
+                                    sgt_reshape(c, r.indices, SGT_SHAPE(N, k)), w ? sgt_reshape(c, w, SGT_SHAPE(N, k)) : NULL);
         y = sgt_reshape(c, y, x->ndim, x->shape);
-    } else { /* mask-and-multiply over every block, by the hard mask */
-        r.hard = r.mask = sgt_scatter_add_last(c, sgt_full(c, r.logits->dtype, r.indices->ndim, r.indices->shape, 1.0),
-                                               r.indices, nb);
+    } else { /* mask-and-multiply over every block, by the (gated) mask */
+        r.hard = sgt_scatter_add_last(c, sgt_full(c, r.logits->dtype, r.indices->ndim, r.indices->shape, 1.0),
+                                      r.indices, nb);
+        r.mask = w ? sgt_scatter_add_last(c, w, r.indices, nb) : r.hard;
         sgt_tensor *g = nn_linear_infer(c, &m->ffn.gate, x), *u = nn_linear_infer(c, &m->ffn.up, x);
         y = nn_linear_infer(c, &m->ffn.down, sgt_swiglu(c, g, u, r.mask, m->block_size));
     }

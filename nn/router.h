@@ -1,9 +1,17 @@
-/* router.h: the top-k block router with a straight-through estimator, the block-sparse SwiGLU FFN
- * it drives (mask-and-multiply, as in the SGT v2 seed), and the load-balancing auxiliary loss.
+/* router.h: the top-k block router (three variants), the block-sparse SwiGLU FFN it drives
+ * (mask-and-multiply, as in the SGT v2 seed, or block skipping), and the load-balancing auxiliary
+ * loss.
  *
  * Router: logits l = fc2(act(fc1(x))), fc1: C -> 128, fc2: 128 -> num_blocks, act = GELU.
+ * NN_ROUTER_STE (the seed's, the default): the straight-through estimator
  *   forward:  mask = hard, the 0/1 indicator of the top-k logits of each token (ties: lower index)
  *   backward: mask = hard + sigmoid(l) - stopgrad(sigmoid(l)), so d mask / d l = sigmoid'(l)
+ * NN_ROUTER_SIGMOID (sigma-MoE, Csordas et al. 2023): the selected blocks' outputs are scaled by
+ *   their gates, mask = hard * sigmoid(l): a true gradient, which finite differences see too
+ * NN_ROUTER_BALANCED (DeepSeek-V3's auxiliary-loss-free balancing) with the STE mask: the top-k is
+ *   taken of l + b, b [nb] a per-block bias with no gradient (parameter "balance_bias", so it is
+ *   checkpointed) that nn_router_balance nudges after each step: b_j += rate * sign(mean load -
+ *   load_j). The gates (and their gradient) come from l alone. Use it with aux weight 0.
  *
  * Load-balancing loss (Switch Transformer style), over the N tokens of a batch:
  *   aux = alpha * nb * sum_i f_i * P_i
@@ -20,9 +28,17 @@
 
 #define NN_ROUTER_HIDDEN 128
 
+typedef enum { NN_ROUTER_STE = 0, NN_ROUTER_SIGMOID = 1, NN_ROUTER_BALANCED = 2 } nn_router_kind;
+#define NN_ROUTER_KIND_NAMES "ste|sigmoid|balanced"
+const char *nn_router_kind_name(nn_router_kind k);
+/* 0 and *k set, or -1 for an unknown name */
+int nn_router_kind_parse(const char *name, nn_router_kind *k);
+
 typedef struct {
     nn_linear fc1, fc2;
     int64_t num_blocks, top_k;
+    nn_router_kind kind;
+    sgt_tensor *bias;   /* [nb], NN_ROUTER_BALANCED only: the selection bias (no gradient) */
     bool hard_only; /* no STE term: mask = hard exactly, with no gradient to the logits. Only for
                      * finite-difference checks of the rest of the model (FD sees the true,
                      * piecewise-constant mask; the STE is checked against its formula). */
@@ -39,8 +55,19 @@ typedef struct {
 
 void nn_router_init(nn_router *m, nn_params *p, const char *prefix, int64_t C, int64_t num_blocks, int64_t top_k,
                     double std);
-/* The routing of x: nn_topk_gate(logits, top_k, NN_GATE_STE) (NN_GATE_HARD with hard_only). */
+void nn_router_init_kind(nn_router *m, nn_params *p, const char *prefix, int64_t C, int64_t num_blocks,
+                         int64_t top_k, double std, nn_router_kind kind);
+/* The routing of x: nn_topk_gate(logits, top_k, NN_GATE_STE) for STE, NN_GATE_SIGMOID for SIGMOID,
+ * nn_topk_gate_biased(logits, bias, top_k, NN_GATE_STE) for BALANCED (NN_GATE_HARD with hard_only,
+ * the bias still selecting). */
 nn_route nn_router_forward(sgt_ctx *c, const nn_router *m, sgt_tensor *x);
+/* The selection scores of the top-k: logits + bias for BALANCED, the logits otherwise (no gradient). */
+sgt_tensor *nn_router_selection_scores(sgt_ctx *c, const nn_router *m, sgt_tensor *logits);
+
+/* Auxiliary-loss-free balancing (BALANCED; a no-op for the others): counts [nb] are the
+ * selections of each block over the step's tokens (nn_route_stats); every block whose load is
+ * above the mean gets its bias lowered by rate, every one below raised by rate. */
+void nn_router_balance(nn_router *m, const double *counts, double rate);
 
 /* Switch-style load-balancing loss of one routing (see above); a scalar. */
 sgt_tensor *nn_load_balance_loss(sgt_ctx *c, const nn_route *r, int64_t top_k, double alpha);
@@ -68,6 +95,8 @@ typedef struct {
 
 void nn_bs_swiglu_init(nn_bs_swiglu *m, nn_params *p, const char *prefix, int64_t C, int64_t num_blocks,
                        int64_t block_size, int64_t top_k, double std, double down_std);
+void nn_bs_swiglu_init_kind(nn_bs_swiglu *m, nn_params *p, const char *prefix, int64_t C, int64_t num_blocks,
+                            int64_t block_size, int64_t top_k, double std, double down_std, nn_router_kind kind);
 /* x [..., C] -> [..., C]; *route_out (optional) receives the routing for the aux loss and stats. */
 sgt_tensor *nn_bs_swiglu_forward(sgt_ctx *c, const nn_bs_swiglu *m, sgt_tensor *x, nn_route *route_out);
 

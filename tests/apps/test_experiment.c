@@ -17,7 +17,7 @@
 
 #include <cmocka.h>
 
-static char tmpdir[256], data[1024], out[4096];
+static char tmpdir[256], data[1024], out[1 << 16];
 
 /* runs a shell command, capturing stdout+stderr in out; returns the exit status */
 static int run(const char *fmt, ...) {
@@ -32,6 +32,9 @@ static int run(const char *fmt, ...) {
     assert_non_null(p);
     size_t n = fread(out, 1, sizeof out - 1, p);
     out[n] = 0;
+    char drain[4096]; /* read to the end: a child writing into a closed pipe would die of SIGPIPE */
+    while (fread(drain, 1, sizeof drain, p) > 0) {
+    }
     int st = pclose(p);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
@@ -183,6 +186,16 @@ static int losses(const char *dir, const char *kind, double *v, int max) {
     return n;
 }
 
+/* the 16 logged losses of model `kind` in run dirs a (uninterrupted) and b (resumed), bit for bit */
+static void same_curve(const char *a, const char *b, const char *kind) {
+    double la[64], lb[64];
+    int na = losses(a, kind, la, 64), nb = losses(b, kind, lb, 64);
+    assert_int_equal(na, 16);
+    assert_int_equal(nb, 16);
+    for (int i = 0; i < na; i++)
+        if (la[i] != lb[i]) fail_msg("%s step %d: uninterrupted loss %.9g, resumed %.9g", kind, i + 1, la[i], lb[i]);
+}
+
 static void t_resume_equals_uninterrupted(void **s) {
     (void)s;
     char a[512], b[512];
@@ -194,14 +207,7 @@ static void t_resume_equals_uninterrupted(void **s) {
     if (TRAIN(b, "--resume")) fail_msg("resumed train failed:\n%s", out);
     assert_non_null(strstr(out, "resuming at step 6"));
     const char *kinds[2] = {"dense", "sparse"};
-    for (int k = 0; k < 2; k++) {
-        double la[64], lb[64];
-        int na = losses(a, kinds[k], la, 64), nb = losses(b, kinds[k], lb, 64);
-        assert_int_equal(na, 16);
-        assert_int_equal(nb, 16);
-        for (int i = 0; i < na; i++)
-            if (la[i] != lb[i]) fail_msg("%s step %d: uninterrupted loss %.9g, resumed %.9g", kinds[k], i + 1, la[i], lb[i]);
-    }
+    for (int k = 0; k < 2; k++) same_curve(a, b, kinds[k]);
 }
 
 static void t_bad_input(void **s) {
@@ -250,12 +256,75 @@ static void t_corrupt_checkpoint_and_nan(void **s) {
     assert_non_null(strstr(out, "checkpoint.safetensors"));
 }
 
+/* the router variants and the FLOP-matched baseline through the apps: --model all trains three
+ * models; the balanced router's bias is checkpointed, so an interrupted run resumes onto the
+ * uninterrupted curve; a resume with another router is refused; eval scores dense_flop too */
+static void t_router_variants_and_flop_baseline(void **s) {
+    (void)s;
+    char a[512], b[512], p[1024];
+    snprintf(a, sizeof a, "%s/bal_full", tmpdir);
+    snprintf(b, sizeof b, "%s/bal_resumed", tmpdir);
+    const char *fl = "--model all --router balanced --aux_loss_weight 0 --balance_rate 0.02";
+    char flags[256];
+    if (TRAIN(a, fl)) fail_msg("train --model all failed:\n%s", out);
+    snprintf(flags, sizeof flags, "%s --stop_at_step 6", fl);
+    if (TRAIN(b, flags)) fail_msg("interrupted train failed:\n%s", out);
+    snprintf(flags, sizeof flags, "%s --resume", fl);
+    if (TRAIN(b, flags)) fail_msg("resumed train failed:\n%s", out);
+    const char *kinds[3] = {"dense", "sparse", "dense_flop"};
+    for (int k = 0; k < 3; k++) same_curve(a, b, kinds[k]);
+    snprintf(p, sizeof p, "%s/sparse/checkpoint.safetensors", a);
+    FILE *f = fopen(p, "rb");
+    assert_non_null(f);
+    static char buf[1 << 16];
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    if (!memmem(buf, n, "balance_bias", 12)) fail_msg("%s has no balance_bias tensor", p);
+    if (!memmem(buf, n, "balanced", 8)) fail_msg("%s: its config does not name the balanced router", p);
+    /* the dense_flop model: a dense FFN as wide as the SGT model's k selected blocks (nano: 2 x 16) */
+    snprintf(p, sizeof p, "%s/dense_flop/train_log.json", a);
+    cJSON *log = read_json(p);
+    const cJSON *cfg = cJSON_GetObjectItemCaseSensitive(log, "config");
+    assert_int_equal((int)cJSON_GetObjectItemCaseSensitive(cfg, "d_ff")->valuedouble, 32);
+    assert_false(cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cfg, "sparse")));
+    cJSON_Delete(log);
+    /* another router on resume: refused (here the tensors differ already: sigmoid has no bias) */
+    assert_int_not_equal(TRAIN(b, "--model sparse --router sigmoid --resume"), 0);
+    if (!strstr(out, "--resume:") || !strstr(out, "balance_bias")) fail_msg("no clear refusal in:\n%s", out);
+    /* the same tensors, another router (the config tells them apart) */
+    char c2[512];
+    snprintf(c2, sizeof c2, "%s/ste", tmpdir);
+    if (TRAIN(c2, "--model sparse --stop_at_step 2")) fail_msg("train failed:\n%s", out);
+    assert_int_not_equal(TRAIN(c2, "--model sparse --router sigmoid --resume"), 0);
+    assert_non_null(strstr(out, "another model config"));
+    /* a bad router name */
+    assert_int_equal(run("%s --dataset %s --router softmax", bin("SGT_TRAIN"), data), 2);
+    assert_non_null(strstr(out, "--router"));
+    /* eval: the baseline's perplexity with its interval and the SGT model's gap to it */
+    if (run("%s --dataset %s --seq_len 32 --prompt_tokens 8 --decode_tokens 8 --eval_tokens 2048 --threads 1 --output_dir %s",
+            bin("SGT_EVAL"), data, a))
+        fail_msg("eval failed:\n%s", out);
+    assert_non_null(strstr(out, "FLOP-matched dense (d_ff 32)"));
+    snprintf(p, sizeof p, "%s/eval_results.json", a);
+    cJSON *r = read_json(p);
+    const cJSON *d = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(r, "perplexity"), "dense_flop");
+    if (!d) fail_msg("eval_results.json has no perplexity.dense_flop");
+    assert_true(cJSON_GetObjectItemCaseSensitive(d, "ppl")->valuedouble > 1);
+    const cJSON *gci = cJSON_GetObjectItemCaseSensitive(d, "sparse_relative_gap_ci95");
+    assert_true(cJSON_IsArray(gci) && cJSON_GetArraySize(gci) == 2);
+    const double g = cJSON_GetObjectItemCaseSensitive(d, "sparse_relative_gap")->valuedouble;
+    assert_true(cJSON_GetArrayItem(gci, 0)->valuedouble <= g && g <= cJSON_GetArrayItem(gci, 1)->valuedouble);
+    cJSON_Delete(r);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_train_and_eval_outputs),
         cmocka_unit_test(t_resume_equals_uninterrupted),
         cmocka_unit_test(t_bad_input),
         cmocka_unit_test(t_corrupt_checkpoint_and_nan),
+        cmocka_unit_test(t_router_variants_and_flop_baseline),
     };
     return cmocka_run_group_tests_name("experiment", tests, setup, teardown);
 }

@@ -298,6 +298,162 @@ static void t_bs_swiglu_grad(void **s) {
     nn_params_destroy(p);
 }
 
+/* ---- the router variants (nn/router.h) ---- */
+
+/* sigma-MoE's sigmoid gates: the output is a differentiable function of every input, the router
+ * included, so the full finite-difference check passes on both paths (unlike the STE, above) */
+static void t_bs_swiglu_sigmoid_grad(void **s) {
+    (void)s;
+    for (int skip = 0; skip <= 1; skip++) {
+        nn_params *p = store();
+        nn_bs_swiglu m;
+        nn_bs_swiglu_init_kind(&m, p, "bs", BC, BNB, BBS, BK, 0.5, 0.5, NN_ROUTER_SIGMOID);
+        m.path = skip ? NN_BS_SKIP : NN_BS_MASK;
+        randomize(p, m.router.fc2.b, 16, -0.5, 0.5);
+        sgt_tensor *x = R(17, 2, 3, BC);
+        double margin = topk_margin(&m.router, x);
+        if (!(margin > 1e-3)) fail_msg("setup: top-k margin %g too small for finite differences", margin);
+        /* the gates are the sigmoids of the selected logits: the mask is not 0/1 */
+        nn_route rt;
+        nn_bs_swiglu_forward(C, &m, x, &rt);
+        double *mk = tu_host(rt.mask), *lg = tu_host(rt.logits), *hd = tu_host(rt.hard);
+        for (int64_t e = 0; e < sgt_numel(rt.mask); e++) {
+            double want = hd[e] ? 1.0 / (1.0 + exp(-lg[e])) : 0.0;
+            if (fabs(mk[e] - want) > 1e-15) fail_msg("sigmoid router: mask[%lld] = %.17g, expected %.17g", (long long)e, mk[e], want);
+        }
+        free(mk);
+        free(lg);
+        free(hd);
+        sgt_tensor *in[] = {x, m.ffn.gate.w, m.ffn.up.w, m.ffn.down.w, m.router.fc1.w, m.router.fc1.b,
+                            m.router.fc2.w, m.router.fc2.b};
+        check(skip ? "sigmoid router, skipping path (x, FFN, router)" : "sigmoid router, mask path (x, FFN, router)",
+              f_bs_swiglu, &m, in, 8, NULL);
+        nn_params_destroy(p);
+    }
+}
+
+/* auxiliary-loss-free balancing: the bias changes which blocks are selected (the top-k of l + b),
+ * not the gates; it gets no gradient; nn_router_balance moves it by rate against the load */
+static void t_router_balanced(void **s) {
+    (void)s;
+    nn_params *p = store();
+    nn_bs_swiglu m;
+    nn_bs_swiglu_init_kind(&m, p, "bs", BC, BNB, BBS, BK, 0.5, 0.5, NN_ROUTER_BALANCED);
+    assert_non_null(m.router.bias);
+    assert_non_null(nn_params_find(p, "bs.router.balance_bias"));
+    const double b0[BNB] = {0.8, -0.8, 0.3, 0};
+    sgt_copy_from_host(m.router.bias, b0);
+    sgt_tensor *x = R(18, 2, 3, BC);
+    nn_route rt = nn_router_forward(C, &m.router, x);
+    /* the selection: the top-k of l + b, which differs from the top-k of l for some token */
+    double *l = tu_host(rt.logits), *h = tu_host(rt.hard);
+    const int64_t N = 6;
+    int differs = 0;
+    for (int64_t i = 0; i < N; i++) {
+        double lb[BNB];
+        for (int j = 0; j < BNB; j++) lb[j] = l[i * BNB + j] + b0[j];
+        for (int j = 0; j < BNB; j++) {
+            int above = 0, above_l = 0; /* how many beat block j (ties: the lower index) */
+            for (int q = 0; q < BNB; q++) {
+                above += lb[q] > lb[j] || (lb[q] == lb[j] && q < j);
+                above_l += l[i * BNB + q] > l[i * BNB + j] || (l[i * BNB + q] == l[i * BNB + j] && q < j);
+            }
+            if ((above < BK) != (h[i * BNB + j] == 1.0))
+                fail_msg("balanced router: token %lld block %d: hard %g, top-%d of l + b says %d", (long long)i, j,
+                         h[i * BNB + j], BK, above < BK);
+            differs += (above < BK) != (above_l < BK);
+        }
+    }
+    assert_true(differs > 0);
+    free(l);
+    free(h);
+    /* the STE gates: 1 in value at the selected blocks; the FFN through the hard mask passes the
+     * finite-difference check, and the bias receives no gradient */
+    m.router.hard_only = true;
+    sgt_tensor *in[] = {x, m.ffn.gate.w, m.ffn.up.w, m.ffn.down.w};
+    check("balanced router, hard mask (x, FFN)", f_bs_swiglu, &m, in, 4, NULL);
+    m.router.hard_only = false;
+    {
+        ag_tape tape;
+        ag_tape_init(&tape, C);
+        sgt_tensor *y = nn_bs_swiglu_forward(C, &m, x, NULL);
+        ag_backward(&tape, sgt_sum(C, sgt_mul(C, y, y), SGT_ALL_DIMS, false));
+        sgt_tensor *gb = ag_grad(m.router.bias), *gf = ag_grad(m.router.fc2.b);
+        double *g = gb ? tu_host(gb) : NULL, *g2 = tu_host(gf);
+        double nz = 0, nz2 = 0;
+        for (int j = 0; j < BNB; j++) {
+            nz += g ? fabs(g[j]) : 0;
+            nz2 += fabs(g2[j]);
+        }
+        if (nz != 0) fail_msg("balanced router: the selection bias received a gradient (|g| sum %g)", nz);
+        assert_true(nz2 > 0); /* while the router's own bias did (the STE) */
+        free(g);
+        free(g2);
+        ag_step_end(&tape);
+        ag_tape_detach(&tape);
+    }
+    /* balance: over-loaded blocks go down by rate, under-loaded up, the mean-loaded stay */
+    const double counts[BNB] = {10, 2, 4, 4}, rate = 0.25; /* mean 5 */
+    nn_router_balance(&m.router, counts, rate);
+    double *b1 = tu_host(m.router.bias);
+    const double want[BNB] = {0.8 - rate, -0.8 + rate, 0.3 + rate, 0 + rate};
+    for (int j = 0; j < BNB; j++)
+        if (fabs(b1[j] - want[j]) > 1e-15) fail_msg("balance: bias[%d] = %g, expected %g", j, b1[j], want[j]);
+    free(b1);
+    const double even[BNB] = {5, 5, 5, 5};
+    nn_router_balance(&m.router, even, rate);
+    b1 = tu_host(m.router.bias);
+    for (int j = 0; j < BNB; j++) assert_true(fabs(b1[j] - want[j]) <= 1e-15);
+    free(b1);
+    /* the other kinds ignore balancing */
+    nn_bs_swiglu m2;
+    nn_bs_swiglu_init_kind(&m2, p, "bs2", BC, BNB, BBS, BK, 0.5, 0.5, NN_ROUTER_STE);
+    assert_null(m2.router.bias);
+    nn_router_balance(&m2.router, counts, rate);
+    nn_router_kind k;
+    assert_int_equal(nn_router_kind_parse("balanced", &k), 0);
+    assert_int_equal(k, NN_ROUTER_BALANCED);
+    assert_int_equal(nn_router_kind_parse("sigmoid", &k), 0);
+    assert_int_equal(k, NN_ROUTER_SIGMOID);
+    assert_int_equal(nn_router_kind_parse("softmax", &k), -1);
+    assert_string_equal(nn_router_kind_name(NN_ROUTER_STE), "ste");
+    nn_params_destroy(p);
+}
+
+/* inference over bf16 copies applies each variant's gates and selection as the training forward
+ * does (within bf16 rounding), on both paths */
+static void t_router_variants_infer(void **s) {
+    (void)s;
+    for (int kind = NN_ROUTER_STE; kind <= NN_ROUTER_BALANCED; kind++)
+        for (int skip = 0; skip <= 1; skip++) {
+            nn_params *p = nn_params_create(TEST_SEED, SGT_F32, SGT_CPU);
+            nn_bs_swiglu m;
+            nn_bs_swiglu_init_kind(&m, p, "bs", 32, 4, 16, 2, 0.3, 0.3, (nn_router_kind)kind);
+            m.path = skip ? NN_BS_SKIP : NN_BS_MASK;
+            randomize(p, m.router.fc2.b, 19, -1, 1);
+            if (m.router.bias) randomize(p, m.router.bias, 20, -1, 1);
+            sgt_tensor *x = tu_rand(C, SGT_F32, SGT_SHAPE(NN_INFER_ROWS, 32), 21, -1, 1); /* a decode step */
+            double *yf = tu_host(nn_bs_swiglu_forward(C, &m, x, NULL));
+            if (skip) nn_bs_swiglu_prepare_decode(&m, p);
+            nn_bs_swiglu_prepare_bf16(&m, p);
+            nn_route rt;
+            double *yi = tu_host(nn_bs_swiglu_infer(C, &m, x, &rt));
+            double err = 0, mx = 0;
+            for (int e = 0; e < NN_INFER_ROWS * 32; e++) {
+                err = fmax(err, fabs(yi[e] - yf[e]));
+                mx = fmax(mx, fabs(yf[e]));
+            }
+            print_message("    infer vs forward, router %s, %s path: max |diff| %.2e of max %.2e\n",
+                          nn_router_kind_name((nn_router_kind)kind), skip ? "skip" : "mask", err, mx);
+            if (!(err <= 2e-2 * mx))
+                fail_msg("router %s, %s path: inference differs from the forward by %g (max %g)",
+                         nn_router_kind_name((nn_router_kind)kind), skip ? "skip" : "mask", err, mx);
+            free(yf);
+            free(yi);
+            nn_params_destroy(p);
+        }
+}
+
 /* ---- load-balancing loss, through the router's logits (P carries the gradient) ---- */
 typedef struct {
     nn_router *r;
@@ -331,7 +487,7 @@ int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         T(t_linear_grad),        T(t_linear_naive),       T(t_embedding_grad),   T(t_rmsnorm_grad),
         T(t_attention_grad),     T(t_attention_kv_cache), T(t_attention_causal), T(t_swiglu_grad),
-        T(t_cross_entropy_grad), T(t_bs_swiglu_grad),     T(t_load_balance_grad),  T(t_linear_dtype_mismatch),
+        T(t_cross_entropy_grad), T(t_bs_swiglu_grad),     T(t_load_balance_grad), T(t_bs_swiglu_sigmoid_grad), T(t_router_balanced), T(t_router_variants_infer),  T(t_linear_dtype_mismatch),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("modules", tests, setup, teardown);

@@ -354,10 +354,10 @@ static void print_usage(const char *what, const lb_usage *u) {
 
 /* Trains the toy for LB_STEPS steps with aux weight alpha (0: none); returns the held-out usage
  * (*initial: before training). Fresh Gaussian tokens every step, all seeded. */
-static lb_usage train_toy(double alpha, lb_usage *initial) {
+static lb_usage train_toy_kind(double alpha, nn_router_kind kind, double rate, lb_usage *initial) {
     nn_params *p = store();
     nn_router r;
-    nn_router_init(&r, p, "router", LB_C, LB_NB, LB_K, 0.2);
+    nn_router_init_kind(&r, p, "router", LB_C, LB_NB, LB_K, 0.2, kind);
     sgt_tensor *score = nn_param_new(p, "", "score", SGT_SHAPE(LB_NB), NN_INIT_ZEROS, 0, false);
     sgt_arena *step_arena = sgt_arena_create("toy step", SGT_CPU, 1 << 20, 0);
     sgt_ctx sc = {.arena = step_arena, .device = SGT_CPU};
@@ -373,12 +373,15 @@ static lb_usage train_toy(double alpha, lb_usage *initial) {
         sgt_tensor *task = sgt_mul_scalar(&sc, sgt_sum(&sc, sgt_mul(&sc, rt.mask, score), SGT_ALL_DIMS, false),
                                           -1.0 / LB_N);
         sgt_tensor *loss = alpha > 0 ? sgt_add(&sc, task, nn_load_balance_loss(&sc, &rt, LB_K, alpha)) : task;
+        double counts[LB_NB], probs[LB_NB];
+        nn_route_stats(&rt, counts, probs);
         ag_backward(&tape, loss);
         for (int i = 0; i < p->n; i++) {
             double *w = sgt_ptr(p->items[i].t), *g = sgt_ptr(ag_grad(p->items[i].t));
             double decay = p->items[i].t == score ? LB_SCORE_DECAY : 0;
             for (int64_t e = 0; e < sgt_numel(p->items[i].t); e++) w[e] -= LB_LR * (g[e] + decay * w[e]);
         }
+        nn_router_balance(&r, counts, rate); /* a no-op but for NN_ROUTER_BALANCED */
         nn_params_zero_grad(p);
         ag_step_end(&tape);
     }
@@ -388,6 +391,8 @@ static lb_usage train_toy(double alpha, lb_usage *initial) {
     nn_params_destroy(p);
     return u;
 }
+
+static lb_usage train_toy(double alpha, lb_usage *initial) { return train_toy_kind(alpha, NN_ROUTER_STE, 0, initial); }
 
 /* Over seeds 1..20 (same setup, seed varied; measured when this test was written): with alpha 0.5,
  * entropy 0.973..0.997 and the least-used block >= 84 of 2048 selections; without, entropy
@@ -417,11 +422,31 @@ static void t_load_balancing_toy(void **s) {
         fail_msg("without aux loss: usage entropy %.3f did not collapse (seed %u)", without.entropy, TEST_SEED);
 }
 
+/* Auxiliary-loss-free balancing (NN_ROUTER_BALANCED, no aux loss at all) on the same toy: the
+ * bias, nudged by LB_RATE per step against the load, keeps every block in use where the plain
+ * router collapses (t_load_balancing_toy), and the SGD on the router does not undo it. */
+#define LB_RATE 0.05
+static void t_balanced_router_toy(void **s) {
+    (void)s;
+    int threads = sgt_get_threads();
+    sgt_set_threads(1);
+    lb_usage init, bal = train_toy_kind(0.0, NN_ROUTER_BALANCED, LB_RATE, &init), init2,
+                   plain = train_toy_kind(0.0, NN_ROUTER_BALANCED, 0.0, &init2);
+    sgt_set_threads(threads);
+    print_usage("balanced (rate 0.05, no aux)", &bal);
+    print_usage("balanced with rate 0 (= plain STE, no aux)", &plain);
+    for (int j = 0; j < LB_NB; j++)
+        if (!(bal.counts[j] > 0)) fail_msg("balanced router: block %d is dead (seed %u)", j, TEST_SEED);
+    if (!(bal.entropy >= 0.9)) fail_msg("balanced router: usage entropy %.3f < 0.9 (seed %u)", bal.entropy, TEST_SEED);
+    /* the control: the same router with the bias frozen collapses as the plain one does */
+    if (!(plain.dead >= 2)) fail_msg("rate 0: only %d dead blocks (seed %u)", plain.dead, TEST_SEED);
+}
+
 #define T(name) cmocka_unit_test(name)
 int main(int argc, char **argv) {
     const struct CMUnitTest tests[] = {
         T(t_topk_mask_ties),     T(t_router_mask_exact), T(t_ste_formula),        T(t_ste_router_end_to_end),
-        T(t_load_balance_value), T(t_load_balance_grad), T(t_load_balancing_toy),
+        T(t_load_balance_value), T(t_load_balance_grad), T(t_load_balancing_toy), T(t_balanced_router_toy),
     };
     if (argc > 1) cmocka_set_test_filter(argv[1]);
     return cmocka_run_group_tests_name("router", tests, setup, teardown);
