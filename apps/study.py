@@ -11,6 +11,12 @@ GRID.json (every flag is a flag of apps/train or apps/eval, without the dashes):
    "axes":   {"top_k_blocks": [16, 8], "seed": [1, 2], "max_tokens": ["1M", "2M"]}}        # the grid
 An axis whose name is an eval flag goes to eval too (common flags are given to both; an axis is a
 train flag unless it is listed in "eval_axes").
+An axis value may be an object of several flags, named by its "name" key: "variant": [{"name":
+"balanced", "router": "balanced", "aux_loss_weight": 0}, ...] (the run is named variant=balanced).
+"sparse_only_axes": [names] lists axes that leave the dense model alone (router, top_k_blocks,
+aux_loss_weight, ...): runs that differ only there share one dense model, trained by the first of
+them (in grid order); the others train --model sparse and link dense/ to it (the batches are the
+same: they depend on the seed and the data only).
 
 Each run lives in DIR/runs/NAME (NAME = the axis values) with run.json (its two command lines).
 A run is finished when eval_results.json is there and run.json matches: it is skipped. A run whose
@@ -45,8 +51,12 @@ def flag_args(flags):
     return out
 
 
+def value_name(v):
+    return v.get("name", json.dumps(v, sort_keys=True)) if isinstance(v, dict) else v
+
+
 def run_name(point):
-    parts = [f"{k}={v}" for k, v in point.items()]
+    parts = [f"{k}={value_name(v)}" for k, v in point.items()]
     return re.sub(r"[^A-Za-z0-9=.,_+-]", "_", "-".join(parts)) or "run"
 
 
@@ -79,18 +89,24 @@ def points(grid):
         yield dict(zip(names, combo))
 
 
-def commands(grid, point, rundir, bindir):
+def dense_key(grid, point):
+    """the axis values that decide the dense model (all but the sparse-only axes)"""
+    only = set(grid.get("sparse_only_axes", []))
+    return tuple((k, json.dumps(v)) for k, v in point.items() if k not in only)
+
+
+def commands(grid, point, rundir, bindir, sparse_only=False):
     eval_axes = set(grid.get("eval_axes", []))
     common = dict(grid.get("common", {}))
     train = {**common, **grid.get("train", {})}
     ev = {**common, **grid.get("eval", {})}
     for k, v in point.items():
-        if k in eval_axes:
-            ev[k] = v
-        else:
-            train[k] = v
+        flags = {f: x for f, x in v.items() if f != "name"} if isinstance(v, dict) else {k: v}
+        (ev if k in eval_axes else train).update(flags)
     train["output_dir"] = rundir
     ev["output_dir"] = rundir
+    if sparse_only:
+        train["model"] = "sparse"
     train.setdefault("progress", False)
     return ([os.path.join(bindir, "train")] + flag_args(train), [os.path.join(bindir, "eval")] + flag_args(ev))
 
@@ -111,10 +127,23 @@ def has_checkpoint(rundir):
     return any(os.path.exists(os.path.join(rundir, m, "checkpoint.safetensors")) for m in ("dense", "sparse"))
 
 
-def run_one(name, rundir, train_cmd, eval_cmd, dry):
+def link_dense(rundir, dense_from):
+    """rundir/dense -> the run that trained this run's dense model (a relative link)"""
+    link = os.path.join(rundir, "dense")
+    target = os.path.relpath(os.path.join(dense_from, "dense"), rundir)
+    if os.path.islink(link) and os.readlink(link) == target:
+        return
+    if os.path.lexists(link):
+        raise OSError(f"{link} exists and is not the link to {target}")
+    os.symlink(target, link)
+
+
+def run_one(name, rundir, train_cmd, eval_cmd, dry, dense_from=None):
     os.makedirs(rundir, exist_ok=True)
     meta_path = os.path.join(rundir, "run.json")
     meta = {"train": train_cmd[1:], "eval": eval_cmd[1:]}
+    if dense_from:
+        meta["dense_from"] = os.path.basename(dense_from)
     if os.path.exists(meta_path):
         with open(meta_path) as f:
             old = json.load(f)
@@ -137,6 +166,12 @@ def run_one(name, rundir, train_cmd, eval_cmd, dry):
         print(f"study: {name}: {what}: {' '.join(cmd)}", flush=True)
         if dry:
             continue
+        if what == "eval" and dense_from:
+            try:
+                link_dense(rundir, dense_from)
+            except OSError as e:
+                print(f"study: {name}: {e}", flush=True)
+                return "failed"
         with open(os.path.join(rundir, f"{what.split()[0]}.log"), "a") as log:
             r = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT)
         if r.returncode != 0:
@@ -162,6 +197,9 @@ def collect(grid, out):
             "sparse_ppl": p.get("sparse", {}).get("ppl"), "sparse_ci": p.get("sparse", {}).get("ppl_ci95"),
             "gap": p.get("relative_gap"), "gap_ci": p.get("relative_gap_ci95"), "verdict": p.get("verdict"),
             "predicted_tokens": p.get("predicted_tokens"), "documents": p.get("documents"),
+            "flop_ppl": p.get("dense_flop", {}).get("ppl"), "flop_ci": p.get("dense_flop", {}).get("ppl_ci95"),
+            "gap_vs_flop": p.get("dense_flop", {}).get("sparse_relative_gap"),
+            "gap_vs_flop_ci": p.get("dense_flop", {}).get("sparse_relative_gap_ci95"),
             "utilisation": [u.get("normalised_entropy") for u in r.get("block_utilisation", [])],
             "dead_blocks": [u.get("dead_blocks") for u in r.get("block_utilisation", [])],
         })
@@ -179,12 +217,16 @@ def fmt_ci(v, ci, pct=False):
 
 def write_table(grid, rows, out):
     axes = list(grid.get("axes", {}))
-    head = axes + ["dense PPL [95%]", "sparse PPL [95%]", "gap [95%]", "verdict", "eval tokens", "docs", "dead blocks"]
+    flop = any(r["flop_ppl"] is not None for r in rows)
+    head = axes + ["dense PPL [95%]", "sparse PPL [95%]", "gap [95%]", "verdict"] + (
+        ["FLOP-matched dense PPL [95%]", "sparse vs it [95%]"] if flop else []) + ["eval tokens", "docs", "dead blocks"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [str(r["point"][a]) for a in axes] + [
+        cells = [str(value_name(r["point"][a])) for a in axes] + [
             fmt_ci(r["dense_ppl"], r["dense_ci"]), fmt_ci(r["sparse_ppl"], r["sparse_ci"]),
-            fmt_ci(r["gap"], r["gap_ci"], pct=True), str(r["verdict"]), str(r["predicted_tokens"]),
+            fmt_ci(r["gap"], r["gap_ci"], pct=True), str(r["verdict"])] + (
+            [fmt_ci(r["flop_ppl"], r["flop_ci"]), fmt_ci(r["gap_vs_flop"], r["gap_vs_flop_ci"], pct=True)] if flop else []) + [
+            str(r["predicted_tokens"]),
             str(r["documents"]), str(sum(d or 0 for d in r["dead_blocks"]))]
         lines.append("| " + " | ".join(cells) + " |")
     with open(os.path.join(out, "results.md"), "w") as f:
@@ -229,7 +271,7 @@ def write_gap_plot(grid, rows, out):
     tok_axis = "max_tokens" if "max_tokens" in axes else None
     series = {}
     for r in rows:
-        key = ", ".join(f"{a}={r['point'][a]}" for a in axes if a not in ("max_tokens", "seed")) or "all"
+        key = ", ".join(f"{a}={value_name(r['point'][a])}" for a in axes if a not in ("max_tokens", "seed")) or "all"
         x = parse_tokens(r["point"][tok_axis]) if tok_axis else float(len(series.get(key, [])))
         if r["gap"] is not None:
             series.setdefault(key, []).append((x, 100 * r["gap"], [100 * c for c in (r["gap_ci"] or [r["gap"]] * 2)]))
@@ -289,13 +331,17 @@ def main():
             sys.exit(f"study: --bin: no executable {exe} in {a.bin}")
     os.makedirs(os.path.join(a.out, "runs"), exist_ok=True)
     status = {}
+    owner = {}  # dense_key -> the run dir that trains that dense model
     for point in points(grid):
         name = run_name(point)
+        rundir = os.path.join(a.out, "runs", name)
+        key = dense_key(grid, point)
+        dense_from = owner.setdefault(key, rundir)
+        dense_from = None if dense_from == rundir else dense_from
         if a.only and name != a.only:
             continue
-        rundir = os.path.join(a.out, "runs", name)
-        tc, ec = commands(grid, point, rundir, a.bin)
-        status[name] = run_one(name, rundir, tc, ec, a.dry_run)
+        tc, ec = commands(grid, point, rundir, a.bin, sparse_only=dense_from is not None)
+        status[name] = run_one(name, rundir, tc, ec, a.dry_run, dense_from)
     rows = collect(grid, a.out)
     write_table(grid, rows, a.out)
     write_gap_plot(grid, rows, a.out)

@@ -67,6 +67,25 @@ sed 's/"lr": 3e-3/"lr": 1e-3/' "$W/grid.json" > "$W/grid2.json"
 study "$W/grid2.json" --out "$W/out" && bad "a changed grid was accepted"
 grep -q "holds other command lines" "$W/out.log" || { cat "$W/out.log"; bad "no clear error for a changed grid"; }
 
+# sparse-only axes: the router's second value trains only the SGT model and shares the first's dense
+cat > "$W/grid3.json" <<JSON
+{"common": {"dataset": "$SGT_SHARED/data/tinyshakespeare.jsonl", "seq_len": 32, "threads": 1, "eval_tokens": 512},
+ "train": {"config": "nano", "batch_size": 4, "log_every": 1, "eval_every": 0, "warmup": 2, "lr": 3e-3, "max_tokens": 1024},
+ "eval": {"prompt_tokens": 8, "decode_tokens": 8},
+ "axes": {"router": ["ste", "sigmoid"]}, "sparse_only_axes": ["router"]}
+JSON
+R3="$W/out3/runs"
+study "$W/grid3.json" --out "$W/out3" || { cat "$W/out.log"; bad "sparse-only grid failed"; }
+grep -q "2 runs: 2 ran" "$W/out.log" || { cat "$W/out.log"; bad "sparse-only grid: not 2 ran"; }
+grep -q "router=sigmoid: train:.*--model sparse" "$W/out.log" || { cat "$W/out.log"; bad "router=sigmoid trained the dense model too"; }
+[[ -L "$R3/router=sigmoid/dense" && -s "$R3/router=sigmoid/dense/checkpoint.safetensors" ]] || bad "router=sigmoid has no dense link"
+[[ $(readlink "$R3/router=sigmoid/dense") == "../router=ste/dense" ]] || bad "the dense link points elsewhere"
+python3 - "$R3" <<'PY' || bad "the shared dense model's perplexity differs between the two runs"
+import json, sys
+a, b = (json.load(open(f"{sys.argv[1]}/{n}/eval_results.json"))["perplexity"] for n in ("router=ste", "router=sigmoid"))
+assert a["dense"]["ppl"] == b["dense"]["ppl"] and a["sparse"]["ppl"] != b["sparse"]["ppl"], (a, b)
+PY
+
 # bad grid files: one-line errors naming the file
 echo '{"axes": {"seed": []}}' > "$W/empty.json"
 study "$W/empty.json" --out "$W/o2" && bad "an empty axis was accepted"
