@@ -169,6 +169,8 @@ int exp_resolve_device(const char *flag, sgt_device *dev, char *err, size_t errn
         *dev = have_cuda ? SGT_CUDA : SGT_CPU;
         if (!have_cuda) fprintf(stderr, "device auto: no CUDA device available, running on the CPU\n");
     }
+    const char *note = *dev == SGT_CPU ? sgt_cpu_blas_note() : NULL;
+    if (note) fprintf(stderr, "note: %s\n", note);
     return 0;
 }
 

@@ -131,6 +131,12 @@ void sgt_split(sgt_ctx *c, sgt_tensor *x, int dim, int n, const int64_t *sizes, 
 /* CPU threads for kernels and BLAS (0 keeps the OpenMP default). */
 void sgt_set_threads(int n);
 int sgt_get_threads(void);
+/* NULL, or a one-line note when the BLAS runs slower kernels than the CPU supports: OpenBLAS
+ * (0.3.21, Debian 12) does not know newer x86 cores (Sapphire Rapids...) and falls back to its
+ * generic Prescott kernels; OPENBLAS_CORETYPE=SKYLAKEX, read when the library loads, selects the
+ * AVX-512 ones (~3x faster GEMMs here). The library does not set it itself: the process's
+ * environment is the user's. */
+const char *sgt_cpu_blas_note(void);
 
 /* ---- the dispatch point ---- */
 void sgt_dispatch(sgt_ctx *c, sgt_opcall *call);

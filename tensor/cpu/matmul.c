@@ -4,6 +4,8 @@
  * When b has no batch (a Linear layer) and a's batch folds into rows, one GEMM does it all. */
 #include <cblas.h>
 #include <omp.h>
+#include <stdlib.h>
+#include <strings.h>
 
 #include "cpu.h"
 #include "../gemm_layout.h"
@@ -93,3 +95,18 @@ void sgt_set_threads(int n) {
 }
 
 int sgt_get_threads(void) { return omp_get_max_threads(); }
+
+const char *sgt_cpu_blas_note(void) {
+    const char *core = openblas_get_corename();
+    if (!core || strcasecmp(core, "prescott") || getenv("OPENBLAS_CORETYPE")) return NULL;
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        return "OpenBLAS runs its generic Prescott kernels on this AVX-512 CPU (a core it does not know); "
+               "export OPENBLAS_CORETYPE=SKYLAKEX for ~3x faster matrix products";
+    if (__builtin_cpu_supports("avx2"))
+        return "OpenBLAS runs its generic Prescott kernels on this AVX2 CPU (a core it does not know); "
+               "export OPENBLAS_CORETYPE=HASWELL for faster matrix products";
+#endif
+    return NULL;
+}
