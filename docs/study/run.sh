@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# docs/study/run.sh: the CPU study of docs/RESULTS.md, in priority order (each step resumable:
-# run it again and finished runs are skipped). Usage: bash docs/study/run.sh OUT_DIR [BIN_DIR]
+# docs/study/run.sh: the CPU study of docs/RESULTS.md, in two lanes of priority order (each step
+# resumable: run it again and finished runs are skipped). Usage: bash docs/study/run.sh OUT_DIR [BIN_DIR]
 # BIN_DIR holds train and eval (default build/apps; copy them elsewhere to keep rebuilding).
 # OpenBLAS 0.3.21 does not know this CPU (Sapphire Rapids) and falls back to its Prescott kernels;
 # SKYLAKEX's are ~3x faster here and compute the same model (docs/BENCHMARKS.md).
@@ -9,25 +9,41 @@ cd "$(dirname "$0")/../.."
 OUT=${1:?usage: run.sh OUT_DIR [BIN_DIR]}
 BIN=${2:-build/apps}
 export OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-SKYLAKEX}
+# one thread, sleeping between kernels: the 2 cores are shared (two studies, or builds, at once)
+export OMP_WAIT_POLICY=passive
 G=docs/study/tinystories-tiny.json
 s() { python3 apps/study.py "$@" --bin "$BIN"; }
-# 1. the headline: the seed's router, k = 4 of 8 blocks (16/32), seed 1 (trains the dense model)
-s $G --out "$OUT/tiny" --only seed=1-top_k_blocks=4-variant=ste
-# 2. the FLOP-matched dense baseline beside it (FFN width 4 x 64), same batches; re-evaluated
-if [ ! -s "$OUT/tiny/runs/seed=1-top_k_blocks=4-variant=ste/dense_flop/checkpoint.safetensors" ]; then
-  args=$(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["train"]))' \
-    "$OUT/tiny/runs/seed=1-top_k_blocks=4-variant=ste/run.json")
-  # shellcheck disable=SC2086
-  "$BIN/train" $args --model dense_flop > "$OUT/tiny/runs/seed=1-top_k_blocks=4-variant=ste/train_flop.log" 2>&1 &&
-    rm -f "$OUT/tiny/runs/seed=1-top_k_blocks=4-variant=ste/eval_results.json"
-fi
-s $G --out "$OUT/tiny" --only seed=1-top_k_blocks=4-variant=ste
-# 3. the router variants and k = 2 of 8 (8/32), sharing seed 1's dense model
-for r in balanced sigmoid; do s $G --out "$OUT/tiny" --only seed=1-top_k_blocks=4-variant=$r; done
-s $G --out "$OUT/tiny" --only seed=1-top_k_blocks=2-variant=ste
-# 4. the second seed of the headline
-s $G --out "$OUT/tiny" --only seed=2-top_k_blocks=4-variant=ste
-# 5. the gap against training tokens (250k, 500k; 1M is step 1)
-s docs/study/tinystories-tokens.json --out "$OUT/tokens"
-# 6. the rest of the grid, as time allows
-s $G --out "$OUT/tiny"
+R="$OUT/tiny/runs"
+flop() { # the FLOP-matched dense baseline beside run $1 (FFN width k x 64), same batches; re-evaluated
+  local d="$R/$1"
+  if [ -s "$d/training_summary.json" ] && [ ! -s "$d/dense_flop/checkpoint.safetensors" ]; then
+    local args
+    args=$(python3 -c 'import json,sys; print(" ".join(json.load(open(sys.argv[1]))["train"]))' "$d/run.json")
+    # shellcheck disable=SC2086
+    "$BIN/train" $args --model dense_flop > "$d/train_flop.log" 2>&1 && rm -f "$d/eval_results.json"
+  fi
+  s $G --out "$OUT/tiny" --only "$1"
+}
+lane_a() {
+  # 1. the headline: the seed's router, k = 4 of 8 blocks (16/32), seed 1 (trains its dense model)
+  s $G --out "$OUT/tiny" --only seed=1-top_k_blocks=4-variant=ste
+  # 2. the balanced router beside it (sharing seed 1's dense model), then the FLOP-matched baseline
+  s $G --out "$OUT/tiny" --only seed=1-top_k_blocks=4-variant=balanced
+  flop seed=1-top_k_blocks=4-variant=ste
+  s $G --out "$OUT/tiny" --only seed=1-top_k_blocks=4-variant=sigmoid
+  for r in balanced sigmoid; do s $G --out "$OUT/tiny" --only seed=1-top_k_blocks=2-variant=$r; done
+}
+lane_b() {
+  # 1. the headline's second seed; k = 2 of 8 (8/32) with seed 1's dense; the gap against tokens
+  s $G --out "$OUT/tiny" --only seed=2-top_k_blocks=4-variant=ste
+  s $G --out "$OUT/tiny" --only seed=1-top_k_blocks=2-variant=ste
+  s docs/study/tinystories-tokens.json --out "$OUT/tokens"
+  for r in balanced sigmoid; do s $G --out "$OUT/tiny" --only seed=2-top_k_blocks=4-variant=$r; done
+  for r in ste balanced sigmoid; do s $G --out "$OUT/tiny" --only seed=2-top_k_blocks=2-variant=$r; done
+}
+# the two lanes run at once (one thread each) and touch different runs
+lane_a > "$OUT/lane_a.log" 2>&1 &
+lane_b > "$OUT/lane_b.log" 2>&1 &
+wait
+# the table of every finished run
+s $G --out "$OUT/tiny" --dry_run > /dev/null
