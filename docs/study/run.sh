@@ -32,6 +32,8 @@ lane_a() {
   flop seed=1-top_k_blocks=4-variant=ste
   s $G --out "$OUT/tiny" --only seed=1-top_k_blocks=4-variant=sigmoid
   for r in balanced sigmoid; do s $G --out "$OUT/tiny" --only seed=1-top_k_blocks=2-variant=$r; done
+  # 3. a third seed of the headline (dense and sparse): the two first disagree on the dense model
+  s docs/study/tinystories-seed3.json --out "$OUT/seed3"
 }
 lane_b() {
   # 1. the headline's second seed; k = 2 of 8 (8/32) with seed 1's dense; the gap against tokens
@@ -39,6 +41,7 @@ lane_b() {
   s $G --out "$OUT/tiny" --only seed=1-top_k_blocks=2-variant=ste
   s docs/study/tinystories-tokens.json --out "$OUT/tokens"
   for r in balanced sigmoid; do s $G --out "$OUT/tiny" --only seed=2-top_k_blocks=4-variant=$r; done
+  flop seed=2-top_k_blocks=4-variant=ste
   for r in ste balanced sigmoid; do s $G --out "$OUT/tiny" --only seed=2-top_k_blocks=2-variant=$r; done
 }
 # the two lanes run at once (one thread each) and touch different runs
