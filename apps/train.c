@@ -29,13 +29,16 @@
 #include "../nn/checkpoint.h"
 #include "../nn/optim.h"
 #include "cli.h"
+#include "dist.h"
+#include "dp.h"
 #include "experiment.h"
 
 typedef struct {
     const char *dataset, *model, *config, *output_dir, *device, *text_field, *tokenizer, *ffn_path, *precision,
         *attention, *router;
     int64_t max_tokens, top_k, num_blocks, block_size, batch_size, seq_len, tokens_per_step, warmup, seed;
-    int64_t eval_every, log_every, eval_tokens, ckpt_every, stop_at_step, threads;
+    int64_t eval_every, log_every, eval_tokens, ckpt_every, stop_at_step, threads, zero;
+    const char *data_parallel;
     double lr, min_lr, weight_decay, aux_w, val_fraction, grad_clip, balance_rate;
     bool resume, progress;
 } train_args;
@@ -48,6 +51,15 @@ typedef struct {
 } model_result;
 
 #define FAIL(...) do { fprintf(stderr, "train: " __VA_ARGS__); fputc('\n', stderr); exit(1); } while (0)
+
+/* Data parallelism (dist.h): every rank runs this program on its share of each global batch; rank 0
+ * alone prints, writes logs, checkpoints and the summary. FAIL above is for what one rank meets
+ * alone (its exit stops the others: mpirun ends the job); FAIL_ALL for what every rank sees at
+ * once (a non-finite loss or norm, after the reduction): one message, from rank 0. */
+static dist_ctx g_dist = {.world = 1, .local_world = 1};
+#define RANK0 (g_dist.rank == 0)
+#define SAY(...) do { if (RANK0) fprintf(stderr, __VA_ARGS__); } while (0)
+#define FAIL_ALL(...) do { if (RANK0) { fprintf(stderr, "train: " __VA_ARGS__); fputc('\n', stderr); } exit(1); } while (0)
 
 static bool file_exists(const char *p) {
     struct stat st;
@@ -110,7 +122,9 @@ static uint64_t json_u64(const cJSON *o, const char *name) {
     return cJSON_IsString(x) ? strtoull(x->valuestring, NULL, 10) : 0;
 }
 
-static void save_all(const char *dir, nn_params *p, nn_adamw *opt, cJSON *state, cJSON *log) {
+/* Every rank calls it (ZeRO-1 gathers the moment shards); rank 0 writes. */
+static void save_all(const char *dir, nn_params *p, nn_adamw *opt, cJSON *state, cJSON *log, dp_sync *dp,
+                     sgt_ctx *scratch) {
     char path[4200], err[512];
     char *st = cJSON_PrintUnformatted(state);
     cJSON *meta = cJSON_CreateObject();
@@ -120,11 +134,13 @@ static void save_all(const char *dir, nn_params *p, nn_adamw *opt, cJSON *state,
     free(cfg_text);
     char *mt = cJSON_PrintUnformatted(meta);
     snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
-    if (nn_save_params(p, path, mt, err, sizeof err)) FAIL("%s", err);
+    if (RANK0 && nn_save_params(p, path, mt, err, sizeof err)) FAIL("%s", err);
     snprintf(path, sizeof path, "%s/train_state.safetensors", dir);
-    if (nn_save_train_state(opt, path, st, err, sizeof err)) FAIL("%s", err);
+    if (dp ? dp_save_train_state(dp, opt, scratch, path, st, err, sizeof err)
+           : nn_save_train_state(opt, path, st, err, sizeof err))
+        FAIL("%s", err);
     snprintf(path, sizeof path, "%s/train_log.json", dir);
-    if (exp_write_json(path, log, err, sizeof err)) FAIL("%s", err);
+    if (RANK0 && exp_write_json(path, log, err, sizeof err)) FAIL("%s", err);
     free(st);
     free(mt);
     cJSON_Delete(meta);
@@ -162,6 +178,11 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
         FAIL("--tokens_per_step %lld is not a multiple of --batch_size x --seq_len = %lld", (long long)a->tokens_per_step,
              (long long)(B * T));
     const int64_t accum = a->tokens_per_step / (B * T);
+    /* B is the global micro-batch: rank r trains on its rows [r*lB, (r+1)*lB) of every one */
+    const int W = g_dist.world;
+    if (B % W)
+        FAIL("--batch_size %lld (the global micro-batch) does not split evenly across %d ranks", (long long)B, W);
+    const int64_t lB = B / W;
     const int64_t total_steps = a->max_tokens / a->tokens_per_step > 0 ? a->max_tokens / a->tokens_per_step : 1;
 
     nn_params *p = nn_params_create((uint64_t)a->seed, SGT_F32, dev);
@@ -173,7 +194,18 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
     gpt_model *m = gpt_build(&cfg, p);
     res.params = gpt_param_count(m);
     res.router_params = gpt_router_param_count(m);
-    nn_adamw *opt = nn_adamw_create(p, 0.9, 0.95, 1e-8, a->weight_decay);
+    const bool use_dp = W > 1 || !strcmp(a->data_parallel, "on");
+    dp_sync dps, *dp = NULL;
+    if (use_dp) {
+        bool nccl = dev == SGT_CUDA && dist_have_nccl();
+        if (nccl && !g_dist.nccl && dist_nccl_init(&g_dist, err, sizeof err)) FAIL("%s", err);
+        if (dp_init(&dps, &g_dist, p, (int)a->zero, nccl, err, sizeof err)) FAIL("%s", err);
+        dp = &dps;
+        SAY("%s: data parallel over %d rank%s (%s), %s, %lld floats per shard\n", res.kind, W, W > 1 ? "s" : "",
+            nccl ? "NCCL" : "MPI", a->zero ? "ZeRO-1: optimizer state sharded" : "ZeRO-0", (long long)dps.chunk);
+    }
+    /* ZeRO-1: the moments of this rank's parameters only */
+    nn_adamw *opt = nn_adamw_create(dp && a->zero ? &dp->owned : p, 0.9, 0.95, 1e-8, a->weight_decay);
     sgt_arena *arena = sgt_arena_create("step", dev, 0, 0);
     sgt_ctx ctx = {.arena = arena, .device = dev};
     ag_tape tape;
@@ -195,7 +227,10 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
     if (resuming) {
         char *stj = NULL;
         if (nn_load_params(p, ckpt, err, sizeof err)) FAIL("--resume: %s", err);
-        if (nn_load_train_state(opt, stpath, &stj, err, sizeof err)) FAIL("--resume: %s", err);
+        if (dp ? dp_load_train_state(dp, opt, &ctx, stpath, &stj, err, sizeof err)
+               : nn_load_train_state(opt, stpath, &stj, err, sizeof err))
+            FAIL("--resume: %s", err);
+        sgt_arena_reset(arena);
         cJSON *st = cJSON_Parse(stj);
         free(stj);
         if (!st) FAIL("--resume: %s: the training state is not valid JSON", stpath);
@@ -222,11 +257,11 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
                 cJSON_AddItemToArray(entries, cJSON_Duplicate(e, 1));
         }
         cJSON_Delete(old);
-        fprintf(stderr, "%s: resuming at step %lld of %lld (%lld tokens)\n", res.kind, (long long)start_step,
+        SAY("%s: resuming at step %lld of %lld (%lld tokens)\n", res.kind, (long long)start_step,
                 (long long)total_steps, (long long)tokens);
     }
 
-    fprintf(stderr, "%s: %s, %lld params (router %lld), %lld steps of %lld tokens (B %lld x T %lld x %lld micro)\n",
+    SAY("%s: %s, %lld params (router %lld), %lld steps of %lld tokens (B %lld x T %lld x %lld micro)\n",
             res.kind, cfg.name, (long long)res.params, (long long)res.router_params, (long long)total_steps,
             (long long)a->tokens_per_step, (long long)B, (long long)T, (long long)accum);
     nn_lr_schedule sched = {a->lr, a->min_lr, a->warmup, total_steps};
@@ -245,15 +280,12 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
         double t0 = exp_now(), loss_sum = 0, aux_sum = 0;
         for (int64_t mi = 0; mi < accum; mi++) {
             sgt_batch_sampler_next(&sampler, buf);
-            sgt_tensor *all = sgt_from_i32(&ctx, SGT_SHAPE(B, T + 1), buf);
+            sgt_tensor *all = sgt_from_i32(&ctx, SGT_SHAPE(lB, T + 1), buf + g_dist.rank * lB * (T + 1));
             sgt_tensor *x = sgt_contiguous(&ctx, sgt_narrow(&ctx, all, 1, 0, T));
             sgt_tensor *y = sgt_contiguous(&ctx, sgt_narrow(&ctx, all, 1, 1, T));
             gpt_forward_opts o = {.targets = y, .aux_weight = a->aux_w};
             gpt_output out = gpt_forward(&ctx, m, x, &o);
             double l = sgt_item(out.ce), ax = out.aux ? sgt_item(out.aux) : 0;
-            if (!isfinite(l) || !isfinite(ax))
-                FAIL("%s: the loss is %g at step %lld; stopping without saving (the last good checkpoint in %s is kept)",
-                     res.kind, l, (long long)step, dir);
             loss_sum += l;
             aux_sum += ax;
             if (sparse)
@@ -267,13 +299,24 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
             ag_backward(&tape, accum > 1 ? sgt_mul_scalar(&ctx, out.loss, 1.0 / (double)accum) : out.loss);
             ag_step_end(&tape);
         }
-        double gn = nn_clip_grad_norm(p, &ctx, a->grad_clip);
+        if (W > 1) { /* the global batch's mean loss: every rank's share weighs the same */
+            double la[2] = {loss_sum, aux_sum};
+            dist_sum_f64(&g_dist, la, 2);
+            loss_sum = la[0] / W;
+            aux_sum = la[1] / W;
+        }
+        if (!isfinite(loss_sum) || !isfinite(aux_sum))
+            FAIL_ALL("%s: the loss is %g at step %lld; stopping without saving (the last good checkpoint in %s is kept)",
+                     res.kind, !isfinite(loss_sum) ? loss_sum / (double)accum : aux_sum, (long long)step, dir);
+        double gn = dp ? dp_reduce_clip(dp, a->grad_clip) : nn_clip_grad_norm(p, &ctx, a->grad_clip);
         if (!isfinite(gn))
-            FAIL("%s: the gradient norm is %g at step %lld; stopping without saving (the last good checkpoint in %s is kept)",
+            FAIL_ALL("%s: the gradient norm is %g at step %lld; stopping without saving (the last good checkpoint in %s is kept)",
                  res.kind, gn, (long long)step, dir);
         double lr = nn_lr_at(&sched, step);
         nn_adamw_step(opt, lr);
+        if (dp && a->zero) dp_gather_params(dp);
         if (sparse && cfg.router == NN_ROUTER_BALANCED) { /* after the step, as DeepSeek-V3 does */
+            dist_sum_f64(&g_dist, step_load, L * nb); /* the global batch's load */
             gpt_router_balance(m, step_load, a->balance_rate);
             memset(step_load, 0, sizeof(double) * (size_t)(L * nb));
         }
@@ -293,7 +336,7 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
         bool last = step + 1 == total_steps, stop = a->stop_at_step > 0 && step + 1 == a->stop_at_step;
         bool do_log = (step + 1) % a->log_every == 0 || last || stop;
         bool do_eval = (a->eval_every > 0 && (step + 1) % a->eval_every == 0) || last || stop;
-        if (do_eval) {
+        if (do_eval && RANK0) { /* evaluation stays on rank 0 */
             ag_no_grad_begin(&tape);
             last_val = exp_val_nll(&ctx, m, data->split.val, data->split.n_val, B, T, a->eval_tokens, NULL, NULL, NULL);
             ag_no_grad_end(&tape);
@@ -312,6 +355,7 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
             cJSON_AddNumberToObject(e, "elapsed", elapsed);
             if (do_eval) cJSON_AddNumberToObject(e, "val_loss", last_val);
             if (sparse) {
+                dist_sum_f64(&g_dist, usage, L * nb); /* every rank's tokens */
                 cJSON *bu = cJSON_AddObjectToObject(e, "block_usage");
                 cJSON *je = cJSON_AddArrayToObject(bu, "entropy"), *jd = cJSON_AddArrayToObject(bu, "dead"),
                       *jm = cJSON_AddArrayToObject(bu, "max_violation");
@@ -331,7 +375,8 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
             char eta[32], vbuf[48] = "";
             fmt_eta(eta, sizeof eta, (double)(total_steps - step - 1) * win_time / (double)win_steps);
             if (do_eval) snprintf(vbuf, sizeof vbuf, " val %.4f", last_val);
-            if (tty) {
+            if (!RANK0) {
+            } else if (tty) {
                 int w = 30, fill = (int)((double)w * (double)(step + 1) / (double)total_steps);
                 fprintf(stderr, "\r%s [%.*s%*s] %lld/%lld loss %.4f%s %.0f tok/s ETA %s   ", res.kind, fill,
                         "==============================", w - fill, "", (long long)(step + 1), (long long)total_steps,
@@ -348,12 +393,13 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
         if ((a->ckpt_every > 0 && (step + 1) % a->ckpt_every == 0) || last || stop) {
             sgt_sampler_state ss = sgt_batch_sampler_state(&sampler);
             cJSON *st = state_json(a, &cfg, step + 1, tokens, elapsed0 + exp_now() - t_start, &ss);
-            save_all(dir, p, opt, st, log);
+            save_all(dir, p, opt, st, log, dp, &ctx);
+            sgt_arena_reset(arena);
             cJSON_Delete(st);
         }
         res.steps = step + 1;
         if (stop) {
-            fprintf(stderr, "%s: stopped at step %lld (--stop_at_step); continue with --resume\n", res.kind,
+            SAY("%s: stopped at step %lld (--stop_at_step); continue with --resume\n", res.kind,
                     (long long)(step + 1));
             break;
         }
@@ -374,6 +420,7 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
     ag_tape_detach(&tape);
     sgt_arena_destroy(arena);
     nn_adamw_destroy(opt);
+    if (dp) dp_free(dp);
     gpt_free(m);
     nn_params_destroy(p);
     return res;
@@ -400,7 +447,7 @@ int main(int argc, char **argv) {
         .model = "both", .ffn_path = "mask", .precision = "auto", .attention = "fused", .config = "sgt-150m", .output_dir = "outputs", .device = "auto", .text_field = "text",
         .max_tokens = 500000000, .batch_size = 8, .warmup = 100, .seed = 1337, .eval_every = 200, .log_every = 10,
         .eval_tokens = 65536, .lr = 6e-4, .min_lr = 6e-5, .weight_decay = 0.1, .aux_w = 0.01, .router = "ste", .balance_rate = 1e-3,
-        .val_fraction = SGT_VAL_FRACTION_DEFAULT, .grad_clip = 1.0, .progress = true,
+        .val_fraction = SGT_VAL_FRACTION_DEFAULT, .grad_clip = 1.0, .progress = true, .data_parallel = "auto",
     };
     cli_flag flags[] = {
         {"dataset", CLI_STRING, &a.dataset, "JSONL file, one {\"text\": ...} object per line (required)", 0, 0, 0, 0},
@@ -413,9 +460,9 @@ int main(int argc, char **argv) {
         {"precision", CLI_CHOICE, &a.precision, "f32, or bf16 mixed precision (f32 master weights, norms, softmax statistics, loss and AdamW); auto: bf16 on cuda, f32 on cpu", "auto|f32|bf16", 0, 0, 0},
         {"attention", CLI_CHOICE, &a.attention, "fused attention kernel, or the composed reference (matmul, causal softmax, matmul)", "fused|composed", 0, 0, 0},
         {"config", CLI_STRING, &a.config, "model preset: sgt-150m, small, tiny or nano", 0, 0, 0, 0},
-        {"batch_size", CLI_INT, &a.batch_size, "sequences per micro-batch", 0, 1, 1 << 20, 0},
+        {"batch_size", CLI_INT, &a.batch_size, "sequences per micro-batch, the global one: under mpirun -np N each rank trains on batch_size/N of them (N must divide it), so the same flags train the same model", 0, 1, 1 << 20, 0},
         {"seq_len", CLI_INT, &a.seq_len, "tokens per sequence (0: the preset's context length)", 0, 0, 1 << 20, 0},
-        {"tokens_per_step", CLI_INT, &a.tokens_per_step, "tokens per optimizer step; a multiple of batch_size*seq_len gives gradient accumulation (0: one micro-batch)", 0, 0, 1e12, 0},
+        {"tokens_per_step", CLI_INT, &a.tokens_per_step, "tokens per optimizer step, over all ranks; a multiple of batch_size*seq_len gives gradient accumulation (0: one micro-batch)", 0, 0, 1e12, 0},
         {"lr", CLI_DOUBLE, &a.lr, "peak learning rate", 0, 1e-12, 1e6, 0},
         {"min_lr", CLI_DOUBLE, &a.min_lr, "final learning rate of the cosine decay", 0, 0, 10, 0},
         {"warmup", CLI_INT, &a.warmup, "linear warmup steps", 0, 0, 1e12, 0},
@@ -436,21 +483,31 @@ int main(int argc, char **argv) {
         {"val_fraction", CLI_DOUBLE, &a.val_fraction, "share of documents held out for validation", 0, 0, 0.9, 0},
         {"text_field", CLI_STRING, &a.text_field, "JSON key of the text", 0, 0, 0, 0},
         {"tokenizer", CLI_STRING, &a.tokenizer, "GPT-2 tokenizer directory (default: $SGT_TOKENIZER, $SGT_SHARED/tokenizer/gpt2, ../shared/tokenizer/gpt2)", 0, 0, 0, 0},
-        {"threads", CLI_INT, &a.threads, "CPU threads (0: all)", 0, 0, 4096, 0},
+        {"threads", CLI_INT, &a.threads, "CPU threads (0: all, or the cores over the ranks on this machine under mpirun)", 0, 0, 4096, 0},
+        {"zero", CLI_INT, &a.zero, "under mpirun: 1 shards the AdamW moments and the update across the ranks (ZeRO-1); 0 keeps them whole on every rank", 0, 0, 1, 0},
+        {"data_parallel", CLI_CHOICE, &a.data_parallel, "auto: the data-parallel path when several ranks run; on: also with one (to measure its cost: the flat buffer, the reduction, NCCL on cuda)", "auto|on", 0, 0, 0},
         {"progress", CLI_BOOL, &a.progress, "progress bar on a terminal", 0, 0, 0, 0},
     };
     int nf = (int)(sizeof flags / sizeof *flags);
+    char err[1024];
+    if (dist_init(&g_dist, &argc, &argv, err, sizeof err)) {
+        fprintf(stderr, "train: %s\n", err);
+        return 2;
+    }
     int rc = cli_parse("train", "train the dense and block-sparse (SGT v2) GPT side by side", flags, nf, argc, argv);
     if (rc) return rc > 0 ? 0 : 2;
     if (!a.dataset) {
         fprintf(stderr, "train: --dataset is required (see --help)\n");
         return 2;
     }
-    char err[1024];
     sgt_device dev;
     if (exp_resolve_device(a.device, &dev, err, sizeof err)) {
         fprintf(stderr, "train: %s\n", err);
         return 2;
+    }
+    if (a.threads == 0 && g_dist.local_world > 1) { /* the ranks on this machine share its cores */
+        long cores = sysconf(_SC_NPROCESSORS_ONLN);
+        a.threads = cores / g_dist.local_world > 0 ? cores / g_dist.local_world : 1;
     }
     sgt_set_threads((int)a.threads);
     gpt_config probe;
@@ -462,17 +519,22 @@ int main(int argc, char **argv) {
     if (a.tokens_per_step <= 0) a.tokens_per_step = a.batch_size * a.seq_len;
     if (exp_mkdirs(a.output_dir, err, sizeof err)) FAIL("--output_dir: %s", err);
 
+    /* the token cache is built once, by rank 0; the others load it after */
     exp_data data;
-    if (exp_data_open(&data, a.dataset, a.text_field, a.tokenizer, a.output_dir, a.val_fraction,
-                      (uint64_t)(2 * a.seq_len + 1), a.progress, err, sizeof err))
-        FAIL("%s", err);
+    for (int turn = 0; turn < 2; turn++) {
+        if ((turn == 0) == RANK0 &&
+            exp_data_open(&data, a.dataset, a.text_field, a.tokenizer, a.output_dir, a.val_fraction,
+                          (uint64_t)(2 * a.seq_len + 1), a.progress && RANK0, err, sizeof err))
+            FAIL("%s", err);
+        if (turn == 0) dist_barrier(&g_dist);
+    }
     const sgt_jsonl_stats *js = &data.cache.stats;
-    fprintf(stderr, "data: %s: %llu documents, %llu tokens (train %llu, validation %llu in %llu docs)%s\n", a.dataset,
+    SAY("data: %s: %llu documents, %llu tokens (train %llu, validation %llu in %llu docs)%s\n", a.dataset,
             (unsigned long long)data.cache.n_docs, (unsigned long long)data.cache.n_tokens,
             (unsigned long long)data.split.n_train, (unsigned long long)data.split.n_val,
             (unsigned long long)data.split.n_val_docs, data.cache.origin == SGT_CACHE_LOADED ? " [cached]" : "");
     if (js->bad_json || js->missing_field || js->bad_utf8)
-        fprintf(stderr, "data: skipped %llu malformed JSON lines, %llu without \"%s\", %llu with invalid UTF-8\n",
+        SAY("data: skipped %llu malformed JSON lines, %llu without \"%s\", %llu with invalid UTF-8\n",
                 (unsigned long long)js->bad_json, (unsigned long long)js->missing_field, a.text_field,
                 (unsigned long long)js->bad_utf8);
 
@@ -483,6 +545,11 @@ int main(int argc, char **argv) {
     for (int k = 0; k < N_MODELS; k++)
         if (want[k]) res[k] = train_model(&a, &data, dev, k);
 
+    if (!RANK0) {
+        exp_data_close(&data);
+        dist_finalize(&g_dist);
+        return 0;
+    }
     /* training_summary.json: merge with what an earlier run wrote for the other model */
     char path[4200];
     snprintf(path, sizeof path, "%s/training_summary.json", a.output_dir);
@@ -518,5 +585,6 @@ int main(int argc, char **argv) {
                     (long long)res[k].tokens, res[k].final_loss, res[k].final_val, res[k].tokens_per_s, res[k].wall);
     fprintf(stderr, "wrote %s\n", path);
     exp_data_close(&data);
+    dist_finalize(&g_dist);
     return 0;
 }
