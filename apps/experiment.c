@@ -152,6 +152,8 @@ int exp_config_from_json(const cJSON *j, gpt_config *c, char *err, size_t errn) 
     return gpt_config_validate(c, err, errn);
 }
 
+bool exp_quiet;
+
 int exp_resolve_device(const char *flag, sgt_device *dev, char *err, size_t errn) {
     bool have_cuda = sgt_device_available(SGT_CUDA);
     if (!strcmp(flag, "cpu")) *dev = SGT_CPU;
@@ -167,10 +169,10 @@ int exp_resolve_device(const char *flag, sgt_device *dev, char *err, size_t errn
         *dev = SGT_CUDA;
     } else {
         *dev = have_cuda ? SGT_CUDA : SGT_CPU;
-        if (!have_cuda) fprintf(stderr, "device auto: no CUDA device available, running on the CPU\n");
+        if (!have_cuda && !exp_quiet) fprintf(stderr, "device auto: no CUDA device available, running on the CPU\n");
     }
     const char *note = *dev == SGT_CPU ? sgt_cpu_blas_note() : NULL;
-    if (note) fprintf(stderr, "note: %s\n", note);
+    if (note && !exp_quiet) fprintf(stderr, "note: %s\n", note);
     return 0;
 }
 

@@ -37,6 +37,8 @@ int exp_config_from_json(const cJSON *j, gpt_config *cfg, char *err, size_t errn
 
 /* "auto" -> the CPU when no CUDA device is usable (says so on stderr); "cuda" without one is an
  * error. */
+/* Set on the ranks other than 0 of a data-parallel run: the helpers here print no notes. */
+extern bool exp_quiet;
 int exp_resolve_device(const char *flag, sgt_device *dev, char *err, size_t errn);
 /* --precision auto|f32|bf16 -> the models' compute dtype: auto is bf16 mixed precision on a GPU
  * and f32 on the CPU (where bf16 is only emulated). */

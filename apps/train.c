@@ -494,6 +494,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "train: %s\n", err);
         return 2;
     }
+    exp_quiet = !RANK0;
     int rc = cli_parse("train", "train the dense and block-sparse (SGT v2) GPT side by side", flags, nf, argc, argv);
     if (rc) return rc > 0 ? 0 : 2;
     if (!a.dataset) {
