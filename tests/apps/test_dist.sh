@@ -78,5 +78,38 @@ same_curve "$W/one" "$W/r12" "stopped by 1, resumed by 2 ranks"
 grep -q -- "--batch_size 4 (the global micro-batch) does not split evenly across 3 ranks" "$W/three.log" ||
   { cat "$W/three.log"; bad "no clear error for a batch that does not split"; }
 
+# a NaN on the ranks: one message (from rank 0), every rank stops, the last checkpoint is kept
+N=(--dataset "$SGT_SHARED/data/tinyshakespeare.jsonl" --config nano --batch_size 4 --seq_len 32 --eval_every 0
+   --eval_tokens 512 --model dense --progress false --threads 1 --log_every 1 --ckpt_every 2 --warmup 0)
+"${MPI[@]}" -np 2 "$SGT_TRAIN" "${N[@]}" --max_tokens 4096 --lr 1e5 --grad_clip 1e12 --output_dir "$W/nan" \
+  > "$W/nan.log" 2>&1 && bad "a diverging run exited 0"
+[[ $(grep -c "train: dense: the loss is .*nan at step" "$W/nan.log") == 1 ]] ||
+  { cat "$W/nan.log"; bad "a NaN did not give exactly one error line"; }
+"$SGT_TRAIN" "${N[@]}" --max_tokens 4096 --resume --stop_at_step 3 --output_dir "$W/nan" > "$W/nan2.log" 2>&1
+grep -q "resuming at step 2" "$W/nan2.log" || { cat "$W/nan2.log"; bad "the checkpoint before the NaN was not kept"; }
+
+# a rank killed mid-run: mpirun stops the others, the last checkpoint still resumes
+"${MPI[@]}" -np 2 "$SGT_TRAIN" "${N[@]}" --max_tokens 1M --output_dir "$W/die" > "$W/die.log" 2>&1 &
+job=$!
+for _ in $(seq 300); do [[ -s $W/die/dense/train_state.safetensors ]] && break; sleep 0.1; done
+victim=""
+for pid in $(pgrep -f -- "--output_dir $W/die"); do
+  tr '\0' '\n' < /proc/$pid/environ 2>/dev/null | grep -qx OMPI_COMM_WORLD_RANK=1 && victim=$pid
+done
+if [[ -n $victim ]]; then
+  kill -9 "$victim"
+  for _ in $(seq 300); do kill -0 $job 2>/dev/null || break; sleep 0.1; done
+  if kill -0 $job 2>/dev/null; then bad "the other rank kept running after rank 1 was killed"; kill -9 $job; fi
+  wait $job && bad "mpirun exited 0 after a rank was killed"
+  # (the resumed run is stopped once it has said where it resumes)
+  "$SGT_TRAIN" "${N[@]}" --max_tokens 1M --resume --output_dir "$W/die" > "$W/die2.log" 2>&1 &
+  job=$!
+  for _ in $(seq 300); do grep -q "resuming at step" "$W/die2.log" && break; sleep 0.1; done
+  kill -9 $job; wait $job 2>/dev/null
+  grep -q "resuming at step" "$W/die2.log" || { cat "$W/die2.log"; bad "no good checkpoint after a rank died"; }
+else
+  bad "rank 1 of the run to kill was not found"; kill -9 $job; wait $job
+fi
+
 ((fails == 0)) && echo "test_dist: all checks passed"
 exit $((fails > 0))
