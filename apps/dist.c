@@ -25,7 +25,9 @@ static int env_int(const char *const *names, int dflt) {
 
 /* what the launchers export: OpenMPI, PMIx, MPICH/Hydra, Slurm */
 static const char *const size_vars[] = {"OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "PMI_SIZE", NULL};
+#ifdef SGT_HAVE_MPI
 static const char *const local_vars[] = {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", NULL};
+#endif
 
 #ifdef SGT_HAVE_MPI
 #define MPI_CHECK(call)                                                                           \
@@ -169,6 +171,8 @@ void dist_sum_f64(dist_ctx *d, double *x, int64_t n) {
         x[i] = s;
     }
     free(all);
+#else
+    (void)x; /* a group of one: the sum is x */
 #endif
 }
 
@@ -186,7 +190,7 @@ void dist_reduce_scatter_f32(dist_ctx *d, const float *in, float *out, float *sc
         out[i] = s;
     }
 #else
-    (void)scratch;
+    (void)scratch; /* without MPI the world is 1 (dist_init refuses more): handled above */
 #endif
 }
 
