@@ -204,12 +204,21 @@ void dist_allgather_f32(dist_ctx *d, const float *in, float *out, int64_t chunk)
 #endif
 }
 
-void dist_nccl_reduce_scatter_f32(dist_ctx *d, const float *in, float *out, int64_t chunk) {
+void dist_nccl_reduce_scatter_avg_f32(dist_ctx *d, const float *in, float *out, int64_t chunk) {
 #ifdef SGT_HAVE_NCCL
-    NCCL_CHECK(d, ncclReduceScatter(in, out, (size_t)chunk, ncclFloat, ncclSum, (ncclComm_t)d->nccl, 0));
+    NCCL_CHECK(d, ncclReduceScatter(in, out, (size_t)chunk, ncclFloat, ncclAvg, (ncclComm_t)d->nccl, 0));
     CUDA_CHECK(d, cudaStreamSynchronize(0));
 #else
     (void)d, (void)in, (void)out, (void)chunk;
+#endif
+}
+
+void dist_nccl_allreduce_avg_f32(dist_ctx *d, float *buf, int64_t n) {
+#ifdef SGT_HAVE_NCCL
+    NCCL_CHECK(d, ncclAllReduce(buf, buf, (size_t)n, ncclFloat, ncclAvg, (ncclComm_t)d->nccl, 0));
+    CUDA_CHECK(d, cudaStreamSynchronize(0));
+#else
+    (void)d, (void)buf, (void)n;
 #endif
 }
 

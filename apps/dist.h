@@ -48,9 +48,11 @@ void dist_reduce_scatter_f32(dist_ctx *d, const float *in, float *out, float *sc
 /* All-gather: out (world * chunk floats) gets every rank's `in` (chunk floats) in rank order. */
 void dist_allgather_f32(dist_ctx *d, const float *in, float *out, int64_t chunk);
 
-/* The same two on device memory through NCCL (dist_nccl_init first); synchronous. in/out are
- * CUDA device pointers. NCCL's own reduction order is fixed for a given world size and size. */
-void dist_nccl_reduce_scatter_f32(dist_ctx *d, const float *in, float *out, int64_t chunk);
+/* On device memory through NCCL (dist_nccl_init first); synchronous; in/out are CUDA device
+ * pointers. The reductions average (ncclAvg) rather than sum. NCCL's own reduction order is fixed
+ * for a given world size and size. */
+void dist_nccl_reduce_scatter_avg_f32(dist_ctx *d, const float *in, float *out, int64_t chunk);
+void dist_nccl_allreduce_avg_f32(dist_ctx *d, float *buf, int64_t n);
 void dist_nccl_allgather_f32(dist_ctx *d, const float *in, float *out, int64_t chunk);
 
 #endif

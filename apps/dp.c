@@ -117,16 +117,35 @@ static sgt_tensor *grad_of(dp_sync *s, int i) {
     return g;
 }
 
-double dp_reduce_clip(dp_sync *s, double max_norm) {
+/* The NCCL path: the gradients stay on the device; the norm and the clipping are the store's own
+ * (nn_grad_norm, nn_clip_grad_norm) over the owned view, the squared norms summed over MPI. */
+static double reduce_clip_nccl(dp_sync *s, double max_norm, sgt_ctx *scratch) {
+    dist_ctx *d = s->d;
+    for (int i = 0; i < s->p->n; i++) pack(s, grad_of(s, i), i, true);
+    if (!s->zero) { /* ZeRO-0: one all-reduce of the whole buffer, then every rank clips alike */
+        dist_nccl_allreduce_avg_f32(d, s->dflat, (int64_t)d->world * s->chunk);
+        for (int i = 0; i < s->p->n; i++) unpack_from(grad_of(s, i), NULL, s->dflat + flat_at(s, i));
+        return nn_clip_grad_norm(s->p, scratch, max_norm);
+    }
+    dist_nccl_reduce_scatter_avg_f32(d, s->dflat, s->dmine, s->chunk);
+    const int lo = s->first[d->rank], hi = s->first[d->rank + 1];
+    for (int i = lo; i < hi; i++) unpack_from(grad_of(s, i), NULL, s->dmine + s->off[i]);
+    const double local = s->owned.n ? nn_grad_norm(&s->owned, scratch) : 0;
+    double sq = local * local;
+    dist_sum_f64(d, &sq, 1);
+    const double norm = sqrt(sq);
+    /* scale by max_norm / norm: nn_clip_grad_norm scales by its bound / the local norm */
+    if (isfinite(norm) && max_norm > 0 && norm > max_norm && local > 0)
+        nn_clip_grad_norm(&s->owned, scratch, local * (max_norm / norm));
+    return norm;
+}
+
+double dp_reduce_clip(dp_sync *s, double max_norm, sgt_ctx *scratch) {
+    if (s->nccl) return reduce_clip_nccl(s, max_norm, scratch);
     dist_ctx *d = s->d;
     const int W = d->world, lo = s->first[d->rank], hi = s->first[d->rank + 1];
-    for (int i = 0; i < s->p->n; i++) pack(s, grad_of(s, i), i, s->nccl);
-    if (s->nccl) {
-        dist_nccl_reduce_scatter_f32(d, s->dflat, s->dmine, s->chunk);
-        sgt_device_copy(s->mine, SGT_CPU, s->dmine, s->p->items[0].t->device, sizeof(float) * (size_t)s->chunk);
-    } else {
-        dist_reduce_scatter_f32(d, s->flat, s->mine, s->scratch, s->chunk);
-    }
+    for (int i = 0; i < s->p->n; i++) pack(s, grad_of(s, i), i, false);
+    dist_reduce_scatter_f32(d, s->flat, s->mine, s->scratch, s->chunk);
     /* the mean, and this chunk's share of the squared norm (padding is zero: it adds nothing) */
     const float inv = 1.0f / (float)W;
     double sq = 0;
@@ -144,14 +163,8 @@ double dp_reduce_clip(dp_sync *s, double max_norm) {
         for (int i = lo; i < hi; i++) unpack_from(grad_of(s, i), s->mine + s->off[i], NULL);
         return norm;
     }
-    if (s->nccl) {
-        sgt_device_copy(s->dmine, s->p->items[0].t->device, s->mine, SGT_CPU, sizeof(float) * (size_t)s->chunk);
-        dist_nccl_allgather_f32(d, s->dmine, s->dflat, s->chunk);
-        for (int i = 0; i < s->p->n; i++) unpack_from(grad_of(s, i), NULL, s->dflat + flat_at(s, i));
-    } else {
-        dist_allgather_f32(d, s->mine, s->flat, s->chunk);
-        for (int i = 0; i < s->p->n; i++) unpack_from(grad_of(s, i), s->flat + flat_at(s, i), NULL);
-    }
+    dist_allgather_f32(d, s->mine, s->flat, s->chunk);
+    for (int i = 0; i < s->p->n; i++) unpack_from(grad_of(s, i), s->flat + flat_at(s, i), NULL);
     return norm;
 }
 

@@ -16,7 +16,8 @@
  *      (its moments exist for those only: `owned` is a view store over them); then all-gather
  *      the parameters (dp_gather_params).
  * On the CPU the reduction is deterministic (dist.h). On CUDA with NCCL the flat buffers live on
- * the device and NCCL moves them; otherwise device gradients are staged through host memory.
+ * the device and NCCL moves them (ZeRO-0: one all-reduce; the norm and clipping on the device);
+ * otherwise device gradients are staged through host memory. `scratch` is a per-step context.
  *
  * Checkpoints keep the single-file format whatever the world size: dp_save_train_state gathers
  * the moment shards to rank 0, which writes; dp_load_train_state reads the full file on every
@@ -46,7 +47,7 @@ int dp_init(dp_sync *s, dist_ctx *d, nn_params *p, int zero, bool nccl, char *er
 void dp_free(dp_sync *s);
 /* Steps 1-3 above; returns the global gradient norm before clipping (max_norm <= 0: no clipping).
  * A non-finite norm leaves the gradients as they are, as nn_clip_grad_norm does. */
-double dp_reduce_clip(dp_sync *s, double max_norm);
+double dp_reduce_clip(dp_sync *s, double max_norm, sgt_ctx *scratch);
 /* ZeRO-1, after the owned update: every rank gets every parameter. */
 void dp_gather_params(dp_sync *s);
 /* Train state of the whole store, opt covering s->owned (ZeRO-1) or the whole store (ZeRO-0).

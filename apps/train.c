@@ -308,7 +308,7 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
         if (!isfinite(loss_sum) || !isfinite(aux_sum))
             FAIL_ALL("%s: the loss is %g at step %lld; stopping without saving (the last good checkpoint in %s is kept)",
                      res.kind, !isfinite(loss_sum) ? loss_sum / (double)accum : aux_sum, (long long)step, dir);
-        double gn = dp ? dp_reduce_clip(dp, a->grad_clip) : nn_clip_grad_norm(p, &ctx, a->grad_clip);
+        double gn = dp ? dp_reduce_clip(dp, a->grad_clip, &ctx) : nn_clip_grad_norm(p, &ctx, a->grad_clip);
         if (!isfinite(gn))
             FAIL_ALL("%s: the gradient norm is %g at step %lld; stopping without saving (the last good checkpoint in %s is kept)",
                  res.kind, gn, (long long)step, dir);
