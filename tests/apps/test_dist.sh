@@ -4,7 +4,7 @@
 #   - mpirun -np 2 logs the same loss at every step as one process with the same flags (1e-4
 #     relative; the reduction differs from one process's only in float rounding), writes the same
 #     files, and only rank 0 prints;
-#   - the same with --zero 1 (optimizer state sharded);
+#   - the same with --zero 1 (optimizer state sharded), and one process through that path;
 #   - stopped at step 6 by 2 ranks with --zero 1 and resumed by 1 process, and stopped by 1 and
 #     resumed by 2, the curve continues the uninterrupted one;
 #   - a global batch that does not split across the ranks is a one-line error.
@@ -49,6 +49,10 @@ PY
 files() { (cd "$1" && find . -type f ! -path './cache/*' | sort); }
 
 "$SGT_TRAIN" "${F[@]}" --output_dir "$W/one" > "$W/one.log" 2>&1 || { cat "$W/one.log"; bad "one process failed"; }
+
+"$SGT_TRAIN" "${F[@]}" --data_parallel on --zero 1 --output_dir "$W/dp1" > "$W/dp1.log" 2>&1 ||
+  { cat "$W/dp1.log"; bad "one process through the data-parallel path failed"; }
+same_curve "$W/one" "$W/dp1" "1 process through the data-parallel path (ZeRO-1)"
 
 "${MPI[@]}" -np 2 --output-filename "$W/ranks" "$SGT_TRAIN" "${F[@]}" --output_dir "$W/two" > "$W/two.log" 2>&1 ||
   { cat "$W/two.log"; bad "mpirun -np 2 failed"; }
