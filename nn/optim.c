@@ -5,34 +5,35 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* the first group whose prefix starts name, or -1 */
+static int first_match(const nn_param_group *groups, int n, const char *name) {
+    for (int g = 0; g < n; g++)
+        if (strncmp(name, groups[g].prefix, strlen(groups[g].prefix)) == 0) return g;
+    return -1;
+}
+
 void nn_group_table_init(nn_group_table *t, const nn_params *p, const nn_param_group *groups, int n, const char *who) {
+    /* every check before any allocation: a caught error leaks nothing */
     SGT_CHECK(n >= 0 && (n == 0 || groups), "%s: %d parameter groups but no array", who, n);
+    for (int g = 0; g < n; g++)
+        SGT_CHECK(groups[g].prefix, "%s: parameter group %d has no prefix (use \"\" for every parameter)", who, g);
+    for (int g = 0; g < n; g++) {
+        bool used = false;
+        for (int i = 0; i < p->n && !used; i++) used = first_match(groups, n, p->items[i].name) == g;
+        SGT_CHECK(used, "%s: parameter group %d (prefix '%s') matches no parameter (none left by the earlier groups)",
+                  who, g, groups[g].prefix);
+    }
     memset(t, 0, sizeof *t);
     t->n = n;
     t->groups = calloc((size_t)(n ? n : 1), sizeof *t->groups);
     t->of = calloc((size_t)(p->n ? p->n : 1), sizeof *t->of);
     SGT_CHECK(t->groups && t->of, "out of host memory for the %s parameter groups", who);
     for (int g = 0; g < n; g++) {
-        SGT_CHECK(groups[g].prefix, "%s: parameter group %d has no prefix (use \"\" for every parameter)", who, g);
         t->groups[g] = groups[g];
         t->groups[g].prefix = strdup(groups[g].prefix);
         SGT_CHECK(t->groups[g].prefix, "out of host memory for the %s parameter groups", who);
     }
-    int *used = calloc((size_t)(n ? n : 1), sizeof *used);
-    SGT_CHECK(used, "out of host memory for the %s parameter groups", who);
-    for (int i = 0; i < p->n; i++) {
-        t->of[i] = -1;
-        for (int g = 0; g < n && t->of[i] < 0; g++)
-            if (strncmp(p->items[i].name, groups[g].prefix, strlen(groups[g].prefix)) == 0) t->of[i] = g;
-        if (t->of[i] >= 0) used[t->of[i]] = 1;
-    }
-    for (int g = 0; g < n; g++) {
-        if (used[g]) continue;
-        free(used);
-        SGT_FAIL("%s: parameter group %d (prefix '%s') matches no parameter not already in an earlier group", who, g,
-                 groups[g].prefix);
-    }
-    free(used);
+    for (int i = 0; i < p->n; i++) t->of[i] = first_match(groups, n, p->items[i].name);
 }
 
 void nn_group_table_free(nn_group_table *t) {
@@ -60,15 +61,17 @@ nn_adamw *nn_adamw_create_groups(nn_params *p, double beta1, double beta2, doubl
     SGT_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "adamw: betas (%g, %g) must lie in [0, 1)", beta1,
               beta2);
     SGT_CHECK(eps > 0, "adamw: eps %g must be positive", eps);
+    nn_group_table gt;
+    nn_group_table_init(&gt, p, groups, ngroups, "adamw");
     nn_adamw *o = calloc(1, sizeof *o);
     SGT_CHECK(o, "out of host memory creating the optimizer");
+    o->groups = gt;
     o->params = p;
     o->n = p->n;
     o->beta1 = beta1;
     o->beta2 = beta2;
     o->eps = eps;
     o->weight_decay = weight_decay;
-    nn_group_table_init(&o->groups, p, groups, ngroups, "adamw");
     size_t n = (size_t)(p->n ? p->n : 1);
     o->m = calloc(n, sizeof *o->m);
     o->v = calloc(n, sizeof *o->v);

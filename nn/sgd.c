@@ -8,14 +8,16 @@ nn_sgd *nn_sgd_create(nn_params *p, double momentum, bool nesterov, double weigh
                       const nn_param_group *groups, int ngroups) {
     SGT_CHECK(momentum >= 0, "sgd: momentum %g must not be negative", momentum);
     SGT_CHECK(!nesterov || momentum > 0, "sgd: nesterov needs a positive momentum");
+    nn_group_table gt;
+    nn_group_table_init(&gt, p, groups, ngroups, "sgd");
     nn_sgd *o = calloc(1, sizeof *o);
     SGT_CHECK(o, "out of host memory creating the optimizer");
+    o->groups = gt;
     o->params = p;
     o->n = p->n;
     o->momentum = momentum;
     o->nesterov = nesterov;
     o->weight_decay = weight_decay;
-    nn_group_table_init(&o->groups, p, groups, ngroups, "sgd");
     o->buf = calloc((size_t)(p->n ? p->n : 1), sizeof *o->buf);
     SGT_CHECK(o->buf, "out of host memory creating the optimizer's momentum list");
     for (int i = 0; momentum > 0 && i < p->n; i++) {
