@@ -112,18 +112,21 @@ double nn_clip_grad_norm(nn_params *p, sgt_ctx *scratch, double max_norm);
  * T = total and s the 0-based step (negative s counts as 0):
  *   s < W : max_lr * (s + 1) / W                       (s=0 -> max_lr/W, s=W-1 -> max_lr)
  * then, by kind:
- *   COSINE (the zero value, the original schedule), for W <= s <= T:
+ *   COSINE (the zero value), for W <= s <= T:
  *           min_lr + (max_lr - min_lr) * (1 + cos(pi * (s - W) / (T - W))) / 2
  *                                                      (s=W -> max_lr, midway -> (max+min)/2, s=T -> min_lr)
  *   LINEAR, for W <= s <= T: max_lr + (min_lr - max_lr) * (s - W) / (T - W)
  *   CONSTANT: max_lr for every s >= W (min_lr and T are not used)
  *   WSD (warmup-stable-decay), with D = T - round(decay_frac * T) clamped to [W, T]:
- *           W <= s < D: max_lr;  D <= s <= T: max_lr + (min_lr - max_lr) * (s - D) / (T - D)
+ *           W <= s <= D: max_lr;  D <= s <= T: max_lr + (min_lr - max_lr) * (s - D) / (T - D)
  *           decay_frac in (0, 1] is the fraction of all T steps spent decaying; 0 (the zero
  *           value) means NN_WSD_DECAY_FRAC.
  *   s > T (all but CONSTANT): min_lr. W = 0 means no warmup; when T <= W (or, for WSD, D = T)
  *   every step from W (D) on gets min_lr.
- * Positional initialisers {max, min, warmup, total} keep meaning the cosine schedule. */
+ *
+ * nn_lr_schedule is the cosine schedule, kept as it was (four fields) so that positional
+ * initialisers {max, min, warmup, total} still compile under -Wextra; nn_lr_plan is the same with
+ * a kind (zero value: cosine) and WSD's decay fraction. */
 typedef enum { NN_LR_COSINE = 0, NN_LR_CONSTANT, NN_LR_LINEAR, NN_LR_WSD } nn_lr_kind;
 
 #define NN_WSD_DECAY_FRAC 0.2
@@ -131,10 +134,17 @@ typedef enum { NN_LR_COSINE = 0, NN_LR_CONSTANT, NN_LR_LINEAR, NN_LR_WSD } nn_lr
 typedef struct {
     double max_lr, min_lr;
     int64_t warmup, total;
-    nn_lr_kind kind;
-    double decay_frac;    /* WSD only */
 } nn_lr_schedule;
 
+typedef struct {
+    double max_lr, min_lr;
+    int64_t warmup, total;
+    nn_lr_kind kind;
+    double decay_frac;    /* WSD only */
+} nn_lr_plan;
+
+double nn_lr_plan_at(const nn_lr_plan *s, int64_t step);
+/* the cosine schedule: nn_lr_plan_at of the same numbers with kind NN_LR_COSINE */
 double nn_lr_at(const nn_lr_schedule *s, int64_t step);
 /* "cosine", "constant", "linear" or "wsd" into *out: 0, or -1 with a one-line message in err
  * naming the string and the choices (kind unchanged). */

@@ -15,7 +15,7 @@ static double linear(double hi, double lo, int64_t from, int64_t to, int64_t s) 
     return hi + (lo - hi) * (double)(s - from) / (double)(to - from);
 }
 
-double nn_lr_at(const nn_lr_schedule *s, int64_t step) {
+double nn_lr_plan_at(const nn_lr_plan *s, int64_t step) {
     if (step < 0) step = 0;
     if (step < s->warmup) return s->max_lr * (double)(step + 1) / (double)s->warmup;
     if (s->kind == NN_LR_CONSTANT) return s->max_lr;
@@ -34,6 +34,11 @@ double nn_lr_at(const nn_lr_schedule *s, int64_t step) {
         return s->min_lr + (s->max_lr - s->min_lr) * 0.5 * (1.0 + cos(M_PI * progress));
     }
     }
+}
+
+double nn_lr_at(const nn_lr_schedule *s, int64_t step) {
+    const nn_lr_plan p = {.max_lr = s->max_lr, .min_lr = s->min_lr, .warmup = s->warmup, .total = s->total};
+    return nn_lr_plan_at(&p, step);
 }
 
 int nn_lr_kind_parse(const char *name, nn_lr_kind *out, char *err, size_t errn) {
