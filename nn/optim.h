@@ -3,10 +3,11 @@
  * linear, constant or warmup-stable-decay). AdamW and clipping are in optim.c, SGD in sgd.c, the
  * schedules in schedule.c.
  *
- * The optimizer's moments live in the store's persistent arena, one (m, v) pair per parameter in
- * the order of p->items, so checkpoints can name them after the parameters. Weight decay is
- * decoupled (AdamW) and applied only to parameters whose `decay` flag is set; the modules clear it
- * for norms, biases and embeddings.
+ * The optimizers' state lives in the store's persistent arena, per parameter in the order of
+ * p->items (AdamW: an (m, v) pair, which checkpoints name after the parameters; SGD: a momentum
+ * buffer). Weight decay is decoupled for AdamW, coupled L2 for SGD (as in PyTorch), and applied
+ * only to parameters whose `decay` flag is set; the modules clear it for norms, biases and
+ * embeddings.
  *
  * Gradient accumulation needs nothing here: the trainer runs n micro-batches without zeroing the
  * gradients in between (they accumulate, +=) and scales each micro-batch loss by 1/n, then clips
@@ -21,8 +22,9 @@
  * first matching group wins; a parameter no group matches keeps lr_scale 1 and the optimizer's
  * weight decay. Both fields are taken as given (lr_scale 0 freezes the group). The `decay` flag
  * still gates the decay: a norm, bias or embedding is never decayed, whatever its group says. A
- * group that matches no parameter is an error (a mistyped prefix). The optimizer copies the
- * groups at creation; the caller's array and strings need not outlive that call.
+ * group that matches no parameter (or only ones an earlier group took) is an error: a mistyped
+ * prefix. The optimizer copies the groups at creation; the caller's array and strings need not
+ * outlive that call.
  *
  *   nn_param_group g[] = {{"layers.0.", 0.1, 0.0}, {"lm_head.", 1.0, 0.3}};
  *   nn_adamw *o = nn_adamw_create_groups(P, 0.9, 0.95, 1e-8, 0.1, g, 2);           */
