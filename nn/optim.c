@@ -1,15 +1,71 @@
-/* optim.c: AdamW over the parameter store, gradient-norm clipping and the LR schedule (see optim.h). */
+/* optim.c: AdamW over the parameter store, parameter groups and gradient-norm clipping (see optim.h). */
 #include "optim.h"
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
+
+/* the first group whose prefix starts name, or -1 */
+static int first_match(const nn_param_group *groups, int n, const char *name) {
+    for (int g = 0; g < n; g++)
+        if (strncmp(name, groups[g].prefix, strlen(groups[g].prefix)) == 0) return g;
+    return -1;
+}
+
+void nn_group_table_init(nn_group_table *t, const nn_params *p, const nn_param_group *groups, int n, const char *who) {
+    /* every check before any allocation: a caught error leaks nothing */
+    SGT_CHECK(n >= 0 && (n == 0 || groups), "%s: %d parameter groups but no array", who, n);
+    for (int g = 0; g < n; g++)
+        SGT_CHECK(groups[g].prefix, "%s: parameter group %d has no prefix (use \"\" for every parameter)", who, g);
+    for (int g = 0; g < n; g++) {
+        bool used = false;
+        for (int i = 0; i < p->n && !used; i++) used = first_match(groups, n, p->items[i].name) == g;
+        SGT_CHECK(used, "%s: parameter group %d (prefix '%s') matches no parameter (none left by the earlier groups)",
+                  who, g, groups[g].prefix);
+    }
+    memset(t, 0, sizeof *t);
+    t->n = n;
+    t->groups = calloc((size_t)(n ? n : 1), sizeof *t->groups);
+    t->of = calloc((size_t)(p->n ? p->n : 1), sizeof *t->of);
+    SGT_CHECK(t->groups && t->of, "out of host memory for the %s parameter groups", who);
+    for (int g = 0; g < n; g++) {
+        t->groups[g] = groups[g];
+        t->groups[g].prefix = strdup(groups[g].prefix);
+        SGT_CHECK(t->groups[g].prefix, "out of host memory for the %s parameter groups", who);
+    }
+    for (int i = 0; i < p->n; i++) t->of[i] = first_match(groups, n, p->items[i].name);
+}
+
+void nn_group_table_free(nn_group_table *t) {
+    for (int g = 0; g < t->n; g++) free((char *)t->groups[g].prefix);
+    free(t->groups);
+    free(t->of);
+    memset(t, 0, sizeof *t);
+}
+
+double nn_group_lr_scale(const nn_group_table *t, int i) {
+    return t->of[i] >= 0 ? t->groups[t->of[i]].lr_scale : 1.0;
+}
+
+double nn_group_weight_decay(const nn_group_table *t, const nn_params *p, int i, double default_wd) {
+    if (!p->items[i].decay) return 0.0;
+    return t->of[i] >= 0 ? t->groups[t->of[i]].weight_decay : default_wd;
+}
 
 nn_adamw *nn_adamw_create(nn_params *p, double beta1, double beta2, double eps, double weight_decay) {
+    return nn_adamw_create_groups(p, beta1, beta2, eps, weight_decay, NULL, 0);
+}
+
+nn_adamw *nn_adamw_create_groups(nn_params *p, double beta1, double beta2, double eps, double weight_decay,
+                                 const nn_param_group *groups, int ngroups) {
     SGT_CHECK(beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1, "adamw: betas (%g, %g) must lie in [0, 1)", beta1,
               beta2);
     SGT_CHECK(eps > 0, "adamw: eps %g must be positive", eps);
+    nn_group_table gt;
+    nn_group_table_init(&gt, p, groups, ngroups, "adamw");
     nn_adamw *o = calloc(1, sizeof *o);
     SGT_CHECK(o, "out of host memory creating the optimizer");
+    o->groups = gt;
     o->params = p;
     o->n = p->n;
     o->beta1 = beta1;
@@ -33,6 +89,7 @@ void nn_adamw_destroy(nn_adamw *o) {
     /* the moments' bytes belong to the store's arena */
     free(o->m);
     free(o->v);
+    nn_group_table_free(&o->groups);
     free(o);
 }
 
@@ -47,14 +104,15 @@ void nn_adamw_step(nn_adamw *o, double lr) {
         nn_param *e = &p->items[i];
         sgt_tensor *g = ag_grad(e->t);
         SGT_CHECK(g, "adamw: parameter '%s' has no gradient buffer", e->name);
-        double wd = e->decay ? o->weight_decay : 0.0;
-        sgt_adamw_update(&p->ctx, e->t, g, o->m[i], o->v[i], lr, o->beta1, o->beta2, o->eps, wd, bc1, bc2);
+        double wd = nn_group_weight_decay(&o->groups, p, i, o->weight_decay);
+        double lri = lr * nn_group_lr_scale(&o->groups, i);
+        sgt_adamw_update(&p->ctx, e->t, g, o->m[i], o->v[i], lri, o->beta1, o->beta2, o->eps, wd, bc1, bc2);
     }
 }
 
 /* A copy of the caller's context that records nothing: gradients are not part of any graph, and
  * an observer must not see (or refuse) our in-place writes. */
-static sgt_ctx quiet(const sgt_ctx *c) {
+sgt_ctx nn_quiet_ctx(const sgt_ctx *c) {
     sgt_ctx q = *c;
     q.observer = NULL;
     q.observer_user = NULL;
@@ -62,7 +120,7 @@ static sgt_ctx quiet(const sgt_ctx *c) {
 }
 
 double nn_grad_norm(nn_params *p, sgt_ctx *scratch) {
-    sgt_ctx c = quiet(scratch);
+    sgt_ctx c = nn_quiet_ctx(scratch);
     sgt_arena_mark start = sgt_arena_get_mark(c.arena);
     /* one f64 accumulator on the gradients' device; each tensor's sum of squares is added to it
      * and its temporaries released, so scratch holds at most one tensor's worth at a time */
@@ -84,7 +142,7 @@ double nn_clip_grad_norm(nn_params *p, sgt_ctx *scratch, double max_norm) {
     double norm = nn_grad_norm(p, scratch);
     if (!isfinite(norm) || max_norm <= 0 || !(norm > max_norm)) return norm;
     const double s = max_norm / norm;
-    sgt_ctx c = quiet(scratch);
+    sgt_ctx c = nn_quiet_ctx(scratch);
     for (int i = 0; i < p->n; i++) {
         sgt_tensor *g = ag_grad(p->items[i].t);
         if (!g || sgt_numel(g) == 0) continue;
@@ -93,12 +151,4 @@ double nn_clip_grad_norm(nn_params *p, sgt_ctx *scratch, double max_norm) {
         sgt_arena_rewind(c.arena, m);
     }
     return norm;
-}
-
-double nn_lr_at(const nn_lr_schedule *s, int64_t step) {
-    if (step < 0) step = 0;
-    if (step < s->warmup) return s->max_lr * (double)(step + 1) / (double)s->warmup;
-    if (step >= s->total) return s->min_lr;
-    const double progress = (double)(step - s->warmup) / (double)(s->total - s->warmup);
-    return s->min_lr + (s->max_lr - s->min_lr) * 0.5 * (1.0 + cos(M_PI * progress));
 }

@@ -134,6 +134,78 @@ static void t_lr_schedule_landmarks(void **s) {
     assert_true(nn_lr_at(&nw, 4) == 0.0);
 }
 
+#define NEAR(a, b) assert_true(fabs((a) - (b)) <= 1e-15 * fabs(b) + 1e-18)
+
+/* the plan's other kinds at their landmarks: warmup as cosine's, then constant holds max; linear falls in
+ * equal steps to min at T; WSD holds max until D = T - round(f T), then falls linearly to min */
+static void t_lr_schedule_kinds(void **s) {
+    (void)s;
+    const double mx = 1e-3, mn = 1e-4;
+    nn_lr_plan cs = {.max_lr = mx, .min_lr = mn, .warmup = 10, .total = 110, .kind = NN_LR_CONSTANT};
+    NEAR(nn_lr_plan_at(&cs, 0), mx / 10);
+    NEAR(nn_lr_plan_at(&cs, 9), mx);
+    assert_true(nn_lr_plan_at(&cs, 10) == mx && nn_lr_plan_at(&cs, 110) == mx && nn_lr_plan_at(&cs, 5000) == mx);
+
+    nn_lr_plan ln = {.max_lr = mx, .min_lr = mn, .warmup = 10, .total = 110, .kind = NN_LR_LINEAR};
+    NEAR(nn_lr_plan_at(&ln, 0), mx / 10);
+    NEAR(nn_lr_plan_at(&ln, 9), mx);
+    assert_true(nn_lr_plan_at(&ln, 10) == mx);
+    NEAR(nn_lr_plan_at(&ln, 35), mx + (mn - mx) * 0.25);
+    NEAR(nn_lr_plan_at(&ln, 60), (mx + mn) / 2);
+    NEAR(nn_lr_plan_at(&ln, 109), mx + (mn - mx) * 0.99);
+    assert_true(nn_lr_plan_at(&ln, 110) == mn && nn_lr_plan_at(&ln, 111) == mn);
+    for (int64_t k = 11; k <= 110; k++) assert_true(nn_lr_plan_at(&ln, k) < nn_lr_plan_at(&ln, k - 1));
+
+    /* WSD, decay over the last 20% of 110 steps: round(22) = 22, D = 88 */
+    nn_lr_plan w = {.max_lr = mx, .min_lr = mn, .warmup = 10, .total = 110, .kind = NN_LR_WSD,
+                        .decay_frac = 0.2};
+    NEAR(nn_lr_plan_at(&w, 0), mx / 10);
+    NEAR(nn_lr_plan_at(&w, 9), mx);
+    for (int64_t k = 10; k <= 88; k++) assert_true(nn_lr_plan_at(&w, k) == mx); /* stable, D included */
+    NEAR(nn_lr_plan_at(&w, 89), mx + (mn - mx) / 22);
+    NEAR(nn_lr_plan_at(&w, 99), mx + (mn - mx) * 0.5);
+    assert_true(nn_lr_plan_at(&w, 110) == mn && nn_lr_plan_at(&w, 200) == mn);
+    /* decay_frac 0 (the zero value) is NN_WSD_DECAY_FRAC, here the same 0.2 */
+    nn_lr_plan w0 = w;
+    w0.decay_frac = 0;
+    for (int64_t k = 0; k <= 120; k++) assert_true(nn_lr_plan_at(&w0, k) == nn_lr_plan_at(&w, k));
+    /* a decay longer than what follows the warmup starts right after it: linear from W */
+    nn_lr_plan wl = w;
+    wl.decay_frac = 1.0;
+    for (int64_t k = 0; k <= 120; k++) assert_true(nn_lr_plan_at(&wl, k) == nn_lr_plan_at(&ln, k));
+
+    /* the zero-value kind is the cosine schedule, nn_lr_at's, step for step */
+    nn_lr_plan pc = {.max_lr = mx, .min_lr = mn, .warmup = 10, .total = 110};
+    nn_lr_schedule pos = {mx, mn, 10, 110};
+    for (int64_t k = -1; k <= 120; k++) assert_true(nn_lr_plan_at(&pc, k) == nn_lr_at(&pos, k));
+    NEAR(nn_lr_plan_at(&pc, 60), (mx + mn) / 2);
+}
+
+static void t_lr_kind_parse(void **s) {
+    (void)s;
+    const char *names[] = {"cosine", "constant", "linear", "wsd"};
+    const nn_lr_kind kinds[] = {NN_LR_COSINE, NN_LR_CONSTANT, NN_LR_LINEAR, NN_LR_WSD};
+    char err[128];
+    for (int i = 0; i < 4; i++) {
+        nn_lr_kind k = NN_LR_WSD + 1;
+        assert_int_equal(nn_lr_kind_parse(names[i], &k, err, sizeof err), 0);
+        assert_int_equal(k, kinds[i]);
+        assert_string_equal(nn_lr_kind_name(k), names[i]);
+    }
+    const char *bad[] = {"Cosine", "", "cos", "wsd ", "step"};
+    for (int i = 0; i < 5; i++) {
+        nn_lr_kind k = NN_LR_LINEAR;
+        err[0] = 0;
+        assert_int_equal(nn_lr_kind_parse(bad[i], &k, err, sizeof err), -1);
+        assert_int_equal(k, NN_LR_LINEAR); /* unchanged */
+        assert_non_null(strstr(err, "unknown learning-rate schedule"));
+        assert_non_null(strstr(err, "cosine, constant, linear, wsd"));
+    }
+    assert_int_equal(nn_lr_kind_parse(NULL, &(nn_lr_kind){0}, err, sizeof err), -1);
+    assert_int_equal(nn_lr_kind_parse("nope", &(nn_lr_kind){0}, NULL, 0), -1);
+    assert_string_equal(nn_lr_kind_name((nn_lr_kind)99), "?");
+}
+
 /* the clipping fixture's gradients, and their halves (macro arguments cannot hold compound literals) */
 static const double GA[2] = {3, 4}, GB[1] = {12}, GA_HALF[2] = {1.5, 2}, GB_HALF[1] = {6}, GINF[1] = {INFINITY};
 
@@ -272,6 +344,8 @@ int main(void) {
         cmocka_unit_test(t_adamw_decay_only_where_flagged),
         cmocka_unit_test(t_adamw_refuses_late_parameters),
         cmocka_unit_test(t_lr_schedule_landmarks),
+        cmocka_unit_test(t_lr_schedule_kinds),
+        cmocka_unit_test(t_lr_kind_parse),
         cmocka_unit_test(t_clip_grad_norm),
         cmocka_unit_test(t_clip_non_finite_left_alone),
         cmocka_unit_test(t_gradient_accumulation),
