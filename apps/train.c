@@ -35,11 +35,11 @@
 
 typedef struct {
     const char *dataset, *model, *config, *output_dir, *device, *text_field, *tokenizer, *ffn_path, *precision,
-        *attention, *router;
+        *attention, *router, *schedule;
     int64_t max_tokens, top_k, num_blocks, block_size, batch_size, seq_len, tokens_per_step, warmup, seed;
     int64_t eval_every, log_every, eval_tokens, ckpt_every, stop_at_step, threads, zero;
     const char *data_parallel;
-    double lr, min_lr, weight_decay, aux_w, val_fraction, grad_clip, balance_rate;
+    double lr, min_lr, weight_decay, aux_w, val_fraction, grad_clip, balance_rate, decay_frac;
     bool resume, progress;
 } train_args;
 
@@ -107,6 +107,8 @@ static cJSON *state_json(const train_args *a, const gpt_config *cfg, int64_t ste
     cJSON *h = cJSON_AddObjectToObject(j, "hyper");
     cJSON_AddNumberToObject(h, "lr", a->lr);
     cJSON_AddNumberToObject(h, "min_lr", a->min_lr);
+    cJSON_AddStringToObject(h, "schedule", a->schedule);
+    cJSON_AddNumberToObject(h, "decay_frac", a->decay_frac);
     cJSON_AddNumberToObject(h, "warmup", (double)a->warmup);
     cJSON_AddNumberToObject(h, "weight_decay", a->weight_decay);
     cJSON_AddNumberToObject(h, "aux_loss_weight", a->aux_w);
@@ -264,7 +266,9 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
     SAY("%s: %s, %lld params (router %lld), %lld steps of %lld tokens (B %lld x T %lld x %lld micro)\n",
             res.kind, cfg.name, (long long)res.params, (long long)res.router_params, (long long)total_steps,
             (long long)a->tokens_per_step, (long long)B, (long long)T, (long long)accum);
-    nn_lr_schedule sched = {a->lr, a->min_lr, a->warmup, total_steps};
+    nn_lr_plan sched = {.max_lr = a->lr, .min_lr = a->min_lr, .warmup = a->warmup, .total = total_steps,
+                        .decay_frac = a->decay_frac};
+    if (nn_lr_kind_parse(a->schedule, &sched.kind, err, sizeof err)) FAIL("--schedule: %s", err);
     int32_t *buf = malloc(sizeof(int32_t) * (size_t)(B * (T + 1)));
     const int64_t nb = cfg.num_blocks, L = cfg.n_layers;
     double *usage = calloc((size_t)(L * nb), sizeof(double)), *cnt = malloc(sizeof(double) * (size_t)nb),
@@ -312,7 +316,7 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
         if (!isfinite(gn))
             FAIL_ALL("%s: the gradient norm is %g at step %lld; stopping without saving (the last good checkpoint in %s is kept)",
                  res.kind, gn, (long long)step, dir);
-        double lr = nn_lr_at(&sched, step);
+        double lr = nn_lr_plan_at(&sched, step);
         nn_adamw_step(opt, lr);
         if (dp && a->zero) dp_gather_params(dp);
         if (sparse && cfg.router == NN_ROUTER_BALANCED) { /* after the step, as DeepSeek-V3 does */
@@ -447,7 +451,7 @@ int main(int argc, char **argv) {
         .model = "both", .ffn_path = "mask", .precision = "auto", .attention = "fused", .config = "sgt-150m", .output_dir = "outputs", .device = "auto", .text_field = "text",
         .max_tokens = 500000000, .batch_size = 8, .warmup = 100, .seed = 1337, .eval_every = 200, .log_every = 10,
         .eval_tokens = 65536, .lr = 6e-4, .min_lr = 6e-5, .weight_decay = 0.1, .aux_w = 0.01, .router = "ste", .balance_rate = 1e-3,
-        .val_fraction = SGT_VAL_FRACTION_DEFAULT, .grad_clip = 1.0, .progress = true, .data_parallel = "auto",
+        .val_fraction = SGT_VAL_FRACTION_DEFAULT, .grad_clip = 1.0, .progress = true, .data_parallel = "auto", .schedule = "cosine",
     };
     cli_flag flags[] = {
         {"dataset", CLI_STRING, &a.dataset, "JSONL file, one {\"text\": ...} object per line (required)", 0, 0, 0, 0},
@@ -464,7 +468,9 @@ int main(int argc, char **argv) {
         {"seq_len", CLI_INT, &a.seq_len, "tokens per sequence (0: the preset's context length)", 0, 0, 1 << 20, 0},
         {"tokens_per_step", CLI_INT, &a.tokens_per_step, "tokens per optimizer step, over all ranks; a multiple of batch_size*seq_len gives gradient accumulation (0: one micro-batch)", 0, 0, 1e12, 0},
         {"lr", CLI_DOUBLE, &a.lr, "peak learning rate", 0, 1e-12, 1e6, 0},
-        {"min_lr", CLI_DOUBLE, &a.min_lr, "final learning rate of the cosine decay", 0, 0, 10, 0},
+        {"min_lr", CLI_DOUBLE, &a.min_lr, "final learning rate of the decay", 0, 0, 10, 0},
+        {"schedule", CLI_CHOICE, &a.schedule, "learning rate after the warmup: cosine decay to min_lr, constant, linear decay, or wsd (warmup-stable-decay: constant, then linear decay over the last --decay_frac of the steps)", "cosine|constant|linear|wsd", 0, 0, 0},
+        {"decay_frac", CLI_DOUBLE, &a.decay_frac, "--schedule wsd: the share of all steps spent decaying (0: 0.2)", 0, 0, 1, 0},
         {"warmup", CLI_INT, &a.warmup, "linear warmup steps", 0, 0, 1e12, 0},
         {"weight_decay", CLI_DOUBLE, &a.weight_decay, "AdamW decoupled weight decay (not on norms, biases, embeddings)", 0, 0, 10, 0},
         {"aux_loss_weight", CLI_DOUBLE, &a.aux_w, "weight of the load-balancing loss (sparse)", 0, 0, 1000, 0},
