@@ -440,38 +440,99 @@ static int span_cmp(const void *a, const void *b) {
     return x->begin < y->begin ? -1 : x->begin > y->begin ? 1 : 0;
 }
 
-/* Checks that the file holds exactly the n targets (names[i] -> tensors[i], on any device)
- * with their dtypes and shapes, and that the offsets are consistent; fills sf->begin. */
-static int st_match(st_file *sf, int n, const char *const *names, sgt_tensor *const *tensors, char *err,
-                    size_t errn) {
+/* The model name of a file name under the options' prefix map: the first entry whose `from` begins
+ * name rewrites that prefix to `to` into buf; NULL when that entry drops the name (to == NULL). */
+static const char *mapped_name(const nn_load_opts *o, const char *name, char *buf, size_t n) {
+    for (int k = 0; o && k < o->n_prefix; k++) {
+        const nn_prefix_map *m = &o->prefix[k];
+        size_t lf = strlen(m->from);
+        if (strncmp(name, m->from, lf)) continue;
+        if (!m->to) return NULL;
+        snprintf(buf, n, "%s%s", m->to, name + lf);
+        return buf;
+    }
+    return name;
+}
+
+/* Appends a copy of name to a report list; false when out of memory. */
+static bool report_add(char ***list, int *n, const char *name) {
+    char **l = realloc(*list, sizeof *l * (size_t)(*n + 1));
+    if (!l) return false;
+    *list = l;
+    if (!(l[*n] = strdup(name))) return false;
+    (*n)++;
+    return true;
+}
+
+void nn_load_report_free(nn_load_report *r) {
+    if (!r) return;
+    for (int i = 0; i < r->n_missing; i++) free(r->missing[i]);
+    for (int i = 0; i < r->n_unexpected; i++) free(r->unexpected[i]);
+    free(r->missing);
+    free(r->unexpected);
+    memset(r, 0, sizeof *r);
+}
+
+/* Checks the file against the n targets (names[i] -> tensors[i], on any device): dtypes and shapes
+ * of the tensors they share (always), no unknown and no missing tensor (when o is NULL or strict),
+ * and consistent offsets for every tensor of the file; fills sf->begin (NOT_LOADED for a target the
+ * file lacks) and, when rep is not NULL, the report. */
+#define NOT_LOADED UINT64_MAX
+static int st_match(st_file *sf, int n, const char *const *names, sgt_tensor *const *tensors,
+                    const nn_load_opts *o, nn_load_report *rep, char *err, size_t errn) {
+    bool strict = !o || o->strict;
+    char mapbuf[NN_NAME_MAX + 256];
     const char *path = sf->path;
     named *sorted = sorted_names(n, names);
     bool *seen = calloc((size_t)(n ? n : 1), sizeof *seen);
     span *spans = malloc(sizeof *spans * (size_t)(n ? n : 1));
     sf->begin = calloc((size_t)(n ? n : 1), sizeof *sf->begin);
-    int nspan = 0, rc = -1;
+    int nspan = 0, rc = -1, nentry = 0;
     char b0[160], b1[160];
-    if (!sorted || !seen || !spans || !sf->begin) {
+    for (cJSON *e = sf->root->child; e; e = e->next) nentry++;
+    if (rep) memset(rep, 0, sizeof *rep);
+    span *more = spans ? realloc(spans, sizeof *spans * (size_t)(nentry > n ? nentry : n ? n : 1)) : NULL;
+    if (more) spans = more;
+    if (!sorted || !seen || !more || !sf->begin) {
         fail(err, errn, "%s: out of host memory", path);
         goto out;
     }
     for (cJSON *e = sf->root->child; e; e = e->next) {
         const char *name = e->string;
         if (!strcmp(name, ST_META)) continue;
-        int i = find_name(sorted, n, name);
+        const char *mname = mapped_name(o, name, mapbuf, sizeof mapbuf);
+        int i = mname ? find_name(sorted, n, mname) : -1;
+        cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
+        cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
+        cJSON *of = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
         if (i < 0) {
-            fail(err, errn, "%s: unknown tensor '%s' in the file (the model has no such parameter)", path, name);
-            goto out;
+            if (strict && mname) {
+                fail(err, errn, "%s: unknown tensor '%s' in the file (the model has no such parameter)", path, mname);
+                goto out;
+            }
+            /* not loaded, but its bytes still count in the layout checks below */
+            uint64_t beg, end;
+            if (!cJSON_IsObject(e) || !cJSON_IsArray(of) || cJSON_GetArraySize(of) != 2 ||
+                !json_u64(cJSON_GetArrayItem(of, 0), &beg) || !json_u64(cJSON_GetArrayItem(of, 1), &end) ||
+                end < beg || end > sf->data_size) {
+                fail(err, errn, "%s: tensor '%s': field 'data_offsets' is missing or not a [begin, end] pair within the data",
+                     path, name);
+                goto out;
+            }
+            spans[nspan++] = (span){beg, end, e->string};
+            if (mname && rep && !report_add(&rep->unexpected, &rep->n_unexpected, name)) {
+                fail(err, errn, "%s: out of host memory", path);
+                goto out;
+            }
+            continue;
         }
         if (seen[i]) {
-            fail(err, errn, "%s: tensor '%s' appears twice in the header", path, name);
+            fail(err, errn, "%s: tensor '%s' appears twice in the header%s", path, mname,
+                 mname != name ? " (after renaming)" : "");
             goto out;
         }
         seen[i] = true;
         const sgt_tensor *t = tensors[i];
-        cJSON *dt = cJSON_GetObjectItemCaseSensitive(e, "dtype");
-        cJSON *sh = cJSON_GetObjectItemCaseSensitive(e, "shape");
-        cJSON *of = cJSON_GetObjectItemCaseSensitive(e, "data_offsets");
         if (!cJSON_IsObject(e) || !cJSON_IsString(dt)) {
             fail(err, errn, "%s: tensor '%s': field 'dtype' is missing or not a string", path, name);
             goto out;
@@ -538,9 +599,18 @@ static int st_match(st_file *sf, int n, const char *const *names, sgt_tensor *co
     }
     for (int i = 0; i < n; i++)
         if (!seen[i]) {
-            fail(err, errn, "%s: tensor '%s' (%s %s) is missing from the file", path, names[i],
-                 st_dtype(tensors[i]->dtype), shape_str(b0, sizeof b0, tensors[i]->ndim, tensors[i]->shape));
-            goto out;
+            if (strict) {
+                fail(err, errn, "%s: tensor '%s' (%s %s) is missing from the file", path, names[i],
+                     st_dtype(tensors[i]->dtype), shape_str(b0, sizeof b0, tensors[i]->ndim, tensors[i]->shape));
+                goto out;
+            }
+            sf->begin[i] = NOT_LOADED;
+            if (rep && !report_add(&rep->missing, &rep->n_missing, names[i])) {
+                fail(err, errn, "%s: out of host memory", path);
+                goto out;
+            }
+        } else if (rep) {
+            rep->n_loaded++;
         }
     qsort(spans, (size_t)nspan, sizeof *spans, span_cmp);
     uint64_t max_end = 0;
@@ -563,6 +633,7 @@ static int st_match(st_file *sf, int n, const char *const *names, sgt_tensor *co
     }
     rc = 0;
 out:
+    if (rc && rep) nn_load_report_free(rep);
     free(sorted);
     free(seen);
     free(spans);
@@ -584,23 +655,27 @@ fail:
 
 static void st_copy_out(const st_file *sf, int n, sgt_tensor *const *tensors) {
     for (int i = 0; i < n; i++) {
+        if (sf->begin[i] == NOT_LOADED) continue;
         size_t nbytes = (size_t)sgt_numel(tensors[i]) * sgt_dtype_size(tensors[i]->dtype);
         if (nbytes) sgt_copy_from_host(tensors[i], sf->data + sf->begin[i]); /* any device, any view */
     }
 }
 
-static int load_into(const char *path, int n, const char *const *names, sgt_tensor *const *tensors, char *err,
-                     size_t errn) {
+static int load_into(const char *path, int n, const char *const *names, sgt_tensor *const *tensors,
+                     const nn_load_opts *o, nn_load_report *rep, char *err, size_t errn) {
     st_file sf;
+    if (rep) memset(rep, 0, sizeof *rep);
     if (st_open(&sf, path, err, errn)) return -1;
-    int rc = st_match(&sf, n, names, tensors, err, errn);
+    int rc = st_match(&sf, n, names, tensors, o, rep, err, errn);
     if (!rc) rc = st_read_data(&sf, err, errn);
+    if (rc && rep) nn_load_report_free(rep);
     if (!rc) st_copy_out(&sf, n, tensors);
     st_close(&sf);
     return rc;
 }
 
-int nn_load_params(nn_params *p, const char *path, char *err, size_t errn) {
+int nn_load_params_opts(nn_params *p, const char *path, const nn_load_opts *o, nn_load_report *rep, char *err,
+                        size_t errn) {
     const char **names = malloc(sizeof *names * (size_t)(p->n ? p->n : 1));
     sgt_tensor **ts = malloc(sizeof *ts * (size_t)(p->n ? p->n : 1));
     int rc;
@@ -611,11 +686,15 @@ int nn_load_params(nn_params *p, const char *path, char *err, size_t errn) {
             names[i] = p->items[i].name;
             ts[i] = p->items[i].t;
         }
-        rc = load_into(path, p->n, names, ts, err, errn);
+        rc = load_into(path, p->n, names, ts, o, rep, err, errn);
     }
     free(names);
     free(ts);
     return rc;
+}
+
+int nn_load_params(nn_params *p, const char *path, char *err, size_t errn) {
+    return nn_load_params_opts(p, path, NULL, NULL, err, errn);
 }
 
 static char *dup_str(const char *s) {
@@ -735,7 +814,7 @@ int nn_load_train_state(nn_adamw *o, const char *path, char **state_json_out, ch
         fail(err, errn, "%s: out of host memory", path);
         goto out;
     }
-    if (st_match(&sf, 2 * o->n, pnames, ts, err, errn) || st_read_data(&sf, err, errn)) goto out;
+    if (st_match(&sf, 2 * o->n, pnames, ts, NULL, NULL, err, errn) || st_read_data(&sf, err, errn)) goto out;
     st_copy_out(&sf, 2 * o->n, ts);
     o->step = (int64_t)step;
     if (state_json_out) {

@@ -23,6 +23,7 @@
 #ifndef SGT_NN_CHECKPOINT_H
 #define SGT_NN_CHECKPOINT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "optim.h"
@@ -38,6 +39,34 @@ int nn_save_params(nn_params *p, const char *path, const char *metadata_json, ch
 /* Loads every parameter of the store from path. The file must hold exactly the store's
  * parameters (no missing, no unknown names) with the same dtypes and shapes. */
 int nn_load_params(nn_params *p, const char *path, char *err, size_t errn);
+
+/* Non-strict loading with renaming, for fine-tuning (a model with a new head), loading a
+ * submodule, or a checkpoint whose names carry another prefix. Each name of the file is first
+ * rewritten by the prefix map: the first entry whose `from` begins the name replaces that prefix
+ * with `to` ("transformer." -> "" strips it; "" -> "backbone." adds one); `to` NULL drops the
+ * tensor (neither loaded nor reported). A dtype or shape mismatch of a tensor that both have is
+ * always an error naming the tensor and both shapes. Tensors of the file the model lacks
+ * ("unexpected") and parameters the file lacks ("missing") are errors when strict, and are
+ * otherwise skipped and listed in the report; missing parameters keep their values. The file's
+ * layout is checked whole, the loaded tensors all-or-nothing as in nn_load_params. */
+typedef struct {
+    const char *from, *to;
+} nn_prefix_map;
+typedef struct {
+    bool strict;
+    int n_prefix;
+    const nn_prefix_map *prefix;
+} nn_load_opts;
+/* Names are malloc'd copies: missing ones are the model's, unexpected ones the file's (before
+ * renaming). Free with nn_load_report_free; zeroed on failure. */
+typedef struct {
+    int n_loaded, n_missing, n_unexpected;
+    char **missing, **unexpected;
+} nn_load_report;
+/* o NULL: strict, no renaming (nn_load_params is this). rep may be NULL. */
+int nn_load_params_opts(nn_params *p, const char *path, const nn_load_opts *o, nn_load_report *rep, char *err,
+                        size_t errn);
+void nn_load_report_free(nn_load_report *r);
 
 /* The "__metadata__" object of a safetensors file as a malloc'd JSON string ("{}" when the file
  * has none). The caller frees *json_out. */

@@ -15,16 +15,21 @@ void nn_linear_init(nn_linear *m, nn_params *p, const char *prefix, int64_t in, 
     m->w_bf16 = NULL;
 }
 
+/* f32 and bf16 mix (mixed precision: the weights are cast to the input's dtype, their gradients
+ * come back in theirs); f64 meets only f64: an f64 input would otherwise silently make the whole
+ * layer (and what follows) compute in f64, or an f32 one silently drop an f64 model to f32 */
+void nn_check_input_dtype(const char *module, const sgt_tensor *w, const sgt_tensor *x) {
+    SGT_CHECK(sgt_dtype_is_float(x->dtype) && (x->dtype == SGT_F64) == (w->dtype == SGT_F64),
+              "%s %s: the input is %s but the weights are %s: cast the input (sgt_cast) or create the parameters "
+              "in that dtype",
+              module, w->name ? w->name : "", sgt_dtype_name(x->dtype), sgt_dtype_name(w->dtype));
+}
+
 sgt_tensor *nn_linear_forward(sgt_ctx *c, const nn_linear *m, sgt_tensor *x) {
     char b[96];
     SGT_CHECK(x->ndim >= 1 && x->shape[x->ndim - 1] == m->in, "linear %s: input %s, expected last dim %lld",
               m->w->name ? m->w->name : "", sgt_shape_str(x, b, sizeof b), (long long)m->in);
-    /* f32 and bf16 mix (mixed precision, below); f64 meets only f64: an f64 input would otherwise
-     * silently make the whole layer (and what follows) compute in f64 */
-    SGT_CHECK(sgt_dtype_is_float(x->dtype) && (x->dtype == SGT_F64) == (m->w->dtype == SGT_F64),
-              "linear %s: the input is %s but the weights are %s: cast the input (sgt_cast) or create the parameters "
-              "in that dtype",
-              m->w->name ? m->w->name : "", sgt_dtype_name(x->dtype), sgt_dtype_name(m->w->dtype));
+    nn_check_input_dtype("linear", m->w, x);
     sgt_tensor *x2 = x->ndim == 1 ? sgt_reshape(c, x, SGT_SHAPE(1, m->in)) : x;
     /* mixed precision: the layer computes in its input's dtype; a cast of the (f32 master) weight
      * is recorded, so its gradient comes back to the master in f32 */
@@ -95,8 +100,9 @@ sgt_tensor *nn_layernorm_forward(sgt_ctx *c, const nn_layernorm *m, sgt_tensor *
     const int64_t C = m->w->shape[0];
     SGT_CHECK(x->ndim >= 1 && x->shape[x->ndim - 1] == C, "layernorm %s: input %s, expected last dim %lld",
               m->w->name ? m->w->name : "", sgt_shape_str(x, b0, sizeof b0), (long long)C);
-    /* the op takes one dtype: a bf16 (or f64) x normalises with casts of the weights, whose
-     * gradients return to them in their own dtype */
+    /* the op takes one dtype: a bf16 x normalises with casts of the f32 weights, whose gradients
+     * return to them in their own dtype (f64 meets only f64) */
+    nn_check_input_dtype("layernorm", m->w, x);
     sgt_tensor *w = m->w->dtype == x->dtype ? m->w : sgt_cast(c, m->w, x->dtype);
     sgt_tensor *b = !m->b ? sgt_zeros(c, x->dtype, 1, &C) : m->b->dtype == x->dtype ? m->b : sgt_cast(c, m->b, x->dtype);
     return sgt_layernorm(c, x, w, b, m->eps, NULL, NULL);

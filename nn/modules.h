@@ -22,6 +22,10 @@ typedef struct {
 } nn_linear;
 void nn_linear_init(nn_linear *m, nn_params *p, const char *prefix, int64_t in, int64_t out, bool bias, double std);
 sgt_tensor *nn_linear_forward(sgt_ctx *c, const nn_linear *m, sgt_tensor *x); /* [..., in] -> [..., out] */
+/* The dtype rule of every module with weights: f32 and bf16 mix (mixed precision: the weights
+ * are cast to the input's dtype), f64 meets only f64. Anything else fails naming the module, the
+ * weight and both dtypes; the caller casts explicitly (sgt_cast) when it means it. */
+void nn_check_input_dtype(const char *module, const sgt_tensor *w, const sgt_tensor *x);
 
 /* Decoding over bf16 weights. nn_linear_prepare_bf16 makes (or refreshes) w_bf16 from the current
  * w, in the parameter store's memory; training never reads it, so remake it after w changes.

@@ -125,6 +125,7 @@ sgt_tensor *nn_bs_swiglu_forward(sgt_ctx *c, const nn_bs_swiglu *m, sgt_tensor *
     /* mixed precision: the router (0.75% of the FLOPs) decides in f32 (bf16 logits would tie far
      * more often in the top-k); the FFN runs in x's dtype */
     const sgt_dtype wt = m->router.fc1.w->dtype;
+    nn_check_input_dtype("bs_swiglu router", m->router.fc1.w, x);
     nn_route r = nn_router_forward(c, &m->router, x->dtype == wt ? x : sgt_cast(c, x, wt));
     if (route_out) *route_out = r;
     if (m->path == NN_BS_SKIP) { /* the skipping kernel runs in the weights' dtype */

@@ -292,6 +292,88 @@ static void t_mismatches_refused(void **s) {
     nn_params_destroy(x);
 }
 
+static nn_param *find(nn_params *p, const char *name) {
+    nn_param *q = nn_params_find(p, name);
+    if (!q) fail_msg("no parameter '%s'", name);
+    return q;
+}
+
+static bool same_bytes(const sgt_tensor *a, const sgt_tensor *b) {
+    size_t n = (size_t)sgt_numel(a) * sgt_dtype_size(a->dtype);
+    return n == (size_t)sgt_numel(b) * sgt_dtype_size(b->dtype) && !memcmp(sgt_ptr(a), sgt_ptr(b), n);
+}
+
+/* nn_load_params_opts: fine-tuning (the model has a new head the file lacks, the file a tensor the
+ * model lacks), renamed prefixes, and shape mismatches that fail even when not strict. */
+static void t_non_strict_and_renamed(void **s) {
+    (void)s;
+    char path[128], err[512];
+    nn_params *src = make_store(1, SGT_F32, V_MISSING_LNF); /* the file: no ln_f */
+    nn_param_new(src, "old_head", "weight", SGT_SHAPE(2), NN_INIT_NORMAL, 1.0, true);
+    if (nn_save_params(src, in_dir(path, sizeof path, "partial.safetensors"), NULL, err, sizeof err)) fail_msg("%s", err);
+    /* strict (the default wrapper and opts.strict) refuses it */
+    nn_params *dst = make_store(2, SGT_F32, V_NORMAL);
+    nn_load_opts strict = {.strict = true};
+    nn_load_report rep;
+    assert_int_equal(nn_load_params_opts(dst, path, &strict, &rep, err, sizeof err), -1);
+    assert_non_null(strstr(err, "unknown tensor 'old_head.weight'"));
+    assert_int_equal(rep.n_loaded + rep.n_missing + rep.n_unexpected, 0);
+    /* non-strict loads what both have, keeps ln_f and reports both sides */
+    sgt_tensor *lnf = find(dst, "ln_f.weight")->t;
+    double lnf0 = sgt_get(lnf, (int64_t[]){0});
+    nn_load_opts loose = {.strict = false};
+    if (nn_load_params_opts(dst, path, &loose, &rep, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(rep.n_loaded, 3);
+    assert_int_equal(rep.n_missing, 1);
+    assert_string_equal(rep.missing[0], "ln_f.weight");
+    assert_int_equal(rep.n_unexpected, 1);
+    assert_string_equal(rep.unexpected[0], "old_head.weight");
+    nn_load_report_free(&rep);
+    assert_true(same_bytes(find(dst, "embed.weight")->t, find(src, "embed.weight")->t));
+    assert_true(same_bytes(find(dst, "layers.0.attn.qkv.bias")->t, find(src, "layers.0.attn.qkv.bias")->t));
+    assert_true(sgt_get(lnf, (int64_t[]){0}) == lnf0);
+    /* a dropped prefix (to NULL) is neither loaded nor reported */
+    nn_load_opts drop = {.strict = false, .n_prefix = 1, .prefix = (nn_prefix_map[]){{"old_head.", NULL}}};
+    if (nn_load_params_opts(dst, path, &drop, &rep, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(rep.n_unexpected, 0);
+    nn_load_report_free(&rep);
+    nn_params_destroy(dst);
+
+    /* renamed prefixes: the file's "embed." is the model's "backbone.embed.", and "layers." ->
+     * "backbone.layers."; strict, so everything must match after renaming */
+    nn_params *big = nn_params_create(3, SGT_F32, SGT_CPU);
+    nn_param_new(big, "backbone.embed", "weight", SGT_SHAPE(5, 4), NN_INIT_NORMAL, 1.0, false);
+    nn_param_new(big, "backbone.layers.0.attn.qkv", "weight", SGT_SHAPE(4, 12), NN_INIT_NORMAL, 1.0, true);
+    nn_param_new(big, "backbone.layers.0.attn.qkv", "bias", SGT_SHAPE(12), NN_INIT_NORMAL, 1.0, false);
+    nn_param_new(big, "head", "weight", SGT_SHAPE(2), NN_INIT_NORMAL, 1.0, true);
+    nn_load_opts ren = {.strict = true, .n_prefix = 3,
+                        .prefix = (nn_prefix_map[]){{"old_head.", "head."}, {"embed.", "backbone.embed."},
+                                                    {"layers.", "backbone.layers."}}};
+    if (nn_load_params_opts(big, path, &ren, &rep, err, sizeof err)) fail_msg("%s", err);
+    assert_int_equal(rep.n_loaded, 4);
+    assert_int_equal(rep.n_missing + rep.n_unexpected, 0);
+    nn_load_report_free(&rep);
+    assert_true(same_bytes(find(big, "backbone.layers.0.attn.qkv.weight")->t,
+                           find(src, "layers.0.attn.qkv.weight")->t));
+    assert_true(same_bytes(find(big, "head.weight")->t, find(src, "old_head.weight")->t));
+    nn_params_destroy(big);
+
+    /* a shape mismatch fails even when not strict, names the tensor and both shapes, loads nothing */
+    nn_params *bad = make_store(4, SGT_F32, V_TRANSPOSED_QKV);
+    size_t n0;
+    unsigned char *before = snapshot(bad, &n0);
+    assert_int_equal(nn_load_params_opts(bad, path, &loose, &rep, err, sizeof err), -1);
+    assert_non_null(strstr(err, "tensor 'layers.0.attn.qkv.weight' has shape [4,12], the model expects [12,4]"));
+    assert_int_equal(rep.n_loaded + rep.n_missing + rep.n_unexpected, 0);
+    size_t n1;
+    unsigned char *after = snapshot(bad, &n1);
+    assert_true(n0 == n1 && !memcmp(before, after, n0));
+    free(before);
+    free(after);
+    nn_params_destroy(bad);
+    nn_params_destroy(src);
+}
+
 /* hand-written headers for a two-parameter f32 store a[2], b[2] */
 static void t_bad_offsets_refused(void **s) {
     (void)s;
@@ -546,6 +628,7 @@ int main(void) {
         cmocka_unit_test(t_generic_save_non_contiguous),
         cmocka_unit_test(t_bad_files_refused),
         cmocka_unit_test(t_mismatches_refused),
+        cmocka_unit_test(t_non_strict_and_renamed),
         cmocka_unit_test(t_bad_offsets_refused),
         cmocka_unit_test(t_out_of_order_offsets_load),
         cmocka_unit_test(t_failed_save_keeps_old_file),

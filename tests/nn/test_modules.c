@@ -59,6 +59,14 @@ static void t_linear_dtype_mismatch(void **s) {
     EXPECT_SGT_ERROR(nn_linear_forward(C, &m, sgt_zeros(C, SGT_I32, SGT_SHAPE(3, 5))), "the input is i32");
     assert_int_equal(nn_linear_forward(C, &m, tu_rand(C, SGT_BF16, SGT_SHAPE(3, 5), 2, -1, 1))->dtype, SGT_BF16);
     assert_int_equal(nn_linear_forward(C, &m, tu_rand(C, SGT_F32, SGT_SHAPE(3, 5), 3, -1, 1))->dtype, SGT_F32);
+    /* the norms follow the same rule (LayerNorm used to cast its f32 weights up to an f64 input) */
+    nn_layernorm ln;
+    nn_layernorm_init(&ln, p, "ln", 5, true, 1e-5);
+    EXPECT_SGT_ERROR(nn_layernorm_forward(C, &ln, R(1, 3, 5)), "layernorm ln.weight: the input is f64 but the weights are f32");
+    assert_int_equal(nn_layernorm_forward(C, &ln, tu_rand(C, SGT_BF16, SGT_SHAPE(3, 5), 5, -1, 1))->dtype, SGT_BF16);
+    nn_rmsnorm rn;
+    nn_rmsnorm_init(&rn, p, "rn", 5, 1e-5);
+    EXPECT_SGT_ERROR(nn_rmsnorm_forward(C, &rn, R(1, 3, 5)), "f64");
     nn_params_destroy(p);
     nn_params *p64 = store();
     nn_linear_init(&m, p64, "lin64", 5, 4, false, 0.5);

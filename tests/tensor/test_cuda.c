@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "../../nn/checkpoint.h"
+#include "../../tensor/print.h"
 #include "../common/test_device.h"
 #ifdef SGT_HAVE_CUDA
 #include "../../tensor/cuda/backend.h"
@@ -1259,6 +1260,34 @@ static void t_round_trips(void **s) {
     rewind_both(m);
 }
 
+/* a device tensor prints the values the CPU copy prints (small: one bulk copy; summarised: the
+ * shown elements one by one), under a header naming its device */
+static void t_print(void **s) {
+    (void)s;
+    NEED_GPU();
+    marks m = mark_both();
+    const int64_t n = 40 * 30;
+    double *v = malloc(sizeof(double) * n);
+    for (int64_t i = 0; i < n; i++) v[i] = tu_urand((uint64_t)i, 972) * 20 - 10;
+    for (int k = 0; k < 4; k++) {
+        sgt_dtype dt = k == 0 ? SGT_F32 : k == 1 ? SGT_F64 : k == 2 ? SGT_BF16 : SGT_I32;
+        sgt_tensor *g = sgt_from_f64(G, dt, SGT_SHAPE(40, 30), v), *c = sgt_from_f64(C, dt, SGT_SHAPE(40, 30), v);
+        for (int small = 0; small < 2; small++) {
+            sgt_tensor *gs = small ? sgt_narrow(G, sgt_transpose(G, g, 0, 1), 0, 2, 3) : g;
+            sgt_tensor *cs = small ? sgt_narrow(C, sgt_transpose(C, c, 0, 1), 0, 2, 3) : c;
+            char *tg = sgt_tensor_format(gs, "t"), *tc = sgt_tensor_format(cs, "t");
+            char want[96];
+            snprintf(want, sizeof want, ", %s\n", sgt_device_name(gs->device));
+            assert_non_null(strstr(tg, want));
+            assert_string_equal(strchr(tg, '\n'), strchr(tc, '\n'));
+            free(tg);
+            free(tc);
+        }
+    }
+    free(v);
+    rewind_both(m);
+}
+
 /* parameters made on the GPU equal those made on the CPU (same RNG streams); checkpoints move
  * both ways; steady steps on a device arena allocate nothing */
 static void t_checkpoints_and_arenas(void **s) {
@@ -1388,6 +1417,7 @@ int main(void) {
         cmocka_unit_test(t_no_device_is_a_clear_error),
         cmocka_unit_test(t_host_copies_cpu),
         cmocka_unit_test(t_round_trips),
+        cmocka_unit_test(t_print),
         cmocka_unit_test(t_copy_cast_fill),
         cmocka_unit_test(t_rng_bit_exact),
         cmocka_unit_test(t_dropout_bit_exact),

@@ -79,7 +79,11 @@ static void t_errors_name_the_op(void **s) {
     EXPECT_SGT_ERROR(sgt_add(c, a, b), "op 'add': shapes [2,3] f32 and [4,3] f32 do not broadcast");
     EXPECT_SGT_ERROR(sgt_matmul(c, a, a, false, false), "matmul: inner sizes differ");
     sgt_tensor *d = sgt_zeros(c, SGT_F64, SGT_SHAPE(2, 3));
-    EXPECT_SGT_ERROR(sgt_mul(c, a, d), "dtypes differ");
+    /* no silent promotion: mixing f32 and f64 names the op and both dtypes (docs/LIBRARY.md) */
+    EXPECT_SGT_ERROR(sgt_mul(c, a, d), "op 'mul': dtypes differ (f32 and f64)");
+    EXPECT_SGT_ERROR(sgt_add(c, d, a), "op 'add': dtypes differ (f64 and f32)");
+    EXPECT_SGT_ERROR(sgt_matmul(c, d, sgt_zeros(c, SGT_F32, SGT_SHAPE(3, 2)), false, false),
+                     "op 'matmul': dtypes differ (f64 and f32)");
     EXPECT_SGT_ERROR(sgt_reshape(c, a, SGT_SHAPE(4, 2)), "reshape");
     tu_env_free(e);
 }
