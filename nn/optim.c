@@ -36,6 +36,16 @@ void nn_group_table_init(nn_group_table *t, const nn_params *p, const nn_param_g
     for (int i = 0; i < p->n; i++) t->of[i] = first_match(groups, n, p->items[i].name);
 }
 
+sgt_tensor **nn_state_like_params(nn_params *p, bool alloc, const char *what) {
+    sgt_tensor **s = calloc((size_t)(p->n ? p->n : 1), sizeof *s);
+    SGT_CHECK(s, "out of host memory creating the optimizer's %s", what);
+    for (int i = 0; alloc && i < p->n; i++) {
+        const sgt_tensor *t = p->items[i].t;
+        s[i] = sgt_zeros(&p->ctx, t->dtype, t->ndim, t->shape);
+    }
+    return s;
+}
+
 void nn_group_table_free(nn_group_table *t) {
     for (int g = 0; g < t->n; g++) free((char *)t->groups[g].prefix);
     free(t->groups);
@@ -72,15 +82,8 @@ nn_adamw *nn_adamw_create_groups(nn_params *p, double beta1, double beta2, doubl
     o->beta2 = beta2;
     o->eps = eps;
     o->weight_decay = weight_decay;
-    size_t n = (size_t)(p->n ? p->n : 1);
-    o->m = calloc(n, sizeof *o->m);
-    o->v = calloc(n, sizeof *o->v);
-    SGT_CHECK(o->m && o->v, "out of host memory creating the optimizer's moment lists");
-    for (int i = 0; i < p->n; i++) {
-        const sgt_tensor *t = p->items[i].t;
-        o->m[i] = sgt_zeros(&p->ctx, t->dtype, t->ndim, t->shape);
-        o->v[i] = sgt_zeros(&p->ctx, t->dtype, t->ndim, t->shape);
-    }
+    o->m = nn_state_like_params(p, true, "first moments");
+    o->v = nn_state_like_params(p, true, "second moments");
     return o;
 }
 

@@ -49,6 +49,11 @@ void nn_group_table_free(nn_group_table *t);
 double nn_group_lr_scale(const nn_group_table *t, int i);
 double nn_group_weight_decay(const nn_group_table *t, const nn_params *p, int i, double default_wd);
 
+/* An optimizer's per-parameter state: a malloc'd list of p->n tensors, each zeros shaped like its
+ * parameter in the store's persistent arena (all NULL when !alloc); the caller frees the list,
+ * the bytes belong to the arena. `what` names the list in the out-of-memory error. */
+sgt_tensor **nn_state_like_params(nn_params *p, bool alloc, const char *what);
+
 /* A copy of c that records nothing (no observer): for the optimizers' in-place writes. */
 sgt_ctx nn_quiet_ctx(const sgt_ctx *c);
 

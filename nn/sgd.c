@@ -18,12 +18,7 @@ nn_sgd *nn_sgd_create(nn_params *p, double momentum, bool nesterov, double weigh
     o->momentum = momentum;
     o->nesterov = nesterov;
     o->weight_decay = weight_decay;
-    o->buf = calloc((size_t)(p->n ? p->n : 1), sizeof *o->buf);
-    SGT_CHECK(o->buf, "out of host memory creating the optimizer's momentum list");
-    for (int i = 0; momentum > 0 && i < p->n; i++) {
-        const sgt_tensor *t = p->items[i].t;
-        o->buf[i] = sgt_zeros(&p->ctx, t->dtype, t->ndim, t->shape);
-    }
+    o->buf = nn_state_like_params(p, momentum > 0, "momentum buffers");
     return o;
 }
 
