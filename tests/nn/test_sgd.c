@@ -104,61 +104,64 @@ static void t_sgd_refuses_bad_settings(void **s) {
 /* three parameters: "enc.w" and "enc.norm" (no decay) in group 0, "head.w" in group 1, "other.w" in
  * none. Zero gradients make the update pure decay (AdamW: p (1 - lr s wd); SGD with mu = 0:
  * p (1 - lr s wd) too), so each parameter's factor reads its lr scale times its weight decay. */
+static void groups_case(const int opt) { /* opt: 0 AdamW, 1 SGD */
+    nn_params *p = nn_params_create(5, SGT_F64, SGT_CPU);
+    sgt_tensor *t[4] = {
+        nn_param_new(p, "enc", "w", SGT_SHAPE(3), NN_INIT_ONES, 0, true),
+        nn_param_new(p, "enc", "norm", SGT_SHAPE(3), NN_INIT_ONES, 0, false),
+        nn_param_new(p, "head", "w", SGT_SHAPE(3), NN_INIT_ONES, 0, true),
+        nn_param_new(p, "other", "w", SGT_SHAPE(3), NN_INIT_ONES, 0, true),
+    };
+    char prefix0[8] = "enc.";
+    nn_param_group g[2] = {{prefix0, 0.5, 0.2}, {"head", 2.0, 0.01}};
+    const double lr = 0.1, wd = 0.3;
+    void *o = opt ? (void *)nn_sgd_create(p, 0.0, false, wd, g, 2)
+                  : (void *)nn_adamw_create_groups(p, 0.9, 0.95, 1e-8, wd, g, 2);
+    memset(prefix0, 0, sizeof prefix0); /* the optimizer keeps its own copy */
+    if (opt) nn_sgd_step(o, lr);
+    else nn_adamw_step(o, lr);
+    const double f[4] = {1 - lr * 0.5 * 0.2, 1.0, 1 - lr * 2.0 * 0.01, 1 - lr * wd};
+    for (int i = 0; i < 4; i++) {
+        double want[3] = {f[i], f[i], f[i]};
+        tu_assert_close(t[i], want, 1e-15, 0, opt ? "sgd group decay" : "adamw group decay");
+    }
+    if (opt) nn_sgd_destroy(o);
+    else nn_adamw_destroy(o);
+    strcpy(prefix0, "enc.");
+
+    /* lr_scale with a gradient: the step of SGD is lr * scale * g exactly */
+    if (opt) {
+        /* no decay here; the catch-all "" group gives "other.w" its scale 1 */
+        nn_param_group g2[3] = {{"enc.", 0.5, 0.0}, {"head", 2.0, 0.0}, {"", 1.0, 0.0}};
+        nn_sgd *q = nn_sgd_create(p, 0.0, false, 0.3, g2, 3);
+        double before[4][3];
+        for (int i = 0; i < 4; i++) {
+            double *h = tu_host(t[i]);
+            memcpy(before[i], h, sizeof before[i]);
+            free(h);
+            put(ag_grad(t[i]), (double[]){1.0, -1.0, 2.0});
+        }
+        nn_sgd_step(q, lr);
+        const double sc[4] = {0.5, 0.5, 2.0, 1.0};
+        for (int i = 0; i < 4; i++) {
+            double want[3] = {before[i][0] - lr * sc[i], before[i][1] + lr * sc[i], before[i][2] - 2 * lr * sc[i]};
+            tu_assert_close(t[i], want, 1e-15, 1e-16, "sgd group lr scale");
+        }
+        nn_sgd_destroy(q);
+    }
+    /* a group that matches nothing (or only what an earlier group took) is an error */
+    nn_param_group bad[2] = {{"enc", 1.0, 0.0}, {"enc.w", 1.0, 0.0}};
+    EXPECT_SGT_ERROR(nn_adamw_create_groups(p, 0.9, 0.95, 1e-8, 0, (nn_param_group[]){{"nope.", 1, 0}}, 1),
+                     "(prefix 'nope.') matches no parameter");
+    EXPECT_SGT_ERROR(nn_sgd_create(p, 0.0, false, 0.0, bad, 2), "prefix 'enc.w'");
+    EXPECT_SGT_ERROR(nn_sgd_create(p, 0.0, false, 0.0, (nn_param_group[]){{NULL, 1, 0}}, 1), "no prefix");
+    nn_params_destroy(p);
+}
+
 static void t_groups(void **s) {
     (void)s;
-    for (int opt = 0; opt < 2; opt++) {
-        nn_params *p = nn_params_create(5, SGT_F64, SGT_CPU);
-        sgt_tensor *t[4] = {
-            nn_param_new(p, "enc", "w", SGT_SHAPE(3), NN_INIT_ONES, 0, true),
-            nn_param_new(p, "enc", "norm", SGT_SHAPE(3), NN_INIT_ONES, 0, false),
-            nn_param_new(p, "head", "w", SGT_SHAPE(3), NN_INIT_ONES, 0, true),
-            nn_param_new(p, "other", "w", SGT_SHAPE(3), NN_INIT_ONES, 0, true),
-        };
-        char prefix0[8] = "enc.";
-        nn_param_group g[2] = {{prefix0, 0.5, 0.2}, {"head", 2.0, 0.01}};
-        const double lr = 0.1, wd = 0.3;
-        void *o = opt ? (void *)nn_sgd_create(p, 0.0, false, wd, g, 2)
-                      : (void *)nn_adamw_create_groups(p, 0.9, 0.95, 1e-8, wd, g, 2);
-        memset(prefix0, 0, sizeof prefix0); /* the optimizer keeps its own copy */
-        if (opt) nn_sgd_step(o, lr);
-        else nn_adamw_step(o, lr);
-        const double f[4] = {1 - lr * 0.5 * 0.2, 1.0, 1 - lr * 2.0 * 0.01, 1 - lr * wd};
-        for (int i = 0; i < 4; i++) {
-            double want[3] = {f[i], f[i], f[i]};
-            tu_assert_close(t[i], want, 1e-15, 0, opt ? "sgd group decay" : "adamw group decay");
-        }
-        if (opt) nn_sgd_destroy(o);
-        else nn_adamw_destroy(o);
-        strcpy(prefix0, "enc.");
-
-        /* lr_scale with a gradient: the step of SGD is lr * scale * g exactly */
-        if (opt) {
-            /* no decay here; the catch-all "" group gives "other.w" its scale 1 */
-            nn_param_group g2[3] = {{"enc.", 0.5, 0.0}, {"head", 2.0, 0.0}, {"", 1.0, 0.0}};
-            nn_sgd *q = nn_sgd_create(p, 0.0, false, 0.3, g2, 3);
-            double before[4][3];
-            for (int i = 0; i < 4; i++) {
-                double *h = tu_host(t[i]);
-                memcpy(before[i], h, sizeof before[i]);
-                free(h);
-                put(ag_grad(t[i]), (double[]){1.0, -1.0, 2.0});
-            }
-            nn_sgd_step(q, lr);
-            const double sc[4] = {0.5, 0.5, 2.0, 1.0};
-            for (int i = 0; i < 4; i++) {
-                double want[3] = {before[i][0] - lr * sc[i], before[i][1] + lr * sc[i], before[i][2] - 2 * lr * sc[i]};
-                tu_assert_close(t[i], want, 1e-15, 1e-16, "sgd group lr scale");
-            }
-            nn_sgd_destroy(q);
-        }
-        /* a group that matches nothing (or only what an earlier group took) is an error */
-        nn_param_group bad[2] = {{"enc", 1.0, 0.0}, {"enc.w", 1.0, 0.0}};
-        EXPECT_SGT_ERROR(nn_adamw_create_groups(p, 0.9, 0.95, 1e-8, 0, (nn_param_group[]){{"nope.", 1, 0}}, 1),
-                         "(prefix 'nope.') matches no parameter");
-        EXPECT_SGT_ERROR(nn_sgd_create(p, 0.0, false, 0.0, bad, 2), "prefix 'enc.w'");
-        EXPECT_SGT_ERROR(nn_sgd_create(p, 0.0, false, 0.0, (nn_param_group[]){{NULL, 1, 0}}, 1), "no prefix");
-        nn_params_destroy(p);
-    }
+    groups_case(0);
+    groups_case(1);
 }
 
 /* AdamW with groups: an lr_scale of s is the same as running that parameter at lr * s */
