@@ -32,6 +32,7 @@
 #include "dist.h"
 #include "dp.h"
 #include "experiment.h"
+#include "lock.h"
 
 typedef struct {
     const char *dataset, *model, *config, *output_dir, *device, *text_field, *tokenizer, *ffn_path, *precision,
@@ -477,7 +478,7 @@ int main(int argc, char **argv) {
         {"router", CLI_CHOICE, &a.router, "sparse router: ste = the seed's straight-through top-k; sigmoid = sigma-MoE, the selected blocks scaled by their sigmoid gates; balanced = ste with DeepSeek-V3's auxiliary-loss-free bias balancing (use --aux_loss_weight 0)", NN_ROUTER_KIND_NAMES, 0, 0, 0},
         {"balance_rate", CLI_DOUBLE, &a.balance_rate, "--router balanced: the bias update per step", 0, 0, 10, 0},
         {"grad_clip", CLI_DOUBLE, &a.grad_clip, "global gradient-norm clip", 0, 1e-12, 1e12, 0},
-        {"output_dir", CLI_STRING, &a.output_dir, "where checkpoints, logs and the token cache go", 0, 0, 0, 0},
+        {"output_dir", CLI_STRING, &a.output_dir, "where checkpoints, logs and the token cache go (one train at a time: <dir>/.lock)", 0, 0, 0, 0},
         {"device", CLI_CHOICE, &a.device, "where to train", "auto|cpu|cuda", 0, 0, 0},
         {"seed", CLI_INT, &a.seed, "seed of the initialisation and the batch order", 0, 0, 1e18, 0},
         {"resume", CLI_BOOL, &a.resume, "continue from the checkpoints in output_dir", 0, 0, 0, 0},
@@ -525,6 +526,8 @@ int main(int argc, char **argv) {
     if (a.seq_len <= 0) a.seq_len = probe.ctx_len;
     if (a.tokens_per_step <= 0) a.tokens_per_step = a.batch_size * a.seq_len;
     if (exp_mkdirs(a.output_dir, err, sizeof err)) FAIL("--output_dir: %s", err);
+    /* one train per output directory (lock.h); held until this process ends, however it ends */
+    if (RANK0 && exp_lock_dir(a.output_dir, err, sizeof err) < 0) FAIL("--output_dir: %s", err);
 
     /* the token cache is built once, by rank 0; the others load it after */
     exp_data data;
