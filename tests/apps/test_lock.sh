@@ -4,8 +4,10 @@
 #     the directory and the holder's pid, exits non-zero, and leaves the directory's files as they
 #     were (a finished run's checkpoint is not touched);
 #   - once the holder is gone (killed: the kernel drops the lock), train runs and resumes there;
+#   - eval, run again and again on the directory while train checkpoints every step, always
+#     loads a whole checkpoint and succeeds;
 #   - a SIGKILLed train leaves no stale lock behind: the next one resumes.
-# Env: SGT_TRAIN, SGT_SHARED. Skips (77) without flock(1) or python3.
+# Env: SGT_TRAIN, SGT_EVAL, SGT_SHARED. Skips (77) without flock(1) or python3.
 set -uo pipefail
 command -v flock > /dev/null && command -v python3 > /dev/null || { echo "SKIP: no flock(1) or python3"; exit 77; }
 W=$(mktemp -d /tmp/sgt-lock-XXXXXX)
@@ -37,6 +39,22 @@ sum_after=$(cd "$W/o" && find . -type f ! -name .lock -print0 | sort -z | xargs 
 kill $holder; wait $holder 2>/dev/null
 "$SGT_TRAIN" "${F[@]}" --resume true --max_tokens 4096 > "$W/log3" 2>&1 ||
   { cat "$W/log3"; bad "train did not run once the holder was gone"; }
+
+# eval reading while train writes: train checkpoints every step (write to a temporary, fsync,
+# rename), eval runs again and again on the same directory; every eval must load a whole
+# checkpoint and succeed
+"$SGT_TRAIN" "${F[@]}" --resume true --max_tokens 20000 --ckpt_every 1 > "$W/log5" 2>&1 &
+t=$!
+evals=0
+while kill -0 $t 2>/dev/null; do
+  "$SGT_EVAL" --dataset "$SGT_SHARED/data/tinyshakespeare.jsonl" --output_dir "$W/o" --eval_tokens 512 \
+    --decode_tokens 2 --prompt_tokens 2 --threads 1 > "$W/elog" 2>&1 ||
+    { kill -0 $t 2>/dev/null && { cat "$W/elog"; bad "eval failed while train was writing $W/o"; break; }; }
+  evals=$((evals + 1))
+done
+wait $t || { cat "$W/log5"; bad "train failed while eval was reading"; }
+((evals >= 2)) || bad "only $evals eval(s) ran while train wrote (the overlap test did not overlap)"
+echo "evals during training: $evals"
 
 # SIGKILL mid-run: no stale lock
 "$SGT_TRAIN" "${F[@]}" --max_tokens 400000 --output_dir "$W/k" > "$W/log4" 2>&1 &
