@@ -42,9 +42,3 @@ int exp_lock_dir(const char *dir, char *err, size_t errn) {
     }
     return fd;
 }
-
-void exp_unlock_dir(int fd) {
-    if (fd < 0) return;
-    flock(fd, LOCK_UN);
-    close(fd);
-}

@@ -10,6 +10,3 @@
  * the run's life) or -1 with a one-line message in err (held by another process, or an I/O error
  * naming the file). */
 int exp_lock_dir(const char *dir, char *err, size_t errn);
-
-/* Drops the lock and closes the descriptor (the file stays: removing it would race a newcomer). */
-void exp_unlock_dir(int fd);
