@@ -230,8 +230,10 @@ static double jaccard(const uint8_t *a, const uint8_t *b, int64_t nb) {
 /* ---- SVG pictures ---- */
 
 static void svg_loss_curves(const char *path, const char *outdir) {
-    FILE *f = fopen(path, "w");
-    if (!f) FAIL("%s: cannot write", path);
+    exp_file o;
+    char ferr[512];
+    if (exp_file_open(&o, path, ferr, sizeof ferr)) FAIL("%s", ferr);
+    FILE *f = o.f;
     const char *kinds[2] = {"dense", "sparse"}, *colors[2] = {"#1f77b4", "#d62728"};
     cJSON *logs[2] = {0};
     double xmax = 1, ymin = INFINITY, ymax = -INFINITY;
@@ -280,12 +282,14 @@ static void svg_loss_curves(const char *path, const char *outdir) {
 #undef PX
 #undef PY
     fprintf(f, "</svg>\n");
-    fclose(f);
+    if (exp_file_commit(&o, ferr, sizeof ferr)) FAIL("%s", ferr);
 }
 
 static void svg_heatmap(const char *path, const route_stats *rs) {
-    FILE *f = fopen(path, "w");
-    if (!f) FAIL("%s: cannot write", path);
+    exp_file o;
+    char ferr[512];
+    if (exp_file_open(&o, path, ferr, sizeof ferr)) FAIL("%s", ferr);
+    FILE *f = o.f;
     const double cell = rs->nb > 48 ? 8 : 16, L0 = 70, T0 = 40;
     const double W = L0 + cell * (double)rs->nb + 120, H = T0 + cell * (double)rs->L + 40;
     const double expect = (double)rs->k / (double)rs->nb;
@@ -305,7 +309,7 @@ static void svg_heatmap(const char *path, const route_stats *rs) {
     }
     fprintf(f, "<text x='%g' y='%g'>blue 0, green %.3f (uniform), red &gt;= %.3f</text>\n", L0, H - 12, expect, 2 * expect);
     fprintf(f, "</svg>\n");
-    fclose(f);
+    if (exp_file_commit(&o, ferr, sizeof ferr)) FAIL("%s", ferr);
 }
 
 int main(int argc, char **argv) {
@@ -734,8 +738,9 @@ int main(int argc, char **argv) {
 
     /* report.html */
     snprintf(path, sizeof path, "%s/report.html", a.output_dir);
-    FILE *hf = fopen(path, "w");
-    if (!hf) FAIL("%s: cannot write", path);
+    exp_file ho;
+    if (exp_file_open(&ho, path, err, sizeof err)) FAIL("%s", err);
+    FILE *hf = ho.f;
     char *rtxt = cJSON_Print(res);
     fprintf(hf, "<!doctype html><html><head><meta charset='utf-8'><title>SGT v2 evaluation</title></head><body>\n"
                 "<h1>SGT v2 evaluation</h1><p>Data: %s (%s)</p>\n"
@@ -743,8 +748,8 @@ int main(int argc, char **argv) {
             a.eval_dataset ? "whole file" : "validation split");
     if (lm[1].present) fprintf(hf, "<h2>Block selection frequency</h2><img src='block_heatmap.svg' alt='heat map'>\n<p>%s</p>\n", verdict);
     fprintf(hf, "<h2>All results (eval_results.json)</h2><pre>%s</pre></body></html>\n", rtxt);
-    fclose(hf);
     free(rtxt);
+    if (exp_file_commit(&ho, err, sizeof err)) FAIL("%s", err);
     printf("wrote %s/eval_results.json, %s/report.html, %s/loss_curves.svg%s\n", a.output_dir, a.output_dir, a.output_dir,
            lm[1].present ? " and block_heatmap.svg" : "");
 

@@ -222,30 +222,46 @@ double exp_val_nll(sgt_ctx *c, const gpt_model *m, const uint16_t *tokens, uint6
     return count ? total / (double)count : NAN;
 }
 
+int exp_file_open(exp_file *o, const char *path, char *err, size_t errn) {
+    snprintf(o->path, sizeof o->path, "%s", path);
+    snprintf(o->tmp, sizeof o->tmp, "%s.tmp.%d", path, (int)getpid());
+    if (!(o->f = fopen(o->tmp, "w"))) {
+        snprintf(err, errn, "%s: cannot write: %s", o->tmp, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+int exp_file_commit(exp_file *o, char *err, size_t errn) {
+    errno = 0;
+    bool ok = !ferror(o->f) && fflush(o->f) == 0 && fsync(fileno(o->f)) == 0;
+    int e = errno;
+    if (fclose(o->f) != 0 && ok) ok = false, e = errno;
+    o->f = NULL;
+    if (ok && rename(o->tmp, o->path)) ok = false, e = errno;
+    if (!ok) {
+        snprintf(err, errn, "%s: write failed: %s", o->path, e ? strerror(e) : "I/O error");
+        unlink(o->tmp);
+        return -1;
+    }
+    return 0;
+}
+
 int exp_write_json(const char *path, const cJSON *doc, char *err, size_t errn) {
     char *text = cJSON_Print(doc);
     if (!text) {
         snprintf(err, errn, "%s: out of memory rendering JSON", path);
         return -1;
     }
-    char tmp[4200];
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    FILE *f = fopen(tmp, "w");
-    if (!f) {
-        snprintf(err, errn, "%s: cannot write: %s", tmp, strerror(errno));
+    exp_file o;
+    if (exp_file_open(&o, path, err, errn)) {
         free(text);
         return -1;
     }
-    size_t len = strlen(text);
-    bool ok = fwrite(text, 1, len, f) == len && fputc('\n', f) != EOF && fflush(f) == 0 && fsync(fileno(f)) == 0;
-    ok &= fclose(f) == 0;
+    fputs(text, o.f);
+    fputc('\n', o.f);
     free(text);
-    if (!ok || rename(tmp, path)) {
-        snprintf(err, errn, "%s: write failed: %s", path, strerror(errno));
-        unlink(tmp);
-        return -1;
-    }
-    return 0;
+    return exp_file_commit(&o, err, errn);
 }
 
 cJSON *exp_read_json(const char *path, char *err, size_t errn) {

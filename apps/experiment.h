@@ -8,6 +8,7 @@
 #ifndef SGT_APPS_EXPERIMENT_H
 #define SGT_APPS_EXPERIMENT_H
 
+#include <stdio.h>
 #include <cjson/cJSON.h>
 
 #include "../models/gpt.h"
@@ -50,7 +51,16 @@ sgt_dtype exp_compute_dtype(const char *precision, sgt_device dev);
 double exp_val_nll(sgt_ctx *c, const gpt_model *m, const uint16_t *tokens, uint64_t n, int64_t B, int64_t T,
                    int64_t max_tokens, int64_t *n_predicted, double *window_nll, int64_t *n_windows);
 
-/* Writes a JSON document to path atomically (temp file + rename). */
+/* A file written atomically: the stream writes <path>.tmp.<pid>, which exp_file_commit checks
+ * (every write, flush and fsync), closes and renames over path; a reader or a crash sees the old
+ * file or the whole new one. On failure the temporary is removed and err names path and errno. */
+typedef struct {
+    FILE *f;
+    char path[4096], tmp[4200];
+} exp_file;
+int exp_file_open(exp_file *o, const char *path, char *err, size_t errn);
+int exp_file_commit(exp_file *o, char *err, size_t errn);
+/* Writes a JSON document to path atomically (as above). */
 int exp_write_json(const char *path, const cJSON *doc, char *err, size_t errn);
 /* Reads and parses a JSON file; NULL with err set on failure. */
 cJSON *exp_read_json(const char *path, char *err, size_t errn);

@@ -9,6 +9,8 @@
  * all three on the same batches (the batch order depends on --seed and the data only).
  *   {dense,sparse}/checkpoint.safetensors   weights, named as the parameters (see models/gpt.h)
  *   {dense,sparse}/train_state.safetensors  AdamW moments + step, sampler position, config
+ *   {dense,sparse}/train_state.prev.safetensors  the one before (see save_all: the resume picks
+ *                                           the state whose step the weights have)
  *   {dense,sparse}/train_log.json           per logged step: step, tokens, loss, aux_loss, lr,
  *                                           grad_norm, tokens_per_s, elapsed (+ val_loss, and the
  *                                           block-usage summary for sparse)
@@ -18,8 +20,12 @@
  *
  * A NaN/Inf loss or gradient stops the run with an error before anything is saved, so the last
  * good checkpoint is never overwritten. --resume continues from the checkpoints exactly: the
- * resumed loss curve equals an uninterrupted one. */
+ * resumed loss curve and weights equal an uninterrupted run's, bit for bit, whether it stopped by
+ * --stop_at_step, SIGINT/SIGTERM (the step finishes and is checkpointed; exit 130), SIGKILL or a
+ * failed write (tests/apps/test_faults.sh). */
+#include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -125,28 +131,98 @@ static uint64_t json_u64(const cJSON *o, const char *name) {
     return cJSON_IsString(x) ? strtoull(x->valuestring, NULL, 10) : 0;
 }
 
+/* The files of one checkpoint, and the order they are written in (every one by a complete,
+ * fsynced temporary renamed over it), chosen so that a process killed anywhere in between, or a
+ * write failing half way (a full disk), leaves a set --resume continues from exactly:
+ *   1. train_log.json: a resume keeps its entries up to the step it resumes at, so a newer log is
+ *      harmless;
+ *   2. train_state.safetensors (AdamW moments, sampler, step) after the one it replaces was
+ *      renamed to train_state.prev.safetensors;
+ *   3. checkpoint.safetensors, the weights, tagged with their step in the metadata.
+ * The resume loads the weights and whichever train state, current or previous, has their step. */
+typedef struct {
+    char ckpt[4200], state[4200], prev[4200], log[4200];
+} ckpt_paths;
+
+static void ckpt_paths_init(ckpt_paths *c, const char *dir) {
+    snprintf(c->ckpt, sizeof c->ckpt, "%s/checkpoint.safetensors", dir);
+    snprintf(c->state, sizeof c->state, "%s/train_state.safetensors", dir);
+    snprintf(c->prev, sizeof c->prev, "%s/train_state.prev.safetensors", dir);
+    snprintf(c->log, sizeof c->log, "%s/train_log.json", dir);
+}
+
 /* Every rank calls it (ZeRO-1 gathers the moment shards); rank 0 writes. */
-static void save_all(const char *dir, nn_params *p, nn_adamw *opt, cJSON *state, cJSON *log, dp_sync *dp,
-                     sgt_ctx *scratch) {
-    char path[4200], err[512];
+static void save_all(const ckpt_paths *c, int64_t step, nn_params *p, nn_adamw *opt, cJSON *state, cJSON *log,
+                     dp_sync *dp, sgt_ctx *scratch) {
+    char err[512], stepbuf[32];
     char *st = cJSON_PrintUnformatted(state);
     cJSON *meta = cJSON_CreateObject();
     cJSON_AddStringToObject(meta, "format", "sgt-gpt");
     char *cfg_text = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(state, "config"));
     cJSON_AddStringToObject(meta, "config", cfg_text); /* safetensors metadata values are strings */
     free(cfg_text);
+    snprintf(stepbuf, sizeof stepbuf, "%lld", (long long)step);
+    cJSON_AddStringToObject(meta, "step", stepbuf);
     char *mt = cJSON_PrintUnformatted(meta);
-    snprintf(path, sizeof path, "%s/checkpoint.safetensors", dir);
-    if (RANK0 && nn_save_params(p, path, mt, err, sizeof err)) FAIL("%s", err);
-    snprintf(path, sizeof path, "%s/train_state.safetensors", dir);
-    if (dp ? dp_save_train_state(dp, opt, scratch, path, st, err, sizeof err)
-           : nn_save_train_state(opt, path, st, err, sizeof err))
+    if (RANK0 && exp_write_json(c->log, log, err, sizeof err)) FAIL("%s", err);
+    if (RANK0 && file_exists(c->state) && rename(c->state, c->prev))
+        FAIL("%s: cannot rename it to %s: %s", c->state, c->prev, strerror(errno));
+    if (dp ? dp_save_train_state(dp, opt, scratch, c->state, st, err, sizeof err)
+           : nn_save_train_state(opt, c->state, st, err, sizeof err))
         FAIL("%s", err);
-    snprintf(path, sizeof path, "%s/train_log.json", dir);
-    if (RANK0 && exp_write_json(path, log, err, sizeof err)) FAIL("%s", err);
+    if (RANK0 && nn_save_params(p, c->ckpt, mt, err, sizeof err)) FAIL("%s", err);
     free(st);
     free(mt);
     cJSON_Delete(meta);
+}
+
+/* The step a checkpoint's weights or a train state were saved at (-1: unreadable or untagged). */
+static int64_t saved_step(const char *path, bool is_state) {
+    char *mj = NULL, err[512];
+    if (!file_exists(path) || nn_read_metadata(path, &mj, err, sizeof err)) return -1;
+    cJSON *meta = cJSON_Parse(mj), *inner = NULL;
+    free(mj);
+    const cJSON *s = cJSON_GetObjectItemCaseSensitive(meta, "step");
+    if (is_state) { /* the trainer's own JSON, stored as a string */
+        const cJSON *sj = cJSON_GetObjectItemCaseSensitive(meta, "state");
+        inner = cJSON_IsString(sj) ? cJSON_Parse(sj->valuestring) : NULL;
+        s = cJSON_GetObjectItemCaseSensitive(inner, "step");
+    }
+    int64_t r = cJSON_IsNumber(s) ? (int64_t)s->valuedouble
+              : cJSON_IsString(s) ? strtoll(s->valuestring, NULL, 10) : -1;
+    cJSON_Delete(inner);
+    cJSON_Delete(meta);
+    return r;
+}
+
+/* The train state that belongs to the checkpoint's weights: the current one, or the previous one
+ * when train stopped between writing the state and the weights. */
+static const char *matching_state(const ckpt_paths *c) {
+    int64_t w = saved_step(c->ckpt, false), s = saved_step(c->state, true), pv = saved_step(c->prev, true);
+    if (w < 0) return file_exists(c->state) ? c->state : NULL; /* an untagged checkpoint of an older train */
+    if (s == w) return c->state;
+    if (pv == w) return c->prev;
+    FAIL("--resume: %s holds step %lld but neither %s (step %lld) nor %s (step %lld) is its training state; "
+         "resume is impossible, train afresh without --resume", c->ckpt, (long long)w, c->state, (long long)s,
+         c->prev, (long long)pv);
+}
+
+/* SIGINT (Ctrl-C) or SIGTERM (a scheduler's notice): the step in flight finishes and is
+ * checkpointed, then train exits 130; --resume continues exactly. A second signal ends it at once. */
+static volatile sig_atomic_t g_interrupt;
+static void on_interrupt(int sig) {
+    if (g_interrupt) {
+        signal(sig, SIG_DFL);
+        raise(sig);
+    }
+    g_interrupt = sig;
+}
+
+/* whether any rank was interrupted (every rank must stop at the same step) */
+static bool interrupted(void) {
+    double f = g_interrupt ? 1 : 0;
+    if (g_dist.world > 1) dist_sum_f64(&g_dist, &f, 1);
+    return f > 0;
 }
 
 enum { MODEL_DENSE, MODEL_SPARSE, MODEL_DENSE_FLOP, N_MODELS };
@@ -155,7 +231,7 @@ static const char *const model_kinds[N_MODELS] = {"dense", "sparse", "dense_flop
 static model_result train_model(const train_args *a, exp_data *data, sgt_device dev, int kind) {
     const bool sparse = kind == MODEL_SPARSE;
     model_result res = {.kind = model_kinds[kind]};
-    char err[512], dir[4096], path[4200];
+    char err[512], dir[4096];
     snprintf(dir, sizeof dir, "%s/%s", a->output_dir, res.kind);
     if (exp_mkdirs(dir, err, sizeof err)) FAIL("%s", err);
     gpt_config cfg;
@@ -189,10 +265,11 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
     const int64_t total_steps = a->max_tokens / a->tokens_per_step > 0 ? a->max_tokens / a->tokens_per_step : 1;
 
     nn_params *p = nn_params_create((uint64_t)a->seed, SGT_F32, dev);
-    char ckpt[4200], stpath[4200];
-    snprintf(ckpt, sizeof ckpt, "%s/checkpoint.safetensors", dir);
-    snprintf(stpath, sizeof stpath, "%s/train_state.safetensors", dir);
-    bool resuming = a->resume && file_exists(ckpt) && file_exists(stpath);
+    ckpt_paths cp;
+    ckpt_paths_init(&cp, dir);
+    const bool resuming = a->resume && file_exists(cp.ckpt);
+    const char *stpath = resuming ? matching_state(&cp) : NULL;
+    if (resuming && !stpath) FAIL("--resume: %s has no training state beside it (%s)", cp.ckpt, cp.state);
     p->skip_init = resuming;
     gpt_model *m = gpt_build(&cfg, p);
     res.params = gpt_param_count(m);
@@ -229,7 +306,7 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
 
     if (resuming) {
         char *stj = NULL;
-        if (nn_load_params(p, ckpt, err, sizeof err)) FAIL("--resume: %s", err);
+        if (nn_load_params(p, cp.ckpt, err, sizeof err)) FAIL("--resume: %s", err);
         if (dp ? dp_load_train_state(dp, opt, &ctx, stpath, &stj, err, sizeof err)
                : nn_load_train_state(opt, stpath, &stj, err, sizeof err))
             FAIL("--resume: %s", err);
@@ -250,9 +327,13 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
         tokens = (int64_t)cJSON_GetObjectItemCaseSensitive(st, "tokens")->valuedouble;
         elapsed0 = cJSON_GetObjectItemCaseSensitive(st, "elapsed")->valuedouble;
         cJSON_Delete(st);
+        dist_barrier(&g_dist); /* every rank has read it */
+        /* the previous state matched: it becomes the current one again, so that the next save's
+         * rotation keeps a state that matches the weights on disk */
+        if (RANK0 && stpath == cp.prev && rename(cp.prev, cp.state))
+            FAIL("--resume: cannot rename %s to %s: %s", cp.prev, cp.state, strerror(errno));
         /* keep the log up to the checkpoint */
-        snprintf(path, sizeof path, "%s/train_log.json", dir);
-        cJSON *old = exp_read_json(path, err, sizeof err);
+        cJSON *old = exp_read_json(cp.log, err, sizeof err);
         const cJSON *oe = old ? cJSON_GetObjectItemCaseSensitive(old, "log") : NULL;
         const cJSON *e;
         cJSON_ArrayForEach(e, oe) {
@@ -338,7 +419,8 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
             throughput_sum += (double)a->tokens_per_step / dt;
             throughput_n++;
         }
-        bool last = step + 1 == total_steps, stop = a->stop_at_step > 0 && step + 1 == a->stop_at_step;
+        const bool intr = interrupted();
+        bool last = step + 1 == total_steps, stop = (a->stop_at_step > 0 && step + 1 == a->stop_at_step) || intr;
         bool do_log = (step + 1) % a->log_every == 0 || last || stop;
         bool do_eval = (a->eval_every > 0 && (step + 1) % a->eval_every == 0) || last || stop;
         if (do_eval && RANK0) { /* evaluation stays on rank 0 */
@@ -398,13 +480,18 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
         if ((a->ckpt_every > 0 && (step + 1) % a->ckpt_every == 0) || last || stop) {
             sgt_sampler_state ss = sgt_batch_sampler_state(&sampler);
             cJSON *st = state_json(a, &cfg, step + 1, tokens, elapsed0 + exp_now() - t_start, &ss);
-            save_all(dir, p, opt, st, log, dp, &ctx);
+            save_all(&cp, step + 1, p, opt, st, log, dp, &ctx);
             sgt_arena_reset(arena);
             cJSON_Delete(st);
         }
         res.steps = step + 1;
         if (stop) {
-            SAY("%s: stopped at step %lld (--stop_at_step); continue with --resume\n", res.kind,
+            if (intr)
+                SAY("%s: interrupted (%s) after step %lld, checkpoint saved; continue with --resume\n", res.kind,
+                    g_interrupt == SIGTERM ? "SIGTERM" : g_interrupt == SIGINT ? "SIGINT" : "another rank",
+                    (long long)(step + 1));
+            else
+                SAY("%s: stopped at step %lld (--stop_at_step); continue with --resume\n", res.kind,
                     (long long)(step + 1));
             break;
         }
@@ -552,13 +639,23 @@ int main(int argc, char **argv) {
     const bool all = !strcmp(a.model, "all"), both = !strcmp(a.model, "both");
     bool want[N_MODELS] = {all || both || !strcmp(a.model, "dense"), all || both || !strcmp(a.model, "sparse"),
                            all || !strcmp(a.model, "dense_flop")};
-    for (int k = 0; k < N_MODELS; k++)
+    struct sigaction sa = {.sa_handler = on_interrupt, .sa_flags = SA_RESTART};
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    bool skipped = false; /* models left for the resume by an interruption */
+    for (int k = 0; k < N_MODELS; k++) {
+        if (want[k] && g_interrupt) {
+            want[k] = false; /* the summary says what is complete */
+            skipped = true;
+        }
         if (want[k]) res[k] = train_model(&a, &data, dev, k);
+    }
 
     if (!RANK0) {
         exp_data_close(&data);
         dist_finalize(&g_dist);
-        return 0;
+        return g_interrupt ? 130 : 0;
     }
     /* training_summary.json: merge with what an earlier run wrote for the other model */
     char path[4200];
@@ -594,7 +691,9 @@ int main(int argc, char **argv) {
             fprintf(stderr, "%s: %lld tokens, train loss %.4f, val loss %.4f, %.0f tokens/s, %.1f s\n", res[k].kind,
                     (long long)res[k].tokens, res[k].final_loss, res[k].final_val, res[k].tokens_per_s, res[k].wall);
     fprintf(stderr, "wrote %s\n", path);
+    bool complete = !skipped; /* 130 only when the interruption left training undone */
+    for (int k = 0; k < N_MODELS; k++) complete &= !want[k] || res[k].done;
     exp_data_close(&data);
     dist_finalize(&g_dist);
-    return 0;
+    return g_interrupt && !complete ? 130 : 0;
 }
