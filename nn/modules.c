@@ -210,7 +210,7 @@ void nn_attention_init_opts(nn_attention *m, nn_params *p, const char *prefix, i
     char buf[NN_NAME_MAX];
     *m = (nn_attention){.C = C, .H = H, .D = D, .Hk = Hk, .causal = !o->not_causal, .rope = o->rope};
     nn_linear_init(&m->qkv, p, nn_join(buf, sizeof buf, prefix, "qkv"), C, (H + 2 * Hk) * D, o->qkv_bias, std);
-    nn_linear_init(&m->proj, p, nn_join(buf, sizeof buf, prefix, "proj"), C, C, false, proj_std);
+    nn_linear_init(&m->proj, p, nn_join(buf, sizeof buf, prefix, "proj"), C, C, o->proj_bias, proj_std);
 }
 
 /* n heads of width D from columns start .. start + n D of qkv [B, T, *]: a strided [B, n, T, D]

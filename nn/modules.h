@@ -117,11 +117,12 @@ typedef struct {
 void nn_kv_cache_init(nn_kv_cache *kv, sgt_ctx *c, sgt_dtype t, int64_t B, int64_t H, int64_t max_len, int64_t D);
 
 /* Options of multi-head self-attention; a zeroed struct is the GPT's: H key/value heads, no QKV
- * bias, causal, no rotary embedding. */
+ * or output bias, causal, no rotary embedding. */
 typedef struct {
     int64_t n_kv_heads;  /* 0: H (multi-head); H / g: grouped-query (each key/value head serves g
                           * query heads, repeated for the attention op); 1: multi-query */
     bool qkv_bias;       /* a bias on the QKV projection (GPT-2, Qwen) */
+    bool proj_bias;      /* a bias on the output projection (GPT-2) */
     bool not_causal;     /* every query sees every key (encoders) */
     const nn_rope *rope; /* rotary embedding of q and k (at their positions, the KV cache's too), or NULL */
 } nn_attention_opts;

@@ -322,7 +322,7 @@ static void t_gate_naive(void **s) {
     EXPECT_SGT_ERROR(nn_topk_gate(C, x, 0, NN_GATE_SOFTMAX, false), "top-k gate: k = 0");
 }
 
-/* ---- attention options: not causal, grouped-query, QKV bias, rotary ---- */
+/* ---- attention options: not causal, grouped-query, QKV and output bias, rotary ---- */
 enum { QB = 2, QT = 5, QC = 16, QH = 4, QD = QC / QH };
 
 typedef struct {
@@ -332,18 +332,19 @@ typedef struct {
 } att_opts_case;
 
 static const att_opts_case att_cases[] = {
-    {"grouped-query (4 heads over 2), QKV bias, rotary", 2, true, false, true},
+    {"grouped-query (4 heads over 2), QKV and output bias, rotary", 2, true, false, true},
     {"multi-query (4 heads over 1), not causal", 1, false, true, false},
-    {"not causal, rotary, QKV bias", 0, true, true, true},
+    {"not causal, rotary, QKV and output bias", 0, true, true, true},
 };
 
 /* a layer of the case's options, its weights (and bias) large enough to make attention peaked */
 static void att_new(nn_params *p, nn_rope *rope, nn_attention *m, const att_opts_case *k) {
     nn_rope_init(rope, p, QD, 100);
-    const nn_attention_opts o = {.n_kv_heads = k->kv_heads, .qkv_bias = k->bias, .not_causal = k->not_causal,
+    const nn_attention_opts o = {.n_kv_heads = k->kv_heads, .qkv_bias = k->bias, .proj_bias = k->bias,
+                                 .not_causal = k->not_causal,
                                  .rope = k->rope ? rope : NULL};
     nn_attention_init_opts(m, p, "attn", QC, QH, &o, 0.5, 0.5);
-    if (k->bias) randomize(p, m->qkv.b, 50, -0.5, 0.5);
+    if (k->bias) randomize(p, m->qkv.b, 50, -0.5, 0.5), randomize(p, m->proj.b, 52, -0.5, 0.5);
 }
 
 FN(f_att) { (void)n; return nn_attention_forward(c, u, x[0], NULL); }
@@ -356,8 +357,9 @@ static void t_attention_opts_grad(void **s) {
         nn_attention m;
         att_new(p, &rope, &m, &att_cases[i]);
         assert_int_equal(m.qkv.w->shape[0], (QH + 2 * m.Hk) * QD);
-        sgt_tensor *in[] = {R(51, QB, QT, QC), m.qkv.w, m.proj.w, m.qkv.b};
-        check(att_cases[i].what, f_att, &m, in, att_cases[i].bias ? 4 : 3, NULL);
+        assert_true((m.proj.b != NULL) == att_cases[i].bias);
+        sgt_tensor *in[] = {R(51, QB, QT, QC), m.qkv.w, m.proj.w, m.qkv.b, m.proj.b};
+        check(att_cases[i].what, f_att, &m, in, att_cases[i].bias ? 5 : 3, NULL);
         nn_params_destroy(p);
     }
 }
@@ -387,7 +389,7 @@ static void t_attention_gqa_is_mha(void **s) {
     nn_rope rope;
     nn_attention gq, mh;
     att_new(p, &rope, &gq, &att_cases[0]);
-    const nn_attention_opts o = {.qkv_bias = true, .rope = &rope};
+    const nn_attention_opts o = {.qkv_bias = true, .proj_bias = true, .rope = &rope};
     nn_attention_init_opts(&mh, p, "mha", QC, QH, &o, 0.5, 0.5);
     const int64_t g = QH / gq.Hk;
     double *w = tu_host(gq.qkv.w), *b = tu_host(gq.qkv.b), *wm = malloc(sizeof(double) * 3 * QC * QC),
@@ -401,6 +403,7 @@ static void t_attention_gqa_is_mha(void **s) {
     sgt_copy_from_host(mh.qkv.w, wm);
     sgt_copy_from_host(mh.qkv.b, bm);
     sgt_copy_into(&p->ctx, mh.proj.w, gq.proj.w);
+    sgt_copy_into(&p->ctx, mh.proj.b, gq.proj.b);
     sgt_tensor *x = R(53, QB, QT, QC);
     double *yg = tu_host(nn_attention_forward(C, &gq, x, NULL));
     tu_assert_close(nn_attention_forward(C, &mh, x, NULL), yg, 1e-12, 1e-13,

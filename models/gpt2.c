@@ -1,0 +1,106 @@
+/* gpt2.c: the classic GPT-2 from the nn modules (see gpt2.h). */
+#include "gpt2.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const gpt2_config presets[] = {
+    {"gpt2", 50257, 1024, 12, 12, 768, 0.1, 1e-5},
+    {"gpt2-tiny", 50257, 256, 4, 4, 256, 0.1, 1e-5},
+    {"gpt2-nano", 101, 32, 2, 2, 32, 0.1, 1e-5},
+};
+
+int gpt2_preset(const char *name, gpt2_config *cfg) {
+    for (size_t i = 0; i < sizeof presets / sizeof *presets; i++)
+        if (!strcmp(presets[i].name, name)) {
+            *cfg = presets[i];
+            return 0;
+        }
+    return -1;
+}
+
+int gpt2_config_validate(const gpt2_config *c, char *err, size_t errn) {
+    const char *why = c->vocab < 1 ? "vocab must be positive"
+                    : c->ctx_len < 1 ? "ctx_len must be positive"
+                    : c->n_layers < 1 ? "n_layers must be positive"
+                    : c->n_heads < 1 || c->d_model % c->n_heads ? "d_model must be a positive multiple of n_heads"
+                    : !(c->dropout >= 0 && c->dropout < 1) ? "dropout must be in [0, 1)"
+                    : !(c->ln_eps > 0) ? "ln_eps must be positive" : NULL;
+    if (why) snprintf(err, errn, "gpt2 config %s: %s", c->name ? c->name : "(unnamed)", why);
+    return why ? -1 : 0;
+}
+
+int64_t gpt2_param_count(const gpt2_config *c) {
+    const int64_t C = c->d_model;
+    const int64_t block = 2 * 2 * C               /* ln_1, ln_2 */
+                        + 3 * C * C + 3 * C       /* qkv */
+                        + C * C + C               /* proj */
+                        + 4 * C * C + 4 * C       /* fc1 */
+                        + 4 * C * C + C;          /* fc2 */
+    return c->vocab * C + c->ctx_len * C + c->n_layers * block + 2 * C;
+}
+
+gpt2_model *gpt2_build(const gpt2_config *cfg, nn_params *p) {
+    char err[256];
+    SGT_CHECK(!gpt2_config_validate(cfg, err, sizeof err), "%s", err);
+    gpt2_model *m = calloc(1, sizeof *m);
+    SGT_CHECK(m != NULL, "gpt2: out of memory");
+    m->cfg = *cfg;
+    m->params = p;
+    const int64_t C = cfg->d_model, L = cfg->n_layers;
+    const double std = 0.02, proj_std = 0.02 / sqrt(2.0 * (double)L);
+    nn_embedding_init(&m->wte, p, "wte", cfg->vocab, C, std);
+    nn_embedding_init(&m->wpe, p, "wpe", cfg->ctx_len, C, std);
+    m->h = calloc((size_t)L, sizeof *m->h);
+    SGT_CHECK(m->h != NULL, "gpt2: out of memory");
+    const nn_attention_opts ao = {.qkv_bias = true, .proj_bias = true};
+    char pre[64];
+    for (int64_t l = 0; l < L; l++) {
+        gpt2_block *b = &m->h[l];
+        snprintf(pre, sizeof pre, "h.%lld.ln_1", (long long)l);
+        nn_layernorm_init(&b->ln1, p, pre, C, true, cfg->ln_eps);
+        snprintf(pre, sizeof pre, "h.%lld.attn", (long long)l);
+        nn_attention_init_opts(&b->attn, p, pre, C, cfg->n_heads, &ao, std, proj_std);
+        snprintf(pre, sizeof pre, "h.%lld.ln_2", (long long)l);
+        nn_layernorm_init(&b->ln2, p, pre, C, true, cfg->ln_eps);
+        snprintf(pre, sizeof pre, "h.%lld.mlp", (long long)l);
+        nn_mlp_init(&b->mlp, p, pre, C, 4 * C, C, true, NN_GELU_TANH, std, proj_std);
+    }
+    nn_layernorm_init(&m->ln_f, p, "ln_f", C, true, cfg->ln_eps);
+    m->mode = (nn_mode){.train = false, .seed = p->seed};
+    nn_dropout_init(&m->drop, &m->mode, cfg->dropout);
+    return m;
+}
+
+void gpt2_free(gpt2_model *m) {
+    if (!m) return;
+    free(m->h);
+    free(m);
+}
+
+sgt_tensor *gpt2_forward(sgt_ctx *c, gpt2_model *m, sgt_tensor *idx, sgt_tensor *targets, sgt_tensor **loss,
+                         nn_kv_cache *kv) {
+    SGT_CHECK(idx->ndim == 2 && idx->dtype == SGT_I32, "gpt2_forward: idx must be i32 [B, T]");
+    const int64_t T = idx->shape[1], start = kv ? kv[0].len : 0;
+    SGT_CHECK(start + T <= m->cfg.ctx_len, "gpt2_forward: %lld positions exceed the context length %lld",
+              (long long)(start + T), (long long)m->cfg.ctx_len);
+    int32_t *pos = malloc(sizeof(int32_t) * (size_t)T);
+    SGT_CHECK(pos != NULL, "gpt2_forward: out of memory");
+    for (int64_t t = 0; t < T; t++) pos[t] = (int32_t)(start + t);
+    sgt_tensor *pt = sgt_from_i32(c, SGT_SHAPE(T), pos);
+    free(pos);
+    sgt_tensor *x = sgt_add(c, nn_embedding_forward(c, &m->wte, idx), nn_embedding_forward(c, &m->wpe, pt)); /* [B, T, C] */
+    x = nn_dropout_forward(c, &m->drop, x);
+    for (int64_t l = 0; l < m->cfg.n_layers; l++) {
+        gpt2_block *b = &m->h[l];
+        sgt_tensor *a = nn_attention_forward(c, &b->attn, nn_layernorm_forward(c, &b->ln1, x), kv ? &kv[l] : NULL);
+        x = sgt_add(c, x, nn_dropout_forward(c, &m->drop, a));
+        sgt_tensor *f = nn_mlp_forward(c, &b->mlp, nn_layernorm_forward(c, &b->ln2, x));
+        x = sgt_add(c, x, nn_dropout_forward(c, &m->drop, f));
+    }
+    sgt_tensor *logits = sgt_matmul(c, nn_layernorm_forward(c, &m->ln_f, x), m->wte.w, false, true); /* [B, T, V] */
+    if (targets && loss) *loss = nn_cross_entropy(c, logits, targets, SGT_NO_IGNORE);
+    return logits;
+}
