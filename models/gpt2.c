@@ -1,6 +1,8 @@
 /* gpt2.c: the classic GPT-2 from the nn modules (see gpt2.h). */
 #include "gpt2.h"
 
+#include "../nn/checkpoint.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -103,4 +105,100 @@ sgt_tensor *gpt2_forward(sgt_ctx *c, gpt2_model *m, sgt_tensor *idx, sgt_tensor 
     sgt_tensor *logits = sgt_matmul(c, nn_layernorm_forward(c, &m->ln_f, x), m->wte.w, false, true); /* [B, T, V] */
     if (targets && loss) *loss = nn_cross_entropy(c, logits, targets, SGT_NO_IGNORE);
     return logits;
+}
+
+/* ---- the Hugging Face layout ---- */
+
+enum { HF_PER_LAYER = 12 };
+
+/* the k-th tensor of the Hugging Face layout: its name (without "transformer."), our tensor, and
+ * whether the file holds its transpose (Conv1D) */
+static int hf_entry(const gpt2_model *m, int k, char *name, size_t n, sgt_tensor **ours) {
+    if (k == 0) return snprintf(name, n, "wte.weight"), *ours = m->wte.w, 0;
+    if (k == 1) return snprintf(name, n, "wpe.weight"), *ours = m->wpe.w, 0;
+    k -= 2;
+    const int64_t L = m->cfg.n_layers;
+    if (k >= L * HF_PER_LAYER)
+        return snprintf(name, n, k == L * HF_PER_LAYER ? "ln_f.weight" : "ln_f.bias"),
+               *ours = k == L * HF_PER_LAYER ? m->ln_f.w : m->ln_f.b, 0;
+    const gpt2_block *b = &m->h[k / HF_PER_LAYER];
+    static const char *const suffix[HF_PER_LAYER] = {
+        "ln_1.weight", "ln_1.bias", "attn.c_attn.weight", "attn.c_attn.bias", "attn.c_proj.weight", "attn.c_proj.bias",
+        "ln_2.weight", "ln_2.bias", "mlp.c_fc.weight", "mlp.c_fc.bias", "mlp.c_proj.weight", "mlp.c_proj.bias"};
+    sgt_tensor *const t[HF_PER_LAYER] = {b->ln1.w, b->ln1.b, b->attn.qkv.w, b->attn.qkv.b, b->attn.proj.w,
+                                         b->attn.proj.b, b->ln2.w, b->ln2.b, b->mlp.fc1.w, b->mlp.fc1.b,
+                                         b->mlp.fc2.w, b->mlp.fc2.b};
+    const int j = k % HF_PER_LAYER;
+    snprintf(name, n, "h.%d.%s", k / HF_PER_LAYER, suffix[j]);
+    *ours = t[j];
+    return j == 2 || j == 4 || j == 8 || j == 10; /* Conv1D weights */
+}
+
+static int hf_count(const gpt2_model *m) { return 2 + (int)m->cfg.n_layers * HF_PER_LAYER + 2; }
+
+int gpt2_load_hf(gpt2_model *m, const char *path, char *err, size_t errn) {
+    /* a staging store of the file's names and shapes, loaded whole, then copied (transposed) in */
+    nn_params *hf = nn_params_create(0, m->params->dtype, m->params->ctx.device);
+    hf->skip_init = true;
+    const int n = hf_count(m);
+    sgt_tensor **staged = malloc(sizeof(sgt_tensor *) * (size_t)n);
+    SGT_CHECK(staged != NULL, "gpt2_load_hf: out of memory");
+    char name[64];
+    for (int k = 0; k < n; k++) {
+        sgt_tensor *ours;
+        int tr = hf_entry(m, k, name, sizeof name, &ours);
+        int64_t shape[2] = {ours->shape[tr ? 1 : 0], ours->ndim > 1 ? ours->shape[tr ? 0 : 1] : 0};
+        staged[k] = nn_param_new(hf, NULL, name, ours->ndim, shape, NN_INIT_ZEROS, 0, false);
+    }
+    const nn_prefix_map map[] = {{"transformer.", ""}, {"lm_head.", NULL}};
+    const nn_load_opts o = {.strict = false, .n_prefix = 2, .prefix = map};
+    nn_load_report rep;
+    int rc = nn_load_params_opts(hf, path, &o, &rep, err, errn);
+    if (!rc && rep.n_missing)
+        rc = -1, snprintf(err, errn, "%s: no tensor %s (nor transformer.%s): not a GPT-2 of this config (%lld layers)",
+                          path, rep.missing[0], rep.missing[0], (long long)m->cfg.n_layers);
+    for (int i = 0; !rc && i < rep.n_unexpected; i++) {
+        const char *u = rep.unexpected[i], *dot = strrchr(u, '.');
+        bool buffer = dot && (!strcmp(dot, ".bias") || !strcmp(dot, ".masked_bias")) && strstr(u, ".attn.") &&
+                      dot - strstr(u, ".attn.") == 5; /* h.{i}.attn.bias: the causal mask */
+        if (!buffer)
+            rc = -1, snprintf(err, errn, "%s: unexpected tensor %s: not a GPT-2 of this config (%lld layers)", path, u,
+                              (long long)m->cfg.n_layers);
+    }
+    nn_load_report_free(&rep);
+    if (!rc) {
+        sgt_ctx *c = &hf->ctx; /* views in the staging store's arena, freed with it */
+        for (int k = 0; k < n; k++) {
+            sgt_tensor *ours;
+            int tr = hf_entry(m, k, name, sizeof name, &ours);
+            sgt_copy_into(c, ours, tr ? sgt_transpose(c, staged[k], 0, 1) : staged[k]);
+        }
+    }
+    free(staged);
+    nn_params_destroy(hf);
+    return rc;
+}
+
+int gpt2_save_hf(gpt2_model *m, const char *path, char *err, size_t errn) {
+    const int n = hf_count(m);
+    char (*names)[80] = malloc(sizeof *names * (size_t)n);
+    const char **np = malloc(sizeof(char *) * (size_t)n);
+    sgt_tensor **ts = malloc(sizeof(sgt_tensor *) * (size_t)n);
+    SGT_CHECK(names && np && ts, "gpt2_save_hf: out of memory");
+    sgt_arena *a = sgt_arena_create("gpt2_save_hf", m->params->ctx.device, 0, 0);
+    sgt_ctx c = {.arena = a, .device = m->params->ctx.device};
+    for (int k = 0; k < n; k++) {
+        char name[64];
+        sgt_tensor *ours;
+        int tr = hf_entry(m, k, name, sizeof name, &ours);
+        snprintf(names[k], sizeof names[k], "transformer.%s", name);
+        np[k] = names[k];
+        ts[k] = tr ? sgt_transpose(&c, ours, 0, 1) : ours;
+    }
+    int rc = nn_save_safetensors(path, n, np, ts, "{\"format\":\"pt\"}", err, errn);
+    sgt_arena_destroy(a);
+    free(ts);
+    free(np);
+    free(names);
+    return rc;
 }

@@ -1,9 +1,9 @@
 /* gpt2.h: the classic GPT-2 (Radford et al. 2019, Hugging Face's GPT2LMHeadModel), a second
  * architecture beside models/gpt.h, built from the same nn/ modules: learned token and position
  * embeddings, pre-norm blocks of LayerNorm (with bias), causal attention with biases on the QKV
- * and output projections, a 4C GELU (tanh) MLP with biases, dropout on the embeddings, the
- * attention probabilities' output and each residual branch, a final LayerNorm, and logits
- * through the token embedding (tied). Initialisation as GPT-2's: N(0, 0.02), the residual output
+ * and output projections, a 4C GELU (tanh) MLP with biases, dropout on the embeddings and each
+ * residual branch (not on the attention probabilities, Hugging Face's attn_pdrop: the fused
+ * attention op has none), a final LayerNorm, and logits through the token embedding (tied). Initialisation as GPT-2's: N(0, 0.02), the residual output
  * projections N(0, 0.02 / sqrt(2 L)), biases 0, LayerNorm weights 1.
  *
  * Parameter names (the Hugging Face layout without its "transformer." prefix; its Conv1D weights
@@ -56,5 +56,14 @@ void gpt2_free(gpt2_model *m);
  * positions follow the kv[0].len cached ones. T (plus the cache) must fit ctx_len. */
 sgt_tensor *gpt2_forward(sgt_ctx *c, gpt2_model *m, sgt_tensor *idx, sgt_tensor *targets, sgt_tensor **loss,
                          nn_kv_cache *kv);
+
+/* The Hugging Face checkpoint layout (GPT2LMHeadModel.save_pretrained's model.safetensors):
+ * names with or without the "transformer." prefix, Conv1D weights [in, out] (the transposes of
+ * ours), "lm_head.weight" ignored (tied to wte) as are the attention-mask buffers ("h.{i}.attn.bias",
+ * "h.{i}.attn.masked_bias") of older files. The model's config must match the file's shapes.
+ * gpt2_load_hf replaces every parameter (all or nothing); gpt2_save_hf writes the
+ * "transformer."-prefixed layout with metadata {"format": "pt"}, which transformers loads. */
+int gpt2_load_hf(gpt2_model *m, const char *path, char *err, size_t errn);
+int gpt2_save_hf(gpt2_model *m, const char *path, char *err, size_t errn);
 
 #endif
