@@ -4,6 +4,9 @@
 #include "errors.h"
 
 #include <errno.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -350,6 +353,8 @@ static void progress_show(progress *p, const sgt_jsonl_stats *s, uint64_t tokens
 
 /* ---- building ---- */
 
+enum { MAX_THREADS = 64, BATCH_DOCS = 256, BATCH_BYTES = 8 << 20 };
+
 static int write_all(FILE *f, const void *p, size_t n, sgt_xxh64 *h) {
     if (h) sgt_xxh64_update(h, p, n);
     return fwrite(p, 1, n, f) == n ? 0 : -EIO;
@@ -379,7 +384,6 @@ static int build(const char *dataset_path, const char *text_field, sgt_tokenizer
         return -e;
     }
     file_header h = {0};
-    sgt_tok_ids ids = {0};
     uint16_t *u16 = NULL;
     size_t u16_cap = 0;
     uint64_t *offs = NULL;
@@ -391,43 +395,97 @@ static int build(const char *dataset_path, const char *text_field, sgt_tokenizer
                    .last_decile = 0, .name = dataset_path};
     pr.last = pr.t0;
     int32_t eot = sgt_tokenizer_eot(tok);
+    /* Documents are read in batches, encoded in parallel (one tokenizer per thread: tok and its
+     * forks) and written in order, so the cache is the same on any number of threads. */
+    int nt = 1;
+#ifdef _OPENMP
+    nt = omp_get_max_threads() < MAX_THREADS ? omp_get_max_threads() : MAX_THREADS;
+#endif
+    sgt_tokenizer *toks[MAX_THREADS] = {tok};
+    for (int i = 1; i < nt && !rc; i++) rc = sgt_tokenizer_fork(tok, &toks[i], err, errsz);
+    sgt_tok_ids ids[BATCH_DOCS] = {{0}};
+    size_t doc_off[BATCH_DOCS + 1], text_cap = 0;
+    char *texts = NULL;
 
     /* the header is a placeholder until the end, when the counts and payload hash are known */
-    rc = write_all(f, &h, sizeof h, NULL);
-    if (rc) sgt_data_err(err, errsz, "token_cache: write error on %s: %s", tmp, strerror(errno));
-    const char *text;
-    size_t len;
-    while (!rc && (rc = sgt_jsonl_next(r, &text, &len, err, errsz)) == 1) {
-        rc = 0;
-        ids.len = 0;
-        bool oom = sgt_tokenizer_encode(tok, text, len, &ids) || sgt_tok_ids_push(&ids, eot);
-        if (!oom && ids.len > u16_cap) {
-            free(u16);
-            u16_cap = ids.cap;
-            u16 = malloc(u16_cap * sizeof *u16);
-            oom = !u16;
-        }
-        if (!oom && n_docs + 2 > offs_cap) {
-            size_t cap = offs_cap ? offs_cap * 2 : 4096;
-            uint64_t *no = realloc(offs, cap * sizeof *no);
-            if (no) {
-                offs = no;
-                offs_cap = cap;
-            }
-            oom = !no;
-        }
-        if (oom) {
-            sgt_data_err(err, errsz, "token_cache: out of memory tokenizing %s", dataset_path);
-            rc = -ENOMEM;
-            break;
-        }
-        for (size_t i = 0; i < ids.len; i++) u16[i] = (uint16_t)ids.data[i];
-        offs[n_docs++] = n_tokens;
-        n_tokens += ids.len;
-        rc = write_all(f, u16, ids.len * sizeof *u16, &xh);
+    if (!rc) {
+        rc = write_all(f, &h, sizeof h, NULL);
         if (rc) sgt_data_err(err, errsz, "token_cache: write error on %s: %s", tmp, strerror(errno));
-        progress_show(&pr, sgt_jsonl_stats_of(r), n_tokens, false);
     }
+    bool more = !rc;
+    while (!rc && more) {
+        int nb = 0;
+        doc_off[0] = 0;
+        const char *text;
+        size_t len;
+        while (nb < BATCH_DOCS && doc_off[nb] < BATCH_BYTES) { /* a batch of copied texts */
+            int got = sgt_jsonl_next(r, &text, &len, err, errsz);
+            if (got != 1) {
+                rc = got < 0 ? got : 0;
+                more = false;
+                break;
+            }
+            if (doc_off[nb] + len > text_cap) {
+                size_t cap = (doc_off[nb] + len) * 2;
+                char *nt_ = realloc(texts, cap);
+                if (!nt_) {
+                    sgt_data_err(err, errsz, "token_cache: out of memory tokenizing %s", dataset_path);
+                    rc = -ENOMEM;
+                    break;
+                }
+                texts = nt_;
+                text_cap = cap;
+            }
+            memcpy(texts + doc_off[nb], text, len);
+            doc_off[nb + 1] = doc_off[nb] + len;
+            nb++;
+        }
+        if (rc) break;
+        int oom = 0;
+#ifdef _OPENMP
+#pragma omp parallel for num_threads(nt) schedule(dynamic, 4) reduction(| : oom) if (nt > 1 && nb > 1)
+#endif
+        for (int d = 0; d < nb; d++) {
+            int me = 0;
+#ifdef _OPENMP
+            me = omp_get_thread_num();
+#endif
+            ids[d].len = 0;
+            oom |= sgt_tokenizer_encode(toks[me], texts + doc_off[d], doc_off[d + 1] - doc_off[d], &ids[d]) ||
+                   sgt_tok_ids_push(&ids[d], eot);
+        }
+        for (int d = 0; d < nb && !rc; d++) {
+            if (!oom && ids[d].len > u16_cap) {
+                free(u16);
+                u16_cap = ids[d].cap;
+                u16 = malloc(u16_cap * sizeof *u16);
+                oom = !u16;
+            }
+            if (!oom && n_docs + 2 > offs_cap) {
+                size_t cap = offs_cap ? offs_cap * 2 : 4096;
+                uint64_t *no = realloc(offs, cap * sizeof *no);
+                if (no) {
+                    offs = no;
+                    offs_cap = cap;
+                }
+                oom = !no;
+            }
+            if (oom) {
+                sgt_data_err(err, errsz, "token_cache: out of memory tokenizing %s", dataset_path);
+                rc = -ENOMEM;
+                break;
+            }
+            for (size_t i = 0; i < ids[d].len; i++) u16[i] = (uint16_t)ids[d].data[i];
+            offs[n_docs++] = n_tokens;
+            n_tokens += ids[d].len;
+            rc = write_all(f, u16, ids[d].len * sizeof *u16, &xh);
+            if (rc) sgt_data_err(err, errsz, "token_cache: write error on %s: %s", tmp, strerror(errno));
+        }
+        if (!rc) progress_show(&pr, sgt_jsonl_stats_of(r), n_tokens, false);
+    }
+    for (int i = 1; i < nt; i++) sgt_tokenizer_free(toks[i]);
+    for (int d = 0; d < BATCH_DOCS; d++) sgt_tok_ids_free(&ids[d]);
+    free(texts);
     if (!rc) {
         progress_show(&pr, sgt_jsonl_stats_of(r), n_tokens, true);
         offs[n_docs] = n_tokens;
@@ -461,7 +519,6 @@ static int build(const char *dataset_path, const char *text_field, sgt_tokenizer
         sgt_data_err(err, errsz, "token_cache: write error closing %s", tmp);
     }
     sgt_jsonl_close(r);
-    sgt_tok_ids_free(&ids);
     free(u16);
     free(offs);
     if (!rc) {

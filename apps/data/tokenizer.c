@@ -79,6 +79,8 @@ struct sgt_tokenizer {
     size_t sym_cap;
     bpe_cand *heap;
     size_t heap_cap;
+
+    const sgt_tokenizer *parent; /* a fork: the vocabulary, merges and pattern are the parent's */
 };
 
 
@@ -522,6 +524,24 @@ int sgt_tokenizer_resolve_dir(const char *flag_dir, char *buf, size_t bufsz) {
     return (n < 0 || (size_t)n >= bufsz) ? -ENAMETOOLONG : 0;
 }
 
+/* what each thread needs of its own: PCRE2 match data and context, the word cache */
+static int per_thread_state(sgt_tokenizer *t, char *err, size_t errsz) {
+    t->md = pcre2_match_data_create_from_pattern(t->re, NULL);
+    t->mctx = pcre2_match_context_create(NULL);
+    if (t->mctx) {
+        pcre2_set_match_limit(t->mctx, UINT32_MAX);
+        pcre2_set_depth_limit(t->mctx, UINT32_MAX);
+    }
+    t->cache = calloc(CACHE_SLOTS, sizeof *t->cache);
+    t->cache_keys = malloc(CACHE_KEY_ARENA);
+    t->cache_ids = malloc(CACHE_IDS_ARENA * sizeof *t->cache_ids);
+    if (!t->md || !t->mctx || !t->cache || !t->cache_keys || !t->cache_ids) {
+        sgt_data_err(err, errsz, "tokenizer: out of memory");
+        return -ENOMEM;
+    }
+    return 0;
+}
+
 int sgt_tokenizer_load(const char *dir, sgt_tokenizer **out, char *err, size_t errsz) {
     *out = NULL;
     char enc_path[4096], bpe_path[4096];
@@ -583,20 +603,7 @@ int sgt_tokenizer_load(const char *dir, sgt_tokenizer **out, char *err, size_t e
         goto fail;
     }
     (void)pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); /* optional: falls back to the interpreter */
-    t->md = pcre2_match_data_create_from_pattern(t->re, NULL);
-    t->mctx = pcre2_match_context_create(NULL);
-    if (t->mctx) {
-        pcre2_set_match_limit(t->mctx, UINT32_MAX);
-        pcre2_set_depth_limit(t->mctx, UINT32_MAX);
-    }
-    t->cache = calloc(CACHE_SLOTS, sizeof *t->cache);
-    t->cache_keys = malloc(CACHE_KEY_ARENA);
-    t->cache_ids = malloc(CACHE_IDS_ARENA * sizeof *t->cache_ids);
-    if (!t->md || !t->mctx || !t->cache || !t->cache_keys || !t->cache_ids) {
-        sgt_data_err(err, errsz, "tokenizer: out of memory");
-        rc = -ENOMEM;
-        goto fail;
-    }
+    if ((rc = per_thread_state(t, err, errsz))) goto fail;
     *out = t;
     return 0;
 fail:
@@ -604,14 +611,36 @@ fail:
     return rc;
 }
 
+int sgt_tokenizer_fork(const sgt_tokenizer *t, sgt_tokenizer **out, char *err, size_t errsz) {
+    *out = NULL;
+    sgt_tokenizer *f = calloc(1, sizeof *f);
+    if (!f) {
+        sgt_data_err(err, errsz, "tokenizer: out of memory");
+        return -ENOMEM;
+    }
+    *f = (sgt_tokenizer){.vocab_size = t->vocab_size, .eot = t->eot, .hash = t->hash, .tok_bytes = t->tok_bytes,
+                         .tok_off = t->tok_off, .merges = t->merges, .merge_mask = t->merge_mask, .naive = t->naive,
+                         .heap_ok = t->heap_ok, .re = t->re, .parent = t};
+    memcpy(f->byte_tok, t->byte_tok, sizeof f->byte_tok);
+    int rc = per_thread_state(f, err, errsz);
+    if (rc) {
+        sgt_tokenizer_free(f);
+        return rc;
+    }
+    *out = f;
+    return 0;
+}
+
 void sgt_tokenizer_free(sgt_tokenizer *t) {
     if (!t) return;
-    free(t->tok_bytes);
-    free(t->tok_off);
-    free(t->merges);
+    if (!t->parent) {
+        free(t->tok_bytes);
+        free(t->tok_off);
+        free(t->merges);
+        pcre2_code_free(t->re);
+    }
     pcre2_match_data_free(t->md);
     pcre2_match_context_free(t->mctx);
-    pcre2_code_free(t->re);
     free(t->cache);
     free(t->cache_keys);
     free(t->cache_ids);

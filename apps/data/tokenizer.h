@@ -24,7 +24,7 @@
  * 32768 entries and about 8 MB, cleared whole when full.
  *
  * Threads: an sgt_tokenizer holds the word cache and PCRE2 match data, so encode calls on one
- * tokenizer must not run concurrently; load one tokenizer per thread. */
+ * tokenizer must not run concurrently; give each thread its own, loaded or forked. */
 #ifndef SGT_TOKENIZER_H
 #define SGT_TOKENIZER_H
 
@@ -60,6 +60,10 @@ int sgt_tokenizer_resolve_dir(const char *flag_dir, char *buf, size_t bufsz);
 /* Loads dir/encoder.json and dir/vocab.bpe. On success *out owns the tokenizer. */
 int sgt_tokenizer_load(const char *dir, sgt_tokenizer **out, char *err, size_t errsz);
 void sgt_tokenizer_free(sgt_tokenizer *t);
+/* A tokenizer for another thread: it shares t's vocabulary, merges and compiled pattern (read
+ * only) and has its own match data and word cache; it encodes exactly as t. Free it (with
+ * sgt_tokenizer_free) before t. Not for sgt_tokenizer_set_naive_bpe after forking. */
+int sgt_tokenizer_fork(const sgt_tokenizer *t, sgt_tokenizer **out, char *err, size_t errsz);
 
 /* Appends the ids of text[0..len) to out; "<|endoftext|>" is ordinary text. 0 or -ENOMEM. */
 int sgt_tokenizer_encode(sgt_tokenizer *t, const void *text, size_t len, sgt_tok_ids *out);

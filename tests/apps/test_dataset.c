@@ -2,6 +2,7 @@
  * damaged caches, XXH64 vectors), the document split, the seeded batch sampler (determinism,
  * epoch coverage, exact resume) and the validation windows; one end-to-end run on the real
  * $SGT_SHARED/data/tinyshakespeare.jsonl. */
+#include <omp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -499,6 +500,49 @@ static void test_val_windows(void **state) {
 
 /* ---- real data, end to end ---- */
 
+/* the whole file's bytes (malloc'd), for comparing caches */
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    assert_non_null(f);
+    fseek(f, 0, SEEK_END);
+    *n = (size_t)ftell(f);
+    rewind(f);
+    char *b = malloc(*n ? *n : 1);
+    assert_int_equal(fread(b, 1, *n, f), *n);
+    fclose(f);
+    return b;
+}
+
+/* Encoding runs on all threads (tokenizer forks, batches written in order): the cache built on
+ * 1, 2 and 3 threads is the same file, byte for byte. */
+static void test_cache_same_on_any_thread_count(void **state) {
+    (void)state;
+    char data[4200], cache[3][128];
+    snprintf(data, sizeof data, "%s/data/tinyshakespeare.jsonl", g_shared);
+    char *bytes[3];
+    size_t n[3];
+    for (int k = 0; k < 3; k++) {
+        char name[32];
+        snprintf(name, sizeof name, "threads%d.tok", k + 1);
+        path_in_dir(cache[k], sizeof cache[k], name);
+        omp_set_num_threads(k + 1);
+        sgt_token_cache c;
+        assert_int_equal(build_or_load(data, NULL, cache[k], &c), SGT_CACHE_BUILT);
+        assert_int_equal(c.n_tokens, 337030 + 498);
+        sgt_token_cache_close(&c);
+        bytes[k] = slurp(cache[k], &n[k]);
+    }
+    omp_set_num_threads(1);
+    for (int k = 1; k < 3; k++) {
+        assert_int_equal(n[k], n[0]);
+        if (memcmp(bytes[k], bytes[0], n[0])) fail_msg("the cache built on %d threads differs from 1 thread's", k + 1);
+    }
+    for (int k = 0; k < 3; k++) {
+        free(bytes[k]);
+        unlink(cache[k]);
+    }
+}
+
 static void test_tinyshakespeare_end_to_end(void **state) {
     (void)state;
     char data[4200], cache[128];
@@ -570,6 +614,7 @@ int main(void) {
         cmocka_unit_test(test_sampler_batch_size_groups_same_sequence),
         cmocka_unit_test(test_val_windows),
         cmocka_unit_test(test_tinyshakespeare_end_to_end),
+        cmocka_unit_test(test_cache_same_on_any_thread_count),
     };
     return cmocka_run_group_tests_name("dataset", tests, setup, teardown) ? 1 : 0;
 }

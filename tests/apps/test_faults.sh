@@ -10,7 +10,8 @@
 #   - ENOSPC and EIO from a point on (a full disk, a failing one): exit 1 with one line naming the
 #     file and the error, no temporary left behind, and the directory still resumes exactly;
 #   - a kill or a full disk while the token cache is written: the next run rebuilds it;
-#   - eval on a full disk: one line naming its file, the earlier eval_results.json unchanged.
+#   - eval on a full disk: one line naming its file, the earlier eval_results.json unchanged;
+#   - a checkpoint without any training state is refused, not overwritten by a fresh start.
 # Env: SGT_TRAIN, SGT_EVAL, SGT_SHARED, SGT_FAULTSHIM. Skips (77) without the shim or python3.
 set -uo pipefail
 [[ -n ${SGT_FAULTSHIM:-} && -f $SGT_FAULTSHIM ]] || { echo "SKIP: no fault shim"; exit 77; }
@@ -100,6 +101,16 @@ for n in 1 $((count[fwrite] / 2)) ${count[fwrite]}; do
   grep -q "interrupted (SIGINT) after step" "$W/run.log" || { tail -3 "$W/run.log"; bad "SIGINT at fwrite #$n: no message"; }
   resume_ok "$W/t" "SIGINT at fwrite #$n"
 done
+
+# a checkpoint without any training state: refused in one line, the checkpoint untouched
+fresh
+rm -f "$W/t/dense/train_state"*.safetensors
+sum=$(sha256sum "$W/t/dense/checkpoint.safetensors")
+train --output_dir "$W/t" --resume true > "$W/run.log" 2>&1
+rc=$?
+[[ $rc == 1 ]] && grep -q "resume is impossible\|has no training state beside it" "$W/run.log" ||
+  { tail -2 "$W/run.log"; bad "a checkpoint without its state: exit $rc, no clear refusal"; }
+[[ "$(sha256sum "$W/t/dense/checkpoint.safetensors")" == "$sum" ]] || bad "a checkpoint without its state was overwritten"
 
 # ENOSPC and EIO from one operation on
 for spec in "enospc rename 1" "enospc rename $((count[rename] / 2))" "enospc fwrite $((count[fwrite] / 3))" \
