@@ -5,6 +5,8 @@
  * leaves the input as it is. Then sgt_token_cache_build_or_load must either load a cache whose
  * every offset and id is in range, or rebuild one, and never read outside the file.
  * The header layout below is token_cache.c's file_header (version 1), which it must match. */
+#include <fcntl.h>
+#include <unistd.h>
 #include "fuzz_common.h"
 #include "fuzz_tokenizer.h"
 #include "token_cache.h"
@@ -56,15 +58,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char path[512], err[512];
     fz_write("data.tokcache", b, size, path, sizeof path);
     free(b);
-    /* the warnings of a rebuild go to stderr: silence them while fuzzing */
-    FILE *saved = stderr, *null = fopen("/dev/null", "w");
-    if (null) stderr = null;
+    /* the warnings of a rebuild go to stderr: silence them while fuzzing, by pointing file
+     * descriptor 2 at /dev/null (not the stderr pointer: the OpenMP runtime, started by the build's
+     * first parallel region, keeps the FILE it finds there, and a closed one crashed it at exit) */
+    fflush(stderr);
+    int saved = dup(2), null = open("/dev/null", O_WRONLY);
+    if (saved >= 0 && null >= 0) dup2(null, 2);
     sgt_token_cache c;
     int rc = sgt_token_cache_build_or_load(g_data, NULL, g_tok, path, false, &c, err, sizeof err);
-    if (null) {
-        stderr = saved;
-        fclose(null);
-    }
+    fflush(stderr);
+    if (saved >= 0 && null >= 0) dup2(saved, 2);
+    if (saved >= 0) close(saved);
+    if (null >= 0) close(null);
     if (rc) {
         fprintf(stderr, "fuzz_token_cache: %s\n", err);
         abort(); /* the dataset is fine: a bad cache is rebuilt, never an error */
