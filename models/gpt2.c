@@ -88,11 +88,9 @@ sgt_tensor *gpt2_forward(sgt_ctx *c, gpt2_model *m, sgt_tensor *idx, sgt_tensor 
     const int64_t T = idx->shape[1], start = kv ? kv[0].len : 0;
     SGT_CHECK(start + T <= m->cfg.ctx_len, "gpt2_forward: %lld positions exceed the context length %lld",
               (long long)(start + T), (long long)m->cfg.ctx_len);
-    int32_t *pos = malloc(sizeof(int32_t) * (size_t)T);
-    SGT_CHECK(pos != NULL, "gpt2_forward: out of memory");
+    int32_t *pos = sgt_arena_alloc_host(c->arena, sizeof(int32_t) * (size_t)T); /* the step's lifetime, as gpt.c */
     for (int64_t t = 0; t < T; t++) pos[t] = (int32_t)(start + t);
     sgt_tensor *pt = sgt_from_i32(c, SGT_SHAPE(T), pos);
-    free(pos);
     sgt_tensor *x = sgt_add(c, nn_embedding_forward(c, &m->wte, idx), nn_embedding_forward(c, &m->wpe, pt)); /* [B, T, C] */
     x = nn_dropout_forward(c, &m->drop, x);
     for (int64_t l = 0; l < m->cfg.n_layers; l++) {
