@@ -16,7 +16,13 @@
  *   5. learned structure   per layer: router confidence (logit margin between the k-th and
  *                          (k+1)-th block), overlap of selected sets between random token pairs
  *                          (Jaccard), token dependence (same-token overlap beyond chance), and a
- *                          plain-words verdict on whether routing depends on the layer */
+ *                          plain-words verdict on whether routing depends on the layer
+ *
+ * A model of another architecture (models/model.h) that train wrote to outputs/<arch>/ (train
+ * --config gpt2-tiny: outputs/gpt2/) is scored beside them on the same windows: its perplexity
+ * with a 95% interval, its gap to the dense model with a paired interval, its training
+ * throughput, and --sample text (decoded by full forwards: the KV-cache decoder and the
+ * latency figures are the SGT GPT's). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,7 +51,8 @@ typedef struct {
 typedef struct {
     const char *kind;
     bool present;
-    gpt_model *m;
+    sgt_model *sm;
+    gpt_model *m;  /* the SGT experiment's models (dense, sparse, dense_flop): sm's GPT */
     nn_params *p;
     double nll, ppl;
     int64_t predicted;
@@ -89,8 +96,10 @@ static int cmp_double(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
-static bool load_model(loaded_model *lm, const char *dir, sgt_device dev, sgt_dtype compute, bool composed,
-                       sgt_dtype decode_weights) {
+/* Loads <dir>/<kind>/checkpoint.safetensors when it exists, its model rebuilt from the config in
+ * its metadata; the experiment's kinds must be sgt-gpt models. */
+static bool load_model(loaded_model *lm, const char *dir, sgt_device dev, const eval_args *a, sgt_dtype decode_weights,
+                       bool experiment) {
     char path[4200], err[1024];
     snprintf(path, sizeof path, "%s/%s/checkpoint.safetensors", dir, lm->kind);
     struct stat st;
@@ -101,20 +110,42 @@ static bool load_model(loaded_model *lm, const char *dir, sgt_device dev, sgt_dt
     free(meta);
     const cJSON *cs = mj ? cJSON_GetObjectItemCaseSensitive(mj, "config") : NULL;
     cJSON *cj = cJSON_IsString(cs) ? cJSON_Parse(cs->valuestring) : NULL;
-    gpt_config cfg;
-    if (!cj || exp_config_from_json(cj, &cfg, err, sizeof err))
-        FAIL("%s: no usable model config in the metadata (%s)", path, cj ? err : "missing");
-    cJSON_Delete(cj);
-    cJSON_Delete(mj);
-    cfg.compute = compute;
-    cfg.composed_attention = composed;
+    const sgt_model_arch *arch = cj ? sgt_model_arch_of(cj, err, sizeof err) : NULL;
+    if (!arch) FAIL("%s: no usable model config in the metadata (%s)", path, cj ? err : "missing");
+    const sgt_model_runtime rt = {
+        .compute = exp_compute_dtype(a->precision, dev, arch),
+        .composed_attention = !strcmp(a->attention, "composed")};
     lm->p = nn_params_create(1, SGT_F32, dev);
     lm->p->skip_init = true;
-    lm->m = gpt_build(&cfg, lm->p);
+    lm->sm = sgt_model_build(cj, &rt, lm->p, err, sizeof err);
+    if (!lm->sm) FAIL("%s: %s", path, err);
+    cJSON_Delete(cj);
+    cJSON_Delete(mj);
+    lm->m = sgt_model_gpt(lm->sm);
+    if (experiment && !lm->m)
+        FAIL("%s: a %s model, where eval expects the SGT experiment's sgt-gpt %s model", path, arch->name, lm->kind);
     if (nn_load_params(lm->p, path, err, sizeof err)) FAIL("%s", err);
-    gpt_prepare_decode(lm->m, decode_weights); /* inference copies for the decoder (perplexity uses the f32 weights) */
+    /* inference copies for the decoder (perplexity uses the f32 weights) */
+    if (lm->m) gpt_prepare_decode(lm->m, decode_weights);
     lm->present = true;
     return true;
+}
+
+static void free_model(loaded_model *lm) {
+    if (!lm->present) return;
+    sgt_model_free(lm->sm);
+    nn_params_destroy(lm->p);
+    free(lm->window_nll);
+}
+
+/* Scores the windows (their NLLs kept for the bootstrap); T and the data as for every model. */
+static void score(loaded_model *lm, sgt_ctx *ctx, const uint16_t *etok, uint64_t en, const eval_args *a, int64_t T) {
+    lm->window_nll = malloc(sizeof(double) * (size_t)(en / (uint64_t)T + 1));
+    if (!lm->window_nll) FAIL("out of host memory for %llu window losses", (unsigned long long)(en / (uint64_t)T));
+    lm->nll = exp_val_nll(ctx, lm->sm, etok, en, a->batch_size, T, a->eval_tokens, &lm->predicted, lm->window_nll,
+                          &lm->windows);
+    lm->ppl = exp(lm->nll);
+    sgt_arena_reset(ctx->arena);
 }
 
 /* greedy (temperature 0) or sampled next token from host logits l[V] */
@@ -152,6 +183,29 @@ static double decode_run(const gpt_model *m, const int32_t *prompt, int64_t np, 
     }
     gpt_decoder_destroy(d);
     return prefill;
+}
+
+/* The same text for any model through the interface: each token from a full forward of the
+ * sequence so far (no KV cache: quadratic, for a few dozen tokens of --sample). */
+static void sample_full(const sgt_model *m, sgt_device dev, const int32_t *prompt, int64_t np, int64_t ngen,
+                        double temperature, uint64_t seed, int32_t *out) {
+    sgt_arena *a = sgt_arena_create("sample", dev, 0, 0);
+    sgt_ctx c = {.arena = a, .device = dev};
+    int32_t *seq = malloc(sizeof(int32_t) * (size_t)(np + ngen));
+    float *last = malloc(sizeof(float) * (size_t)m->vocab);
+    if (!seq || !last) FAIL("out of host memory");
+    memcpy(seq, prompt, sizeof(int32_t) * (size_t)np);
+    for (int64_t i = 0; i < ngen; i++) {
+        const int64_t n = np + i;
+        sgt_tensor *lg = sgt_model_forward(&c, m, sgt_from_i32(&c, SGT_SHAPE(1, n), seq), NULL).logits;
+        sgt_tensor *l = sgt_contiguous(&c, sgt_narrow(&c, sgt_reshape(&c, lg, SGT_SHAPE(n, m->vocab)), 0, n - 1, 1));
+        sgt_copy_to_host(l->dtype == SGT_F32 ? l : sgt_cast(&c, l, SGT_F32), last);
+        seq[n] = out[i] = pick(last, m->vocab, temperature, seed, (uint64_t)i);
+        sgt_arena_reset(a);
+    }
+    free(seq);
+    free(last);
+    sgt_arena_destroy(a);
 }
 
 /* ---- routing statistics of the sparse model on evaluation windows ---- */
@@ -355,18 +409,35 @@ int main(int argc, char **argv) {
     sgt_set_threads((int)a.threads);
 
     loaded_model lm[2] = {{.kind = "dense"}, {.kind = "sparse"}};
-    const sgt_dtype compute = exp_compute_dtype(a.precision, dev);
     const sgt_dtype dw = !strcmp(a.decode_weights, "bf16") ? SGT_BF16 : SGT_F32;
-    for (int k = 0; k < 2; k++) load_model(&lm[k], a.output_dir, dev, compute, !strcmp(a.attention, "composed"), dw);
+    for (int k = 0; k < 2; k++) load_model(&lm[k], a.output_dir, dev, &a, dw, true);
     /* the FLOP-matched dense baseline (train --model dense_flop|all), when there is one: scored for
      * perplexity on the same windows, its gap to the SGT model with its own paired interval */
     loaded_model fl = {.kind = "dense_flop"};
-    load_model(&fl, a.output_dir, dev, compute, !strcmp(a.attention, "composed"), dw);
-    if (!lm[0].present && !lm[1].present)
-        FAIL("no checkpoint in %s/dense or %s/sparse: run apps/train first", a.output_dir, a.output_dir);
-    const gpt_model *any = lm[0].present ? lm[0].m : lm[1].m;
-    const int64_t T = a.seq_len > 0 ? a.seq_len : any->cfg.ctx_len;
-    if (T > any->cfg.ctx_len) FAIL("--seq_len %lld exceeds the model's context length %lld", (long long)T, (long long)any->cfg.ctx_len);
+    load_model(&fl, a.output_dir, dev, &a, dw, true);
+    /* the models of other architectures, in <output_dir>/<arch> */
+    enum { MAX_OTHER = 15 };
+    loaded_model ot[MAX_OTHER] = {{0}};
+    int n_ot = 0;
+    for (int i = 0; sgt_model_arch_at(i) && n_ot < MAX_OTHER; i++) {
+        const sgt_model_arch *ar = sgt_model_arch_at(i);
+        if (ar == sgt_model_arch_named("sgt-gpt")) continue;
+        ot[n_ot].kind = ar->name;
+        n_ot += load_model(&ot[n_ot], a.output_dir, dev, &a, dw, false);
+    }
+    if (!lm[0].present && !lm[1].present && !n_ot)
+        FAIL("no checkpoint in %s/dense, %s/sparse or %s/<arch>: run apps/train first", a.output_dir, a.output_dir,
+             a.output_dir);
+    /* every model is scored on the same windows of T tokens: T fits the smallest context */
+    int64_t ctx_len = INT64_MAX;
+    for (int k = 0; k < 2; k++)
+        if (lm[k].present && lm[k].sm->ctx_len < ctx_len) ctx_len = lm[k].sm->ctx_len;
+    if (fl.present && fl.sm->ctx_len < ctx_len) ctx_len = fl.sm->ctx_len;
+    for (int k = 0; k < n_ot; k++)
+        if (ot[k].sm->ctx_len < ctx_len) ctx_len = ot[k].sm->ctx_len;
+    const int64_t T = a.seq_len > 0 ? a.seq_len : ctx_len;
+    if (T > ctx_len) FAIL("--seq_len %lld exceeds the models' context length %lld", (long long)T, (long long)ctx_len);
+    const gpt_model *any = lm[0].present ? lm[0].m : lm[1].m; /* the SGT experiment's, or NULL */
 
     exp_data data;
     const char *src = a.eval_dataset ? a.eval_dataset : a.dataset;
@@ -382,19 +453,15 @@ int main(int argc, char **argv) {
     sgt_arena *arena = sgt_arena_create("eval", dev, 0, 0);
     sgt_ctx ctx = {.arena = arena, .device = dev};
     int64_t np = a.prompt_tokens, ng = a.decode_tokens;
-    if (np + ng > any->cfg.ctx_len) ng = any->cfg.ctx_len - np;
-    if (ng < 1) FAIL("--prompt_tokens %lld leaves no room to decode within the context %lld", (long long)np, (long long)any->cfg.ctx_len);
+    if (np + ng > ctx_len) ng = ctx_len - np;
+    if (ng < 1 && any) FAIL("--prompt_tokens %lld leaves no room to decode within the context %lld", (long long)np, (long long)ctx_len);
+    if (ng < 1) ng = 1;
     int32_t *prompt = malloc(sizeof(int32_t) * (size_t)np), *gen = malloc(sizeof(int32_t) * (size_t)ng);
     double *times = malloc(sizeof(double) * (size_t)ng);
     for (int64_t i = 0; i < np; i++) prompt[i] = etok[(uint64_t)i % en];
     for (int k = 0; k < 2; k++) {
         if (!lm[k].present) continue;
-        lm[k].window_nll = malloc(sizeof(double) * (size_t)(en / (uint64_t)T + 1));
-        if (!lm[k].window_nll) FAIL("out of host memory for %llu window losses", (unsigned long long)(en / (uint64_t)T));
-        lm[k].nll = exp_val_nll(&ctx, lm[k].m, etok, en, a.batch_size, T, a.eval_tokens, &lm[k].predicted,
-                                lm[k].window_nll, &lm[k].windows);
-        lm[k].ppl = exp(lm[k].nll);
-        sgt_arena_reset(arena);
+        score(&lm[k], &ctx, etok, en, &a, T);
         for (int skip = 0; skip <= (lm[k].m->cfg.sparse ? 1 : 0); skip++) {
             gpt_set_ffn_skip(lm[k].m, skip);
             decode_run(lm[k].m, prompt, np, ng, 0, 1, times, gen); /* warm-up */
@@ -407,18 +474,12 @@ int main(int argc, char **argv) {
         gpt_set_ffn_skip(lm[k].m, false);
     }
 
-    if (fl.present) {
-        fl.window_nll = malloc(sizeof(double) * (size_t)(en / (uint64_t)T + 1));
-        if (!fl.window_nll) FAIL("out of host memory for %llu window losses", (unsigned long long)(en / (uint64_t)T));
-        fl.nll = exp_val_nll(&ctx, fl.m, etok, en, a.batch_size, T, a.eval_tokens, &fl.predicted, fl.window_nll,
-                             &fl.windows);
-        fl.ppl = exp(fl.nll);
-        sgt_arena_reset(arena);
-    }
+    if (fl.present) score(&fl, &ctx, etok, en, &a, T);
+    for (int k = 0; k < n_ot; k++) score(&ot[k], &ctx, etok, en, &a, T);
 
     /* what was scored: the windows cover tokens [0, windows T + 1) of the evaluated slice; a
      * window belongs to the document it starts in (the bootstrap's unit) */
-    const int64_t nwin = lm[0].present ? lm[0].windows : lm[1].windows;
+    const int64_t nwin = lm[0].present ? lm[0].windows : lm[1].present ? lm[1].windows : ot[0].windows;
     const uint64_t base = (uint64_t)(etok - data.cache.tokens), d0 = a.eval_dataset ? 0 : data.split.n_train_docs;
     int64_t *win_doc = malloc(sizeof(int64_t) * (size_t)(nwin + 1));
     if (!win_doc) FAIL("out of host memory");
@@ -443,6 +504,15 @@ int main(int argc, char **argv) {
     int64_t boot_block_f = 0;
     if (fl.present && lm[1].present && fl.windows == lm[1].windows)
         have_bsf = paired_bootstrap(fl.window_nll, lm[1].window_nll, win_doc, nwin, (uint64_t)a.seed, &bsf, &boot_block_f);
+    /* another architecture: against the dense model on the same windows, or alone (its own interval) */
+    exp_bootstrap bso[MAX_OTHER] = {{0}};
+    bool have_bso[MAX_OTHER] = {0};
+    for (int k = 0; k < n_ot; k++) {
+        int64_t blk;
+        const loaded_model *ref = lm[0].present && lm[0].windows == ot[k].windows ? &lm[0] : &ot[k];
+        have_bso[k] = ot[k].windows == nwin &&
+                      paired_bootstrap(ref->window_nll, ot[k].window_nll, win_doc, nwin, (uint64_t)a.seed, &bso[k], &blk);
+    }
     free(win_doc);
 
     cJSON *res = cJSON_CreateObject();
@@ -463,6 +533,8 @@ int main(int argc, char **argv) {
             if (have_bs) {
                 const exp_interval *ci = k ? &bs.ppl_b_ci : &bs.ppl_a_ci;
                 cJSON_AddItemToObject(o, "ppl_ci95", cJSON_CreateDoubleArray((const double[]){ci->lo, ci->hi}, 2));
+            } else if (k == 0 && n_ot && have_bso[0]) { /* dense beside another architecture only */
+                cJSON_AddItemToObject(o, "ppl_ci95", cJSON_CreateDoubleArray((const double[]){bso[0].ppl_a_ci.lo, bso[0].ppl_a_ci.hi}, 2));
             }
         }
     double gap = NAN;
@@ -508,6 +580,23 @@ int main(int argc, char **argv) {
         }
     }
 
+    for (int k = 0; k < n_ot; k++) {
+        cJSON *o = cJSON_AddObjectToObject(jp, ot[k].kind);
+        cJSON_AddStringToObject(o, "arch", ot[k].sm->arch->name);
+        cJSON_AddItemToObject(o, "config", cJSON_Duplicate(ot[k].sm->config, 1));
+        cJSON_AddNumberToObject(o, "params", (double)sgt_model_param_count(ot[k].sm));
+        cJSON_AddNumberToObject(o, "val_loss", ot[k].nll);
+        cJSON_AddNumberToObject(o, "ppl", ot[k].ppl);
+        cJSON_AddNumberToObject(o, "predicted_tokens", (double)ot[k].predicted);
+        if (have_bso[k]) cJSON_AddItemToObject(o, "ppl_ci95", cJSON_CreateDoubleArray((const double[]){bso[k].ppl_b_ci.lo, bso[k].ppl_b_ci.hi}, 2));
+        if (lm[0].present) { /* > 0: worse than the dense SGT-experiment baseline */
+            cJSON_AddNumberToObject(o, "relative_gap_to_dense", ot[k].ppl / lm[0].ppl - 1);
+            if (have_bso[k])
+                cJSON_AddItemToObject(o, "relative_gap_to_dense_ci95",
+                                      cJSON_CreateDoubleArray((const double[]){bso[k].gap_ci.lo, bso[k].gap_ci.hi}, 2));
+        }
+    }
+
     /* 2. training throughput */
     char path[4200];
     snprintf(path, sizeof path, "%s/training_summary.json", a.output_dir);
@@ -521,6 +610,13 @@ int main(int argc, char **argv) {
             tps[k] = v->valuedouble;
             cJSON_AddNumberToObject(jt, lm[k].kind, tps[k]);
         }
+    }
+    double tps_ot[MAX_OTHER];
+    for (int k = 0; k < n_ot; k++) {
+        const cJSON *mo = sum ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(sum, "models"), ot[k].kind) : NULL;
+        const cJSON *v = mo ? cJSON_GetObjectItemCaseSensitive(mo, "tokens_per_s") : NULL;
+        tps_ot[k] = cJSON_IsNumber(v) ? v->valuedouble : NAN;
+        if (cJSON_IsNumber(v)) cJSON_AddNumberToObject(jt, ot[k].kind, tps_ot[k]);
     }
     if (isfinite(tps[0]) && isfinite(tps[1])) {
         cJSON_AddNumberToObject(jt, "sparse_to_dense", tps[1] / tps[0]);
@@ -697,10 +793,23 @@ int main(int argc, char **argv) {
             printf("; sparse vs it %+.2f%% (no interval)", 100 * gap_f);
         printf("\n");
     }
+    for (int k = 0; k < n_ot; k++) {
+        printf("   %s (%s, %lld params): loss %.4f, perplexity %.2f", ot[k].kind,
+               sgt_model_name(ot[k].sm),
+               (long long)sgt_model_param_count(ot[k].sm), ot[k].nll, ot[k].ppl);
+        if (have_bso[k]) printf(" [%.2f, %.2f]", bso[k].ppl_b_ci.lo, bso[k].ppl_b_ci.hi);
+        if (lm[0].present && have_bso[k])
+            printf("; vs dense %+.2f%%, 95%% interval [%+.2f%%, %+.2f%%]", 100 * (ot[k].ppl / lm[0].ppl - 1),
+                   100 * bso[k].gap_ci.lo, 100 * bso[k].gap_ci.hi);
+        if (isfinite(tps_ot[k])) printf("; trained at %.0f tokens/s", tps_ot[k]);
+        printf("\n");
+    }
     if (have_bs && boot_block)
         printf("   (only %lld documents: the bootstrap resampled runs of %lld windows instead; evaluate more documents "
                "for a document-level interval)\n", (long long)eval_docs, (long long)boot_block);
-    printf("%-28s %14.0f %14.0f\n", "2. training tokens/s", tps[0], tps[1]);
+    printf("%-28s", "2. training tokens/s");
+    for (int k = 0; k < 2; k++) isfinite(tps[k]) ? printf(" %14.0f", tps[k]) : printf(" %14s", "-");
+    printf("\n");
     if (isfinite(tps[0]) && isfinite(tps[1])) printf("   router overhead %.1f%%\n", 100 * (1 - tps[1] / tps[0]));
     ROW("3. decode ms/token (median)", ".3f", decode_ms_median);
     ROW("   decode ms/token (p90)", ".3f", decode_ms_p90);
@@ -759,8 +868,8 @@ int main(int argc, char **argv) {
         if (sgt_tokenizer_encode(data.tok, a.sample, strlen(a.sample), &ids) < 0 || ids.len == 0)
             FAIL("--sample: could not encode the prompt");
         int64_t sn = a.sample_tokens;
-        if ((int64_t)ids.len + sn > any->cfg.ctx_len) sn = any->cfg.ctx_len - (int64_t)ids.len;
-        if (sn < 1) FAIL("--sample: the prompt fills the context (%lld tokens)", (long long)any->cfg.ctx_len);
+        if ((int64_t)ids.len + sn > ctx_len) sn = ctx_len - (int64_t)ids.len;
+        if (sn < 1) FAIL("--sample: the prompt fills the context (%lld tokens)", (long long)ctx_len);
         int32_t *out = malloc(sizeof(int32_t) * (size_t)sn);
         double *tt = malloc(sizeof(double) * (size_t)sn);
         for (int k = 0; k < 2; k++) {
@@ -769,6 +878,13 @@ int main(int argc, char **argv) {
             sgt_tok_bytes txt = {0};
             sgt_tokenizer_decode(data.tok, out, (size_t)sn, &txt, err, sizeof err);
             printf("\n[%s] %s%.*s\n", lm[k].kind, a.sample, (int)txt.len, txt.data ? txt.data : "");
+            sgt_tok_bytes_free(&txt);
+        }
+        for (int k = 0; k < n_ot; k++) {
+            sample_full(ot[k].sm, dev, ids.data, (int64_t)ids.len, sn, a.temperature, (uint64_t)a.seed, out);
+            sgt_tok_bytes txt = {0};
+            sgt_tokenizer_decode(data.tok, out, (size_t)sn, &txt, err, sizeof err);
+            printf("\n[%s] %s%.*s\n", ot[k].kind, a.sample, (int)txt.len, txt.data ? txt.data : "");
             sgt_tok_bytes_free(&txt);
         }
         free(out);
@@ -785,17 +901,9 @@ int main(int argc, char **argv) {
     free(rs.sel);
     free(rs.tok);
     sgt_arena_destroy(arena);
-    for (int k = 0; k < 2; k++)
-        if (lm[k].present) {
-            gpt_free(lm[k].m);
-            nn_params_destroy(lm[k].p);
-            free(lm[k].window_nll);
-        }
-    if (fl.present) {
-        gpt_free(fl.m);
-        nn_params_destroy(fl.p);
-        free(fl.window_nll);
-    }
+    for (int k = 0; k < 2; k++) free_model(&lm[k]);
+    free_model(&fl);
+    for (int k = 0; k < n_ot; k++) free_model(&ot[k]);
     exp_data_close(&data);
     return 0;
 }

@@ -100,58 +100,6 @@ int exp_model_config(gpt_config *cfg, const char *preset, bool sparse, int64_t n
     return gpt_config_validate(cfg, err, errn);
 }
 
-cJSON *exp_config_to_json(const gpt_config *c) {
-    cJSON *j = cJSON_CreateObject();
-    cJSON_AddStringToObject(j, "preset", c->name);
-    cJSON_AddNumberToObject(j, "n_layers", (double)c->n_layers);
-    cJSON_AddNumberToObject(j, "d_model", (double)c->d_model);
-    cJSON_AddNumberToObject(j, "n_heads", (double)c->n_heads);
-    cJSON_AddNumberToObject(j, "d_ff", (double)c->d_ff);
-    cJSON_AddNumberToObject(j, "vocab", (double)c->vocab);
-    cJSON_AddNumberToObject(j, "ctx_len", (double)c->ctx_len);
-    cJSON_AddBoolToObject(j, "sparse", c->sparse);
-    cJSON_AddNumberToObject(j, "num_blocks", (double)c->num_blocks);
-    cJSON_AddNumberToObject(j, "block_size", (double)c->block_size);
-    cJSON_AddNumberToObject(j, "top_k", (double)c->top_k);
-    if (c->sparse) cJSON_AddStringToObject(j, "router", nn_router_kind_name(c->router));
-    cJSON_AddBoolToObject(j, "tie_head", c->tie_head);
-    cJSON_AddNumberToObject(j, "init_std", c->init_std);
-    cJSON_AddNumberToObject(j, "norm_eps", c->norm_eps);
-    return j;
-}
-
-int exp_config_from_json(const cJSON *j, gpt_config *c, char *err, size_t errn) {
-    memset(c, 0, sizeof *c);
-#define NUM(field)                                                                  \
-    do {                                                                            \
-        const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, #field);               \
-        if (!cJSON_IsNumber(x)) {                                                   \
-            snprintf(err, errn, "model config: field '%s' missing or not a number", #field); \
-            return -1;                                                              \
-        }                                                                           \
-        c->field = (__typeof__(c->field))x->valuedouble;                            \
-    } while (0)
-    NUM(n_layers); NUM(d_model); NUM(n_heads); NUM(d_ff); NUM(vocab); NUM(ctx_len);
-    NUM(num_blocks); NUM(block_size); NUM(top_k); NUM(init_std); NUM(norm_eps);
-#undef NUM
-    const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "sparse"), *t = cJSON_GetObjectItemCaseSensitive(j, "tie_head");
-    const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "preset");
-    if (!cJSON_IsBool(s) || !cJSON_IsBool(t) || !cJSON_IsString(p)) {
-        snprintf(err, errn, "model config: 'sparse', 'tie_head' or 'preset' missing");
-        return -1;
-    }
-    c->sparse = cJSON_IsTrue(s);
-    c->tie_head = cJSON_IsTrue(t);
-    /* "router": absent in checkpoints older than the router variants, which are all the seed's */
-    const cJSON *r = cJSON_GetObjectItemCaseSensitive(j, "router");
-    if (r && (!cJSON_IsString(r) || nn_router_kind_parse(r->valuestring, &c->router))) {
-        snprintf(err, errn, "model config: 'router' must be one of %s", NN_ROUTER_KIND_NAMES);
-        return -1;
-    }
-    snprintf(c->name, sizeof c->name, "%s", p->valuestring);
-    return gpt_config_validate(c, err, errn);
-}
-
 bool exp_quiet;
 
 int exp_resolve_device(const char *flag, sgt_device *dev, char *err, size_t errn) {
@@ -176,11 +124,12 @@ int exp_resolve_device(const char *flag, sgt_device *dev, char *err, size_t errn
     return 0;
 }
 
-sgt_dtype exp_compute_dtype(const char *precision, sgt_device dev) {
-    return !strcmp(precision, "bf16") || (!strcmp(precision, "auto") && dev == SGT_CUDA) ? SGT_BF16 : SGT_F32;
+sgt_dtype exp_compute_dtype(const char *precision, sgt_device dev, const sgt_model_arch *arch) {
+    return !strcmp(precision, "bf16") || (!strcmp(precision, "auto") && dev == SGT_CUDA && arch->mixed_precision)
+               ? SGT_BF16 : SGT_F32;
 }
 
-double exp_val_nll(sgt_ctx *c, const gpt_model *m, const uint16_t *tokens, uint64_t n, int64_t B, int64_t T,
+double exp_val_nll(sgt_ctx *c, sgt_model *m, const uint16_t *tokens, uint64_t n, int64_t B, int64_t T,
                    int64_t max_tokens, int64_t *n_predicted, double *window_nll, int64_t *n_windows) {
     sgt_val_iter it;
     sgt_val_iter_init(&it, tokens, n, (int)T);
@@ -192,6 +141,8 @@ double exp_val_nll(sgt_ctx *c, const gpt_model *m, const uint16_t *tokens, uint6
     int64_t count = 0, nw = 0;
     sgt_op_observer obs = c->observer;
     c->observer = NULL; /* no tape: evaluation only */
+    const bool was_train = m->mode && m->mode->train;
+    sgt_model_set_train(m, false);
     int rows;
     while ((rows = sgt_val_iter_next(&it, (int)B, buf)) > 0) {
         if (max_tokens > 0 && count >= max_tokens) break;
@@ -199,8 +150,8 @@ double exp_val_nll(sgt_ctx *c, const gpt_model *m, const uint16_t *tokens, uint6
         sgt_tensor *all = sgt_from_i32(c, SGT_SHAPE(rows, T + 1), buf);
         sgt_tensor *x = sgt_contiguous(c, sgt_narrow(c, all, 1, 0, T));
         sgt_tensor *y = sgt_contiguous(c, sgt_narrow(c, all, 1, 1, T));
-        gpt_forward_opts o = {.targets = y, .token_nll = window_nll != NULL};
-        gpt_output out = gpt_forward(c, m, x, &o);
+        sgt_model_fwd o = {.targets = y, .token_nll = window_nll != NULL};
+        sgt_model_out out = sgt_model_forward(c, m, x, &o);
         double nll = sgt_item(out.ce);
         if (window_nll) {
             sgt_copy_to_host(out.token_nll, tok_nll);
@@ -215,6 +166,7 @@ double exp_val_nll(sgt_ctx *c, const gpt_model *m, const uint16_t *tokens, uint6
         sgt_arena_rewind(c->arena, mark);
     }
     c->observer = obs;
+    sgt_model_set_train(m, was_train);
     free(buf);
     free(tok_nll);
     if (n_predicted) *n_predicted = count;

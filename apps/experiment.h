@@ -11,7 +11,7 @@
 #include <stdio.h>
 #include <cjson/cJSON.h>
 
-#include "../models/gpt.h"
+#include "../models/model.h"
 #include "data/dataset.h"
 #include "data/token_cache.h"
 #include "data/tokenizer.h"
@@ -33,22 +33,22 @@ void exp_data_close(exp_data *d);
 /* The model config for a preset plus the seed's overrides (<= 0 keeps the preset's value). */
 int exp_model_config(gpt_config *cfg, const char *preset, bool sparse, int64_t num_blocks, int64_t block_size,
                      int64_t top_k, int64_t seq_len, char *err, size_t errn);
-cJSON *exp_config_to_json(const gpt_config *cfg);
-int exp_config_from_json(const cJSON *j, gpt_config *cfg, char *err, size_t errn);
 
 /* "auto" -> the CPU when no CUDA device is usable (says so on stderr); "cuda" without one is an
  * error. */
 /* Set on the ranks other than 0 of a data-parallel run: the helpers here print no notes. */
 extern bool exp_quiet;
 int exp_resolve_device(const char *flag, sgt_device *dev, char *err, size_t errn);
-/* --precision auto|f32|bf16 -> the models' compute dtype: auto is bf16 mixed precision on a GPU
- * and f32 on the CPU (where bf16 is only emulated). */
-sgt_dtype exp_compute_dtype(const char *precision, sgt_device dev);
+/* --precision auto|f32|bf16 -> the compute dtype of a model of architecture arch: auto is bf16
+ * mixed precision on a GPU where the architecture has it, f32 otherwise and on the CPU (where
+ * bf16 is only emulated); bf16 is bf16 (an architecture without it refuses to build). */
+sgt_dtype exp_compute_dtype(const char *precision, sgt_device dev, const sgt_model_arch *arch);
 
-/* Mean NLL over the validation windows (at most max_tokens predicted tokens when > 0), batch B.
+/* Mean NLL over the validation windows (at most max_tokens predicted tokens when > 0), batch B,
+ * in eval mode (dropout off; the model's mode is restored after).
  * window_nll (NULL, or room for n / T doubles) receives each scored window's mean NLL, in order;
  * *n_windows (optional) their count. */
-double exp_val_nll(sgt_ctx *c, const gpt_model *m, const uint16_t *tokens, uint64_t n, int64_t B, int64_t T,
+double exp_val_nll(sgt_ctx *c, sgt_model *m, const uint16_t *tokens, uint64_t n, int64_t B, int64_t T,
                    int64_t max_tokens, int64_t *n_predicted, double *window_nll, int64_t *n_windows);
 
 /* A file written atomically: the stream writes <path>.tmp.<pid>, which exp_file_commit checks

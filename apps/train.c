@@ -3,6 +3,11 @@
  *
  *   train --dataset data.jsonl [--model dense|sparse|both|dense_flop|all] [--max_tokens 500M] [--top_k_blocks 16] ...
  *
+ * Models go through the model interface (models/model.h): --config names a preset of any
+ * architecture. An sgt-gpt preset (sgt-150m, small, tiny, nano) trains the experiment's models
+ * below; another architecture's (gpt2, gpt2-tiny, gpt2-nano) trains that one model, with the same
+ * logs, checkpoints and exact resume, into <output_dir>/<arch>/ (gpt2/).
+ *
  * Outputs (--output_dir, default outputs/):
  * The models: dense (the same parameters), sparse (SGT) and dense_flop, the FLOP-matched dense
  * baseline (FFN width top_k_blocks x block_size: the compute of the SGT FFN's selected blocks),
@@ -94,16 +99,18 @@ static void usage_stats(const double *cnt, int64_t nb, double *entropy, int *dea
     *maxviol = tot > 0 ? mx / (tot / (double)nb) - 1 : 0;
 }
 
-static cJSON *state_json(const train_args *a, const gpt_config *cfg, int64_t step, int64_t tokens, double elapsed,
+static cJSON *state_json(const train_args *a, const sgt_model *m, int64_t step, int64_t tokens, double elapsed,
                          const sgt_sampler_state *ss) {
     cJSON *j = cJSON_CreateObject();
     cJSON_AddNumberToObject(j, "step", (double)step);
     cJSON_AddNumberToObject(j, "tokens", (double)tokens);
     cJSON_AddNumberToObject(j, "elapsed", elapsed);
-    cJSON_AddItemToObject(j, "config", exp_config_to_json(cfg));
-    cJSON *s = cJSON_AddObjectToObject(j, "sampler");
+    cJSON_AddItemToObject(j, "config", cJSON_Duplicate(m->config, 1));
     char buf[32];
+    cJSON *s = j;
 #define U64(name, v) snprintf(buf, sizeof buf, "%llu", (unsigned long long)(v)), cJSON_AddStringToObject(s, name, buf)
+    if (m->mode) U64("dropout_offset", m->mode->offset); /* the dropout masks go on where they stopped */
+    s = cJSON_AddObjectToObject(j, "sampler");
     U64("seed", ss->seed);
     U64("B", ss->B);
     U64("T", ss->T);
@@ -157,7 +164,9 @@ static void save_all(const ckpt_paths *c, int64_t step, nn_params *p, nn_adamw *
     char err[512], stepbuf[32];
     char *st = cJSON_PrintUnformatted(state);
     cJSON *meta = cJSON_CreateObject();
-    cJSON_AddStringToObject(meta, "format", "sgt-gpt");
+    cJSON_AddStringToObject(meta, "format", "sgt");
+    const cJSON *arch = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(state, "config"), "arch");
+    cJSON_AddStringToObject(meta, "arch", cJSON_IsString(arch) ? arch->valuestring : "sgt-gpt");
     char *cfg_text = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(state, "config"));
     cJSON_AddStringToObject(meta, "config", cfg_text); /* safetensors metadata values are strings */
     free(cfg_text);
@@ -225,34 +234,53 @@ static bool interrupted(void) {
     return f > 0;
 }
 
-enum { MODEL_DENSE, MODEL_SPARSE, MODEL_DENSE_FLOP, N_MODELS };
-static const char *const model_kinds[N_MODELS] = {"dense", "sparse", "dense_flop"};
+/* The SGT experiment's three models (sgt-gpt presets), or the one model of another architecture's
+ * preset (--config gpt2-tiny ...: MODEL_OTHER, in <output_dir>/<arch>). */
+enum { MODEL_DENSE, MODEL_SPARSE, MODEL_DENSE_FLOP, MODEL_OTHER, N_MODELS };
+static const char *const model_kinds[N_MODELS] = {"dense", "sparse", "dense_flop", NULL};
 
-static model_result train_model(const train_args *a, exp_data *data, sgt_device dev, int kind) {
-    const bool sparse = kind == MODEL_SPARSE;
-    model_result res = {.kind = model_kinds[kind]};
+/* The config of model `kind`: the sgt-gpt preset with the seed's overrides, or another
+ * architecture's preset as it is; its vocabulary the tokenizer's (the presets' serve unit tests). */
+static cJSON *model_config(const train_args *a, int kind, int64_t vocab) {
+    char err[512];
+    cJSON *j;
+    if (kind == MODEL_OTHER) {
+        j = sgt_model_preset(a->config, err, sizeof err);
+        if (!j) FAIL("--config: %s", err);
+    } else {
+        gpt_config cfg;
+        if (exp_model_config(&cfg, a->config, kind == MODEL_SPARSE, a->num_blocks, a->block_size, a->top_k, a->seq_len,
+                             err, sizeof err))
+            FAIL("%s", err);
+        if (kind == MODEL_DENSE_FLOP) { /* the FFN compute of the SGT model's k selected blocks */
+            gpt_config sp;
+            if (exp_model_config(&sp, a->config, true, a->num_blocks, a->block_size, a->top_k, a->seq_len, err, sizeof err))
+                FAIL("%s", err);
+            cfg.d_ff = sp.top_k * sp.block_size;
+            if (gpt_config_validate(&cfg, err, sizeof err)) FAIL("dense_flop: %s", err);
+        }
+        if (kind == MODEL_SPARSE && nn_router_kind_parse(a->router, &cfg.router)) FAIL("--router: unknown '%s'", a->router);
+        j = gpt_config_to_json(&cfg);
+    }
+    cJSON_ReplaceItemInObjectCaseSensitive(j, "vocab", cJSON_CreateNumber((double)vocab));
+    return j;
+}
+
+static model_result train_model(const train_args *a, exp_data *data, sgt_device dev, int kind,
+                                const sgt_model_arch *arch) {
+    model_result res = {.kind = kind == MODEL_OTHER ? arch->name : model_kinds[kind]};
     char err[512], dir[4096];
     snprintf(dir, sizeof dir, "%s/%s", a->output_dir, res.kind);
     if (exp_mkdirs(dir, err, sizeof err)) FAIL("%s", err);
-    gpt_config cfg;
-    if (exp_model_config(&cfg, a->config, sparse, a->num_blocks, a->block_size, a->top_k, a->seq_len, err,
-                         sizeof err))
-        FAIL("%s", err);
-    if (kind == MODEL_DENSE_FLOP) { /* the FFN compute of the SGT model's k selected blocks */
-        gpt_config sp;
-        if (exp_model_config(&sp, a->config, true, a->num_blocks, a->block_size, a->top_k, a->seq_len, err, sizeof err))
-            FAIL("%s", err);
-        cfg.d_ff = sp.top_k * sp.block_size;
-        if (gpt_config_validate(&cfg, err, sizeof err)) FAIL("dense_flop: %s", err);
-    }
-    if (sparse && nn_router_kind_parse(a->router, &cfg.router)) FAIL("--router: unknown '%s'", a->router);
-    cfg.vocab = sgt_tokenizer_vocab_size(data->tok); /* the presets' vocab serves unit tests; the data decides */
-    cfg.ffn_skip = !strcmp(a->ffn_path, "skip");
-    cfg.compute = exp_compute_dtype(a->precision, dev);
-    cfg.composed_attention = !strcmp(a->attention, "composed");
-    res.precision = cfg.compute == SGT_BF16 ? "bf16" : "f32";
+    cJSON *cfg = model_config(a, kind, sgt_tokenizer_vocab_size(data->tok));
+    const sgt_model_runtime rt = {
+        .compute = exp_compute_dtype(a->precision, dev, arch),
+        .composed_attention = !strcmp(a->attention, "composed"),
+        .ffn_skip = !strcmp(a->ffn_path, "skip")};
+    res.precision = rt.compute == SGT_BF16 ? "bf16" : "f32";
     res.attention = a->attention;
-    const int64_t B = a->batch_size, T = a->seq_len > 0 ? a->seq_len : cfg.ctx_len;
+    const int64_t ctx_len = (int64_t)cJSON_GetObjectItemCaseSensitive(cfg, "ctx_len")->valuedouble;
+    const int64_t B = a->batch_size, T = a->seq_len > 0 ? a->seq_len : ctx_len;
     if (a->tokens_per_step % (B * T))
         FAIL("--tokens_per_step %lld is not a multiple of --batch_size x --seq_len = %lld", (long long)a->tokens_per_step,
              (long long)(B * T));
@@ -271,9 +299,12 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
     const char *stpath = resuming ? matching_state(&cp) : NULL;
     if (resuming && !stpath) FAIL("--resume: %s has no training state beside it (%s)", cp.ckpt, cp.state);
     p->skip_init = resuming;
-    gpt_model *m = gpt_build(&cfg, p);
-    res.params = gpt_param_count(m);
-    res.router_params = gpt_router_param_count(m);
+    sgt_model *m = sgt_model_build(cfg, &rt, p, err, sizeof err);
+    if (!m) FAIL("%s: %s", res.kind, err);
+    cJSON_Delete(cfg);
+    sgt_model_set_train(m, true); /* dropout on (evaluation switches it off for its scoring) */
+    res.params = sgt_model_param_count(m);
+    res.router_params = sgt_model_router_param_count(m);
     const bool use_dp = W > 1 || !strcmp(a->data_parallel, "on");
     dp_sync dps, *dp = NULL;
     if (use_dp) {
@@ -297,7 +328,7 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
 
     cJSON *log = cJSON_CreateObject();
     cJSON_AddStringToObject(log, "model", res.kind);
-    cJSON_AddItemToObject(log, "config", exp_config_to_json(&cfg));
+    cJSON_AddItemToObject(log, "config", cJSON_Duplicate(m->config, 1));
     cJSON_AddNumberToObject(log, "params", (double)res.params);
     cJSON_AddNumberToObject(log, "router_params", (double)res.router_params);
     cJSON *entries = cJSON_AddArrayToObject(log, "log");
@@ -314,11 +345,11 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
         cJSON *st = cJSON_Parse(stj);
         free(stj);
         if (!st) FAIL("--resume: %s: the training state is not valid JSON", stpath);
-        gpt_config saved;
-        if (exp_config_from_json(cJSON_GetObjectItemCaseSensitive(st, "config"), &saved, err, sizeof err))
-            FAIL("--resume: %s: %s", stpath, err);
-        if (!gpt_config_same(&saved, &cfg))
+        const cJSON *saved = cJSON_GetObjectItemCaseSensitive(st, "config");
+        if (!sgt_model_arch_of(saved, err, sizeof err)) FAIL("--resume: %s: %s", stpath, err);
+        if (!sgt_model_same(m, saved))
             FAIL("--resume: %s was trained with another model config than the flags give", stpath);
+        if (m->mode) m->mode->offset = json_u64(st, "dropout_offset");
         const cJSON *s = cJSON_GetObjectItemCaseSensitive(st, "sampler");
         sgt_sampler_state ss = {json_u64(s, "seed"), json_u64(s, "B"), json_u64(s, "T"),
                                 json_u64(s, "n_windows"), json_u64(s, "epoch"), json_u64(s, "index")};
@@ -345,16 +376,18 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
                 (long long)total_steps, (long long)tokens);
     }
 
-    SAY("%s: %s, %lld params (router %lld), %lld steps of %lld tokens (B %lld x T %lld x %lld micro)\n",
-            res.kind, cfg.name, (long long)res.params, (long long)res.router_params, (long long)total_steps,
-            (long long)a->tokens_per_step, (long long)B, (long long)T, (long long)accum);
+    SAY("%s: %s, %lld params (router %lld), %lld steps of %lld tokens (B %lld x T %lld x %lld micro)\n", res.kind,
+        sgt_model_name(m), (long long)res.params,
+        (long long)res.router_params, (long long)total_steps, (long long)a->tokens_per_step, (long long)B, (long long)T,
+        (long long)accum);
     nn_lr_plan sched = {.max_lr = a->lr, .min_lr = a->min_lr, .warmup = a->warmup, .total = total_steps,
                         .decay_frac = a->decay_frac};
     if (nn_lr_kind_parse(a->schedule, &sched.kind, err, sizeof err)) FAIL("--schedule: %s", err);
     int32_t *buf = malloc(sizeof(int32_t) * (size_t)(B * (T + 1)));
-    const int64_t nb = cfg.num_blocks, L = cfg.n_layers;
+    const bool routed = m->n_route > 0; /* block-usage statistics and balancing: the SGT model */
+    const int64_t nb = routed ? m->route_blocks : 1, L = routed ? m->n_route : 1;
     double *usage = calloc((size_t)(L * nb), sizeof(double)), *cnt = malloc(sizeof(double) * (size_t)nb),
-           *usage_mb = calloc((size_t)(L * nb), sizeof(double)), *step_load = calloc((size_t)(L * nb), sizeof(double)),
+           *step_load = calloc((size_t)(L * nb), sizeof(double)),
            *prob = malloc(sizeof(double) * (size_t)nb);
     const bool tty = a->progress && isatty(2);
     double t_start = exp_now(), win_loss = 0, win_aux = 0, win_time = 0, last_val = NAN;
@@ -369,19 +402,18 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
             sgt_tensor *all = sgt_from_i32(&ctx, SGT_SHAPE(lB, T + 1), buf + g_dist.rank * lB * (T + 1));
             sgt_tensor *x = sgt_contiguous(&ctx, sgt_narrow(&ctx, all, 1, 0, T));
             sgt_tensor *y = sgt_contiguous(&ctx, sgt_narrow(&ctx, all, 1, 1, T));
-            gpt_forward_opts o = {.targets = y, .aux_weight = a->aux_w};
-            gpt_output out = gpt_forward(&ctx, m, x, &o);
+            sgt_model_fwd o = {.targets = y, .aux_weight = a->aux_w};
+            sgt_model_out out = sgt_model_forward(&ctx, m, x, &o);
             double l = sgt_item(out.ce), ax = out.aux ? sgt_item(out.aux) : 0;
             loss_sum += l;
             aux_sum += ax;
-            if (sparse)
+            if (routed)
                 for (int64_t li = 0; li < L; li++) {
                     nn_route_stats(&out.route[li], cnt, prob);
-                    for (int64_t j = 0; j < nb; j++) usage[li * nb + j] += usage_mb[li * nb + j] = cnt[j];
+                    for (int64_t j = 0; j < nb; j++) usage[li * nb + j] += cnt[j];
+                    if (m->balances) /* this step's load, for the balancing bias */
+                        for (int64_t j = 0; j < nb; j++) step_load[li * nb + j] += cnt[j];
                 }
-            if (sparse && cfg.router == NN_ROUTER_BALANCED)
-                for (int64_t li = 0; li < L; li++) /* this step's load, for the balancing bias */
-                    for (int64_t j = 0; j < nb; j++) step_load[li * nb + j] += usage_mb[li * nb + j];
             ag_backward(&tape, accum > 1 ? sgt_mul_scalar(&ctx, out.loss, 1.0 / (double)accum) : out.loss);
             ag_step_end(&tape);
         }
@@ -401,9 +433,9 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
         double lr = nn_lr_plan_at(&sched, step);
         nn_adamw_step(opt, lr);
         if (dp && a->zero) dp_gather_params(dp);
-        if (sparse && cfg.router == NN_ROUTER_BALANCED) { /* after the step, as DeepSeek-V3 does */
+        if (m->balances) { /* after the step, as DeepSeek-V3 does */
             dist_sum_f64(&g_dist, step_load, L * nb); /* the global batch's load */
-            gpt_router_balance(m, step_load, a->balance_rate);
+            sgt_model_balance(m, step_load, a->balance_rate);
             memset(step_load, 0, sizeof(double) * (size_t)(L * nb));
         }
         nn_params_zero_grad(p);
@@ -441,7 +473,7 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
             cJSON_AddNumberToObject(e, "tokens_per_s", (double)win_tokens / win_time);
             cJSON_AddNumberToObject(e, "elapsed", elapsed);
             if (do_eval) cJSON_AddNumberToObject(e, "val_loss", last_val);
-            if (sparse) {
+            if (routed) {
                 dist_sum_f64(&g_dist, usage, L * nb); /* every rank's tokens */
                 cJSON *bu = cJSON_AddObjectToObject(e, "block_usage");
                 cJSON *je = cJSON_AddArrayToObject(bu, "entropy"), *jd = cJSON_AddArrayToObject(bu, "dead"),
@@ -479,7 +511,7 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
         }
         if ((a->ckpt_every > 0 && (step + 1) % a->ckpt_every == 0) || last || stop) {
             sgt_sampler_state ss = sgt_batch_sampler_state(&sampler);
-            cJSON *st = state_json(a, &cfg, step + 1, tokens, elapsed0 + exp_now() - t_start, &ss);
+            cJSON *st = state_json(a, m, step + 1, tokens, elapsed0 + exp_now() - t_start, &ss);
             save_all(&cp, step + 1, p, opt, st, log, dp, &ctx);
             sgt_arena_reset(arena);
             cJSON_Delete(st);
@@ -503,7 +535,6 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
     res.done = res.steps == total_steps;
     free(buf);
     free(usage);
-    free(usage_mb);
     free(step_load);
     free(cnt);
     free(prob);
@@ -513,7 +544,7 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
     sgt_arena_destroy(arena);
     nn_adamw_destroy(opt);
     if (dp) dp_free(dp);
-    gpt_free(m);
+    sgt_model_free(m);
     nn_params_destroy(p);
     return res;
 }
@@ -551,7 +582,7 @@ int main(int argc, char **argv) {
         {"ffn_path", CLI_CHOICE, &a.ffn_path, "sparse FFN kernel: mask-and-multiply (the seed's) or skip unselected blocks", "mask|skip", 0, 0, 0},
         {"precision", CLI_CHOICE, &a.precision, "f32, or bf16 mixed precision (f32 master weights, norms, softmax statistics, loss and AdamW); auto: bf16 on cuda, f32 on cpu", "auto|f32|bf16", 0, 0, 0},
         {"attention", CLI_CHOICE, &a.attention, "fused attention kernel, or the composed reference (matmul, causal softmax, matmul)", "fused|composed", 0, 0, 0},
-        {"config", CLI_STRING, &a.config, "model preset: sgt-150m, small, tiny or nano", 0, 0, 0, 0},
+        {"config", CLI_STRING, &a.config, "model preset: sgt-150m, small, tiny or nano (the SGT experiment's GPT); gpt2, gpt2-tiny or gpt2-nano (the classic GPT-2, trained alone into <output_dir>/gpt2)", 0, 0, 0, 0},
         {"batch_size", CLI_INT, &a.batch_size, "sequences per micro-batch, the global one: under mpirun -np N each rank trains on batch_size/N of them (N must divide it), so the same flags train the same model", 0, 1, 1 << 20, 0},
         {"seq_len", CLI_INT, &a.seq_len, "tokens per sequence (0: the preset's context length)", 0, 0, 1 << 20, 0},
         {"tokens_per_step", CLI_INT, &a.tokens_per_step, "tokens per optimizer step, over all ranks; a multiple of batch_size*seq_len gives gradient accumulation (0: one micro-batch)", 0, 0, 1e12, 0},
@@ -605,12 +636,35 @@ int main(int argc, char **argv) {
         a.threads = cores / g_dist.local_world > 0 ? cores / g_dist.local_world : 1;
     }
     sgt_set_threads((int)a.threads);
-    gpt_config probe;
-    if (exp_model_config(&probe, a.config, true, a.num_blocks, a.block_size, a.top_k, a.seq_len, err, sizeof err)) {
-        fprintf(stderr, "train: %s\n", err);
+    /* the architecture: an sgt-gpt preset trains the SGT experiment's models; another
+     * architecture's preset (models/model.h) its one model, in <output_dir>/<arch> */
+    cJSON *probe = sgt_model_preset(a.config, err, sizeof err);
+    const sgt_model_arch *arch = probe ? sgt_model_arch_of(probe, err, sizeof err) : NULL;
+    if (!arch) {
+        fprintf(stderr, "train: --config: %s\n", err);
         return 2;
     }
-    if (a.seq_len <= 0) a.seq_len = probe.ctx_len;
+    const bool experiment = arch == sgt_model_arch_named("sgt-gpt");
+    const int64_t probe_ctx = (int64_t)cJSON_GetObjectItemCaseSensitive(probe, "ctx_len")->valuedouble;
+    cJSON_Delete(probe);
+    if (experiment) {
+        gpt_config pc;
+        if (exp_model_config(&pc, a.config, true, a.num_blocks, a.block_size, a.top_k, a.seq_len, err, sizeof err)) {
+            fprintf(stderr, "train: %s\n", err);
+            return 2;
+        }
+    } else {
+        const char *why = strcmp(a.model, "both") && strcmp(a.model, "dense")
+                              ? "--model: sparse, dense_flop and all are the SGT experiment's models (an sgt-gpt preset)"
+                          : a.num_blocks || a.block_size || a.top_k ? "--num_blocks, --block_size and --top_k_blocks are the SGT model's"
+                          : a.seq_len > probe_ctx ? "--seq_len exceeds the preset's context length" : NULL;
+        if (why) {
+            fprintf(stderr, "train: %s; --config %s is a %s model (it trains alone, into %s/%s)\n", why, a.config,
+                    arch->name, a.output_dir, arch->name);
+            return 2;
+        }
+    }
+    if (a.seq_len <= 0) a.seq_len = probe_ctx;
     if (a.tokens_per_step <= 0) a.tokens_per_step = a.batch_size * a.seq_len;
     if (exp_mkdirs(a.output_dir, err, sizeof err)) FAIL("--output_dir: %s", err);
     /* one train per output directory (lock.h); held until this process ends, however it ends */
@@ -637,8 +691,9 @@ int main(int argc, char **argv) {
 
     model_result res[N_MODELS] = {{0}};
     const bool all = !strcmp(a.model, "all"), both = !strcmp(a.model, "both");
-    bool want[N_MODELS] = {all || both || !strcmp(a.model, "dense"), all || both || !strcmp(a.model, "sparse"),
-                           all || !strcmp(a.model, "dense_flop")};
+    bool want[N_MODELS] = {experiment && (all || both || !strcmp(a.model, "dense")),
+                           experiment && (all || both || !strcmp(a.model, "sparse")),
+                           experiment && (all || !strcmp(a.model, "dense_flop")), !experiment};
     struct sigaction sa = {.sa_handler = on_interrupt, .sa_flags = SA_RESTART};
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
@@ -649,7 +704,7 @@ int main(int argc, char **argv) {
             want[k] = false; /* the summary says what is complete */
             skipped = true;
         }
-        if (want[k]) res[k] = train_model(&a, &data, dev, k);
+        if (want[k]) res[k] = train_model(&a, &data, dev, k, arch);
     }
 
     if (!RANK0) {

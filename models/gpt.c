@@ -210,13 +210,7 @@ gpt_output gpt_forward(sgt_ctx *c, const gpt_model *m, sgt_tensor *idx, const gp
     }
     out.logits = Vp > V ? sgt_narrow(c, lp, -1, 0, V) : lp;
     if (o->targets) {
-        sgt_tensor *lp2 = sgt_reshape(c, lp, SGT_SHAPE(-1, Vp)), *tg = sgt_reshape(c, o->targets, SGT_SHAPE(-1)), *lse;
-        out.ce = sgt_cross_entropy_padded(c, lp2, tg, SGT_NO_IGNORE, V, o->token_nll ? &lse : NULL);
-        if (o->token_nll) { /* nll_i = lse_i - logit_i[target_i] */
-            sgt_tensor *at = sgt_gather_last(c, lp2, sgt_reshape(c, tg, SGT_SHAPE(-1, 1)));
-            at = sgt_reshape(c, at->dtype == SGT_F32 ? at : sgt_cast(c, at, SGT_F32), SGT_SHAPE(-1));
-            out.token_nll = sgt_sub(c, lse->dtype == SGT_F32 ? lse : sgt_cast(c, lse, SGT_F32), at);
-        }
+        out.ce = nn_cross_entropy_nll(c, lp, o->targets, V, o->token_nll ? &out.token_nll : NULL);
         out.loss = out.ce;
         if (aux) {
             out.aux = sgt_mul_scalar(c, aux, 1.0 / (double)cfg->n_layers);

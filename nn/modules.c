@@ -357,3 +357,16 @@ sgt_tensor *nn_cross_entropy(sgt_ctx *c, sgt_tensor *logits, sgt_tensor *targets
     sgt_tensor *t1 = sgt_reshape(c, targets, SGT_SHAPE(-1));
     return sgt_cross_entropy(c, l2, t1, ignore_index, NULL);
 }
+
+sgt_tensor *nn_cross_entropy_nll(sgt_ctx *c, sgt_tensor *logits, sgt_tensor *targets, int64_t valid,
+                                 sgt_tensor **token_nll) {
+    const int64_t Vp = logits->shape[logits->ndim - 1];
+    sgt_tensor *l2 = sgt_reshape(c, logits, SGT_SHAPE(-1, Vp)), *t1 = sgt_reshape(c, targets, SGT_SHAPE(-1)), *lse;
+    sgt_tensor *ce = sgt_cross_entropy_padded(c, l2, t1, SGT_NO_IGNORE, valid > 0 ? valid : Vp, token_nll ? &lse : NULL);
+    if (token_nll) { /* nll_i = lse_i - logit_i[target_i] */
+        sgt_tensor *at = sgt_gather_last(c, l2, sgt_reshape(c, t1, SGT_SHAPE(-1, 1)));
+        at = sgt_reshape(c, at->dtype == SGT_F32 ? at : sgt_cast(c, at, SGT_F32), SGT_SHAPE(-1));
+        *token_nll = sgt_sub(c, lse->dtype == SGT_F32 ? lse : sgt_cast(c, lse, SGT_F32), at);
+    }
+    return ce;
+}

@@ -185,5 +185,10 @@ sgt_tensor *nn_mlp_forward(sgt_ctx *c, const nn_mlp *m, sgt_tensor *x); /* [...,
 
 /* Mean cross-entropy of logits [..., V] against i32 targets [...]. */
 sgt_tensor *nn_cross_entropy(sgt_ctx *c, sgt_tensor *logits, sgt_tensor *targets, int32_t ignore_index);
+/* The same (no ignored targets) over the first `valid` columns of logits [..., Vp] (0: all; a
+ * vocabulary padded for the GEMMs), and, when token_nll is not NULL, each position's NLL, f32
+ * [N] (N = the positions): lse_i - logit_i[target_i], for per-window or per-document statistics. */
+sgt_tensor *nn_cross_entropy_nll(sgt_ctx *c, sgt_tensor *logits, sgt_tensor *targets, int64_t valid,
+                                 sgt_tensor **token_nll);
 
 #endif

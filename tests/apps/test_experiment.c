@@ -4,6 +4,7 @@
  * one; bad input (missing file, bad flag, empty data, corrupt checkpoint, NaN loss) gives a clear
  * one-line error and a non-zero exit, and never overwrites a good checkpoint. */
 #include <cjson/cJSON.h>
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -60,6 +61,17 @@ static cJSON *read_json(const char *path) {
     cJSON *j = cJSON_Parse(buf);
     if (!j) fail_msg("%s is not valid JSON", path);
     return j;
+}
+
+/* the first 64 KiB of a file (a checkpoint's header and metadata): its length, the bytes in buf */
+static char head[1 << 16];
+static size_t read_head(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) fail_msg("cannot open %s", path);
+    size_t n = fread(head, 1, sizeof head - 1, f);
+    fclose(f);
+    head[n] = 0;
+    return n;
 }
 
 static void need(const cJSON *o, const char *field, const char *where) {
@@ -274,14 +286,9 @@ static void t_router_variants_and_flop_baseline(void **s) {
     const char *kinds[3] = {"dense", "sparse", "dense_flop"};
     for (int k = 0; k < 3; k++) same_curve(a, b, kinds[k]);
     snprintf(p, sizeof p, "%s/sparse/checkpoint.safetensors", a);
-    FILE *f = fopen(p, "rb");
-    assert_non_null(f);
-    static char buf[1 << 16];
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
-    fclose(f);
-    buf[n] = 0;
-    if (!memmem(buf, n, "balance_bias", 12)) fail_msg("%s has no balance_bias tensor", p);
-    if (!memmem(buf, n, "balanced", 8)) fail_msg("%s: its config does not name the balanced router", p);
+    size_t n = read_head(p);
+    if (!memmem(head, n, "balance_bias", 12)) fail_msg("%s has no balance_bias tensor", p);
+    if (!memmem(head, n, "balanced", 8)) fail_msg("%s: its config does not name the balanced router", p);
     /* the dense_flop model: a dense FFN as wide as the SGT model's k selected blocks (nano: 2 x 16) */
     snprintf(p, sizeof p, "%s/dense_flop/train_log.json", a);
     cJSON *log = read_json(p);
@@ -318,6 +325,89 @@ static void t_router_variants_and_flop_baseline(void **s) {
     cJSON_Delete(r);
 }
 
+/* Another architecture through the model interface (models/model.h): train --config gpt2-nano
+ * trains the classic GPT-2 alone into <dir>/gpt2 with the same logs, checkpoints and resume (its
+ * dropout masks included: the resumed curve is the uninterrupted one), its config and arch in the
+ * checkpoint metadata; eval rebuilds it from the checkpoint and scores it beside the dense model
+ * on the same windows, with its interval and its paired gap; the SGT-only flags are refused. */
+#define TRAIN_GPT2(dir, extra) \
+    run("%s --dataset %s --config gpt2-nano --max_tokens 2048 --batch_size 4 --seq_len 32 --log_every 1 " \
+        "--eval_every 4 --eval_tokens 256 --warmup 2 --lr 3e-3 --threads 1 --progress false --output_dir %s %s", \
+        bin("SGT_TRAIN"), data, dir, extra)
+
+static void t_other_architecture(void **s) {
+    (void)s;
+    char a[512], b[512], p[1024];
+    snprintf(a, sizeof a, "%s/gpt2_full", tmpdir);
+    snprintf(b, sizeof b, "%s/gpt2_resumed", tmpdir);
+    if (TRAIN_GPT2(a, "")) fail_msg("train --config gpt2-nano failed:\n%s", out);
+    assert_non_null(strstr(out, "gpt2: gpt2-nano"));
+    const char *files[] = {"gpt2/checkpoint.safetensors", "gpt2/train_state.safetensors", "gpt2/train_log.json",
+                           "training_summary.json"};
+    for (unsigned i = 0; i < 4; i++) need_file(a, files[i]);
+    snprintf(p, sizeof p, "%s/dense", a);
+    struct stat st;
+    assert_int_not_equal(stat(p, &st), 0); /* the GPT-2 alone */
+    double l[64];
+    assert_int_equal(losses(a, "gpt2", l, 64), 16);
+    if (!(l[15] < l[0] - 0.5)) fail_msg("gpt2 loss did not fall: %.4f -> %.4f", l[0], l[15]);
+    /* the checkpoint rebuilds its model: arch and config in the metadata */
+    snprintf(p, sizeof p, "%s/gpt2/checkpoint.safetensors", a);
+    if (!memmem(head, read_head(p), "\"arch\":\"gpt2\"", 13)) fail_msg("%s: no \"arch\":\"gpt2\" in the metadata", p);
+    /* interrupted and resumed: the same curve, dropout included */
+    if (TRAIN_GPT2(b, "--stop_at_step 6")) fail_msg("interrupted train failed:\n%s", out);
+    if (TRAIN_GPT2(b, "--resume")) fail_msg("resumed train failed:\n%s", out);
+    assert_non_null(strstr(out, "gpt2: resuming at step 6"));
+    same_curve(a, b, "gpt2");
+    /* a resume with another architecture's config is refused */
+    assert_int_not_equal(run("%s --dataset %s --config gpt2-tiny --max_tokens 4096 --batch_size 4 --seq_len 32 --threads 1 "
+                             "--progress false --output_dir %s --resume", bin("SGT_TRAIN"), data, b), 0);
+    assert_non_null(strstr(out, "--resume:"));
+    /* the SGT experiment's flags are refused for it, with the reason */
+    assert_int_equal(TRAIN_GPT2(b, "--model sparse"), 2);
+    assert_non_null(strstr(out, "--model"));
+    assert_int_equal(TRAIN_GPT2(b, "--top_k_blocks 2"), 2);
+    assert_non_null(strstr(out, "--top_k_blocks"));
+    assert_int_not_equal(TRAIN_GPT2(b, "--ffn_path skip"), 0);
+    assert_non_null(strstr(out, "block-skipping"));
+    assert_int_not_equal(TRAIN_GPT2(b, "--precision bf16"), 0);
+    assert_non_null(strstr(out, "bf16"));
+    /* an unknown preset names every architecture's presets */
+    assert_int_equal(run("%s --dataset %s --config gpt3", bin("SGT_TRAIN"), data), 2);
+    if (!strstr(out, "gpt2-tiny") || !strstr(out, "sgt-150m")) fail_msg("the presets are not listed:\n%s", out);
+    /* eval: beside the dense model, on the same windows */
+    if (TRAIN(a, "--model dense")) fail_msg("train --model dense failed:\n%s", out);
+    if (run("%s --dataset %s --seq_len 32 --prompt_tokens 8 --decode_tokens 8 --eval_tokens 2048 --threads 1 --output_dir %s "
+            "--sample 'To be' --sample_tokens 4", bin("SGT_EVAL"), data, a))
+        fail_msg("eval failed:\n%s", out);
+    assert_non_null(strstr(out, "gpt2 (gpt2-nano"));
+    assert_non_null(strstr(out, "[gpt2] To be"));
+    snprintf(p, sizeof p, "%s/eval_results.json", a);
+    cJSON *r = read_json(p);
+    const cJSON *pp = cJSON_GetObjectItemCaseSensitive(r, "perplexity");
+    const cJSON *g = cJSON_GetObjectItemCaseSensitive(pp, "gpt2"), *d = cJSON_GetObjectItemCaseSensitive(pp, "dense");
+    if (!g || !d) fail_msg("eval_results.json: perplexity.gpt2 or perplexity.dense missing");
+    assert_string_equal(cJSON_GetObjectItemCaseSensitive(g, "arch")->valuestring, "gpt2");
+    assert_int_equal((int)cJSON_GetObjectItemCaseSensitive(g, "predicted_tokens")->valuedouble,
+                     (int)cJSON_GetObjectItemCaseSensitive(d, "predicted_tokens")->valuedouble);
+    const double ppl = cJSON_GetObjectItemCaseSensitive(g, "ppl")->valuedouble;
+    const cJSON *ci = cJSON_GetObjectItemCaseSensitive(g, "ppl_ci95");
+    assert_true(cJSON_IsArray(ci) && cJSON_GetArraySize(ci) == 2);
+    assert_true(cJSON_GetArrayItem(ci, 0)->valuedouble <= ppl && ppl <= cJSON_GetArrayItem(ci, 1)->valuedouble);
+    const double gap = cJSON_GetObjectItemCaseSensitive(g, "relative_gap_to_dense")->valuedouble;
+    const double dp = cJSON_GetObjectItemCaseSensitive(d, "ppl")->valuedouble;
+    assert_true(fabs(gap - (ppl / dp - 1)) < 1e-9);
+    const cJSON *gci = cJSON_GetObjectItemCaseSensitive(g, "relative_gap_to_dense_ci95");
+    assert_true(cJSON_IsArray(gci) && cJSON_GetArraySize(gci) == 2);
+    assert_true(cJSON_GetArrayItem(gci, 0)->valuedouble <= gap && gap <= cJSON_GetArrayItem(gci, 1)->valuedouble);
+    need(cJSON_GetObjectItemCaseSensitive(r, "training_throughput"), "gpt2", p);
+    cJSON_Delete(r);
+    /* eval of the GPT-2 alone */
+    if (run("%s --dataset %s --seq_len 32 --eval_tokens 512 --threads 1 --output_dir %s", bin("SGT_EVAL"), data, b))
+        fail_msg("eval of the GPT-2 alone failed:\n%s", out);
+    assert_non_null(strstr(out, "gpt2 (gpt2-nano"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(t_train_and_eval_outputs),
@@ -325,6 +415,7 @@ int main(void) {
         cmocka_unit_test(t_bad_input),
         cmocka_unit_test(t_corrupt_checkpoint_and_nan),
         cmocka_unit_test(t_router_variants_and_flop_baseline),
+        cmocka_unit_test(t_other_architecture),
     };
     return cmocka_run_group_tests_name("experiment", tests, setup, teardown);
 }
