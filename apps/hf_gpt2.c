@@ -4,6 +4,8 @@
  *       loads D/config.json and D/model.safetensors (GPT2LMHeadModel.save_pretrained's output)
  *   hf_gpt2 --config gpt2-nano [--seed S] [--train_steps N] [--ids ... --logits_out F] [--export E]
  *       a model of a preset, initialised by sgt and trained N AdamW steps on a periodic sequence
+ *   hf_gpt2 --checkpoint out/gpt2/checkpoint.safetensors [--ids ... --logits_out F] [--export E]
+ *       a GPT-2 trained by apps/train (train --config gpt2-tiny), its config from the metadata
  *
  * --logits_out writes the logits of the token ids (one sequence) as JSON, {"logits": [[V floats]
  * per position]}; --export writes E/model.safetensors and E/config.json, which
@@ -14,10 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../nn/checkpoint.h"
 #include "../nn/optim.h"
 #include "cli.h"
 #include "experiment.h"
-#include "../models/gpt2.h"
+#include "../models/model.h"
 
 #define FAIL(...) do { fprintf(stderr, "hf_gpt2: " __VA_ARGS__); fputc('\n', stderr); exit(1); } while (0)
 
@@ -80,6 +83,22 @@ static int64_t parse_ids(const char *s, int32_t *ids, int64_t max, int64_t V) {
     return n;
 }
 
+/* the config apps/train stored in a checkpoint's metadata, which must be a gpt2 one */
+static void config_from_checkpoint(const char *path, gpt2_config *cfg) {
+    char err[512], *meta = NULL;
+    if (nn_read_metadata(path, &meta, err, sizeof err)) FAIL("%s", err);
+    cJSON *mj = cJSON_Parse(meta);
+    free(meta);
+    const cJSON *cs = cJSON_GetObjectItemCaseSensitive(mj, "config");
+    cJSON *cj = cJSON_IsString(cs) ? cJSON_Parse(cs->valuestring) : NULL;
+    const sgt_model_arch *arch = cj ? sgt_model_arch_of(cj, err, sizeof err) : NULL;
+    if (!arch) FAIL("%s: no model config in the metadata (%s): not a checkpoint of apps/train", path, cj ? err : "missing");
+    if (arch != sgt_model_arch_named("gpt2")) FAIL("%s: a %s model, not a GPT-2", path, arch->name);
+    if (gpt2_config_from_json(cj, cfg, err, sizeof err)) FAIL("%s: %s", path, err);
+    cJSON_Delete(cj);
+    cJSON_Delete(mj);
+}
+
 static void train_periodic(gpt2_model *m, sgt_ctx *c, int64_t steps) {
     nn_adamw *opt = nn_adamw_create(m->params, 0.9, 0.95, 1e-8, 0.1);
     ag_tape tape;
@@ -104,11 +123,12 @@ static void train_periodic(gpt2_model *m, sgt_ctx *c, int64_t steps) {
 }
 
 int main(int argc, char **argv) {
-    const char *hf_dir = NULL, *config = NULL, *ids_s = NULL, *logits_out = NULL, *export_dir = NULL;
+    const char *hf_dir = NULL, *config = NULL, *checkpoint = NULL, *ids_s = NULL, *logits_out = NULL, *export_dir = NULL;
     int64_t seed = 1, train_steps = 0;
     cli_flag flags[] = {
         {"hf_dir", CLI_STRING, &hf_dir, "a Hugging Face GPT-2 directory (config.json, model.safetensors) to load", 0, 0, 0, 0},
         {"config", CLI_STRING, &config, "instead: a new model of this preset (gpt2, gpt2-tiny, gpt2-nano)", 0, 0, 0, 0},
+        {"checkpoint", CLI_STRING, &checkpoint, "instead: a GPT-2 checkpoint of apps/train (<output_dir>/gpt2/checkpoint.safetensors)", 0, 0, 0, 0},
         {"seed", CLI_INT, &seed, "initialisation seed of --config", 0, 0, 1e18, 0},
         {"train_steps", CLI_INT, &train_steps, "AdamW steps on a periodic sequence before the rest", 0, 0, 1e6, 0},
         {"ids", CLI_STRING, &ids_s, "token ids of one sequence, comma-separated, for --logits_out", 0, 0, 0, 0},
@@ -118,23 +138,26 @@ int main(int argc, char **argv) {
     int rc = cli_parse("hf_gpt2", "the classic GPT-2 to and from Hugging Face's layout", flags,
                        (int)(sizeof flags / sizeof *flags), argc, argv);
     if (rc) return rc > 0 ? 0 : 2;
-    if (!hf_dir == !config) FAIL("give one of --hf_dir and --config");
+    if ((hf_dir != NULL) + (config != NULL) + (checkpoint != NULL) != 1) FAIL("give one of --hf_dir, --config and --checkpoint");
     if (!logits_out != !ids_s) FAIL("--ids and --logits_out go together");
     gpt2_config cfg;
     char path[4200], err[1024];
     if (hf_dir) {
         snprintf(path, sizeof path, "%s/config.json", hf_dir);
         config_from_hf(path, &cfg);
+    } else if (checkpoint) {
+        config_from_checkpoint(checkpoint, &cfg);
     } else if (gpt2_preset(config, &cfg)) {
         FAIL("--config: unknown preset '%s' (gpt2, gpt2-tiny, gpt2-nano)", config);
     }
     nn_params *p = nn_params_create((uint64_t)seed, SGT_F32, SGT_CPU);
-    p->skip_init = hf_dir != NULL;
+    p->skip_init = !config;
     gpt2_model *m = gpt2_build(&cfg, p);
     if (hf_dir) {
         snprintf(path, sizeof path, "%s/model.safetensors", hf_dir);
         if (gpt2_load_hf(m, path, err, sizeof err)) FAIL("%s", err);
     }
+    if (checkpoint && nn_load_params(p, checkpoint, err, sizeof err)) FAIL("%s", err);
     sgt_arena *arena = sgt_arena_create("step", SGT_CPU, 0, 0);
     sgt_ctx c = {.arena = arena, .device = SGT_CPU};
     if (train_steps) train_periodic(m, &c, train_steps);

@@ -329,7 +329,8 @@ static void t_router_variants_and_flop_baseline(void **s) {
  * trains the classic GPT-2 alone into <dir>/gpt2 with the same logs, checkpoints and resume (its
  * dropout masks included: the resumed curve is the uninterrupted one), its config and arch in the
  * checkpoint metadata; eval rebuilds it from the checkpoint and scores it beside the dense model
- * on the same windows, with its interval and its paired gap; the SGT-only flags are refused. */
+ * on the same windows, with its interval and its paired gap; hf_gpt2 --checkpoint exports it to
+ * Hugging Face's layout and reads it back to the same logits; the SGT-only flags are refused. */
 #define TRAIN_GPT2(dir, extra) \
     run("%s --dataset %s --config gpt2-nano --max_tokens 2048 --batch_size 4 --seq_len 32 --log_every 1 " \
         "--eval_every 4 --eval_tokens 256 --warmup 2 --lr 3e-3 --threads 1 --progress false --output_dir %s %s", \
@@ -402,6 +403,13 @@ static void t_other_architecture(void **s) {
     assert_true(cJSON_GetArrayItem(gci, 0)->valuedouble <= gap && gap <= cJSON_GetArrayItem(gci, 1)->valuedouble);
     need(cJSON_GetObjectItemCaseSensitive(r, "training_throughput"), "gpt2", p);
     cJSON_Delete(r);
+    /* the trained GPT-2 in Hugging Face's layout (hf_gpt2 --checkpoint), read back: the same logits */
+    if (run("%s --checkpoint %s/gpt2/checkpoint.safetensors --ids 1,2,3 --logits_out %s/l1.json --export %s/hf && "
+            "%s --hf_dir %s/hf --ids 1,2,3 --logits_out %s/l2.json && cmp %s/l1.json %s/l2.json",
+            bin("SGT_HF_GPT2"), a, a, a, bin("SGT_HF_GPT2"), a, a, a, a))
+        fail_msg("the export of the trained GPT-2 did not read back to the same logits:\n%s", out);
+    assert_int_not_equal(run("%s --checkpoint %s/dense/checkpoint.safetensors --export %s/hf2", bin("SGT_HF_GPT2"), a, a), 0);
+    assert_non_null(strstr(out, "not a GPT-2"));
     /* eval of the GPT-2 alone */
     if (run("%s --dataset %s --seq_len 32 --eval_tokens 512 --threads 1 --output_dir %s", bin("SGT_EVAL"), data, b))
         fail_msg("eval of the GPT-2 alone failed:\n%s", out);
