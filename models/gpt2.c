@@ -24,7 +24,7 @@ int gpt2_preset(const char *name, gpt2_config *cfg) {
 }
 
 int gpt2_config_validate(const gpt2_config *c, char *err, size_t errn) {
-    const char *why = c->vocab < 1 ? "vocab must be positive"
+    const char *why = c->vocab < 1 || c->vocab > INT32_MAX ? "vocab must be positive and fit i32 token ids"
                     : c->ctx_len < 1 ? "ctx_len must be positive"
                     : c->n_layers < 1 ? "n_layers must be positive"
                     : c->n_heads < 1 || c->d_model % c->n_heads ? "d_model must be a positive multiple of n_heads"

@@ -2,28 +2,37 @@
  * the two built-in architectures' tables: "sgt-gpt" (models/gpt.h) and "gpt2" (models/gpt2.h). */
 #include "model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* ---- JSON fields ---- */
 
-static int num_field(const cJSON *j, const char *name, double *v, char *err, size_t errn) {
+/* A config comes from a checkpoint's metadata, untrusted bytes: a size must be a whole number in
+ * [0, 2^40] (so that the conversion is defined and the validators see its true value), a real a
+ * finite one. */
+static int num_field(const cJSON *j, const char *name, bool integer, double *v, char *err, size_t errn) {
     const cJSON *x = cJSON_GetObjectItemCaseSensitive(j, name);
-    if (!cJSON_IsNumber(x)) {
-        snprintf(err, errn, "model config: field '%s' missing or not a number", name);
+    const double d = cJSON_IsNumber(x) ? x->valuedouble : NAN;
+    const bool ok = integer ? d >= 0 && d <= 1099511627776.0 && d == floor(d) : isfinite(d);
+    if (!ok) {
+        snprintf(err, errn, "model config: field '%s' missing or not %s", name,
+                 integer ? "a whole number in [0, 2^40]" : "a finite number");
         return -1;
     }
-    *v = x->valuedouble;
+    *v = d;
     return 0;
 }
 
-#define NUM(j, c, field)                                                          \
+#define NUM_AS(j, c, field, integer)                                              \
     do {                                                                          \
         double v_;                                                                \
-        if (num_field(j, #field, &v_, err, errn)) return -1;                      \
+        if (num_field(j, #field, integer, &v_, err, errn)) return -1;             \
         (c)->field = (__typeof__((c)->field))v_;                                  \
     } while (0)
+#define INT(j, c, field) NUM_AS(j, c, field, true)
+#define REAL(j, c, field) NUM_AS(j, c, field, false)
 
 /* ---- sgt-gpt ---- */
 
@@ -50,9 +59,9 @@ cJSON *gpt_config_to_json(const gpt_config *c) {
 
 int gpt_config_from_json(const cJSON *j, gpt_config *c, char *err, size_t errn) {
     memset(c, 0, sizeof *c);
-    NUM(j, c, n_layers); NUM(j, c, d_model); NUM(j, c, n_heads); NUM(j, c, d_ff); NUM(j, c, vocab);
-    NUM(j, c, ctx_len); NUM(j, c, num_blocks); NUM(j, c, block_size); NUM(j, c, top_k); NUM(j, c, init_std);
-    NUM(j, c, norm_eps);
+    INT(j, c, n_layers); INT(j, c, d_model); INT(j, c, n_heads); INT(j, c, d_ff); INT(j, c, vocab);
+    INT(j, c, ctx_len); INT(j, c, num_blocks); INT(j, c, block_size); INT(j, c, top_k); REAL(j, c, init_std);
+    REAL(j, c, norm_eps);
     const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "sparse"), *t = cJSON_GetObjectItemCaseSensitive(j, "tie_head");
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "preset");
     if (!cJSON_IsBool(s) || !cJSON_IsBool(t) || !cJSON_IsString(p)) {
@@ -144,8 +153,8 @@ cJSON *gpt2_config_to_json(const gpt2_config *c) {
 
 int gpt2_config_from_json(const cJSON *j, gpt2_config *c, char *err, size_t errn) {
     memset(c, 0, sizeof *c);
-    NUM(j, c, vocab); NUM(j, c, ctx_len); NUM(j, c, n_layers); NUM(j, c, n_heads); NUM(j, c, d_model);
-    NUM(j, c, dropout); NUM(j, c, ln_eps);
+    INT(j, c, vocab); INT(j, c, ctx_len); INT(j, c, n_layers); INT(j, c, n_heads); INT(j, c, d_model);
+    REAL(j, c, dropout); REAL(j, c, ln_eps);
     /* the name is a preset's (static) string, or "custom" */
     const cJSON *p = cJSON_GetObjectItemCaseSensitive(j, "preset");
     gpt2_config pc;

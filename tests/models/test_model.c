@@ -101,6 +101,18 @@ static void t_builtin_archs(void **s) {
     cJSON_ReplaceItemInObjectCaseSensitive(cfg, "n_heads", cJSON_CreateNumber(5));
     assert_null(sgt_model_build(cfg, NULL, q, err, sizeof err));
     assert_non_null(strstr(err, "n_heads"));
+    /* sizes from untrusted metadata: whole numbers in range, or refused by name (no UB conversion) */
+    const double bad[] = {2.5, -1, 1e300};
+    for (int i = 0; i < 3; i++) {
+        cJSON_ReplaceItemInObjectCaseSensitive(cfg, "n_heads", cJSON_CreateNumber(2));
+        cJSON_ReplaceItemInObjectCaseSensitive(cfg, "vocab", cJSON_CreateNumber(bad[i]));
+        assert_null(sgt_model_build(cfg, NULL, q, err, sizeof err));
+        if (!strstr(err, "vocab") || !strstr(err, "whole number")) fail_msg("vocab %g: %s", bad[i], err);
+    }
+    cJSON_ReplaceItemInObjectCaseSensitive(cfg, "vocab", cJSON_CreateNumber(101));
+    cJSON_ReplaceItemInObjectCaseSensitive(cfg, "dropout", cJSON_CreateNumber(1.5));
+    assert_null(sgt_model_build(cfg, NULL, q, err, sizeof err));
+    assert_non_null(strstr(err, "dropout"));
     cJSON_DeleteItemFromObjectCaseSensitive(cfg, "d_model");
     assert_null(sgt_model_build(cfg, NULL, q, err, sizeof err));
     assert_non_null(strstr(err, "d_model"));
