@@ -303,6 +303,10 @@ static model_result train_model(const train_args *a, exp_data *data, sgt_device 
     if (!m) FAIL("%s: %s", res.kind, err);
     cJSON_Delete(cfg);
     sgt_model_set_train(m, true); /* dropout on (evaluation switches it off for its scoring) */
+    /* under mpirun every rank draws its own dropout masks (rank 0 those of one process): one seed
+     * on every rank would give each rank's share of a batch the same mask pattern. So a data-
+     * parallel run of a model with dropout is not one process's bit for bit (the SGT GPT has none) */
+    if (m->mode) m->mode->seed += (uint64_t)g_dist.rank * 0x9E3779B97F4A7C15ull;
     res.params = sgt_model_param_count(m);
     res.router_params = sgt_model_router_param_count(m);
     const bool use_dp = W > 1 || !strcmp(a->data_parallel, "on");

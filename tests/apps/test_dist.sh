@@ -7,7 +7,8 @@
 #   - the same with --zero 1 (optimizer state sharded), and one process through that path;
 #   - stopped at step 6 by 2 ranks with --zero 1 and resumed by 1 process, and stopped by 1 and
 #     resumed by 2, the curve continues the uninterrupted one;
-#   - a global batch that does not split across the ranks is a one-line error.
+#   - a global batch that does not split across the ranks is a one-line error;
+#   - the classic GPT-2 (dropout, another architecture) trains on 2 ranks.
 # Without MPI in the build (SGT_MPI=0): started as one of several ranks, train refuses.
 # Env: SGT_TRAIN, SGT_SHARED, SGT_MPI (1/0). Skips (77) when mpirun is missing.
 set -uo pipefail
@@ -91,6 +92,19 @@ N=(--dataset "$SGT_SHARED/data/tinyshakespeare.jsonl" --config nano --batch_size
   { cat "$W/nan.log"; bad "a NaN did not give exactly one error line"; }
 "$SGT_TRAIN" "${N[@]}" --max_tokens 4096 --resume --stop_at_step 3 --output_dir "$W/nan" > "$W/nan2.log" 2>&1
 grep -q "resuming at step 2" "$W/nan2.log" || { cat "$W/nan2.log"; bad "the checkpoint before the NaN was not kept"; }
+
+# another architecture (models/model.h): GPT-2 with dropout on 2 ranks trains into gpt2/, its loss
+# falls (each rank draws its own masks, so the curve is not one process's: not compared)
+G=(--dataset "$SGT_SHARED/data/tinyshakespeare.jsonl" --config gpt2-nano --max_tokens 4096 --batch_size 4 --seq_len 32
+   --warmup 2 --lr 3e-3 --log_every 1 --eval_every 0 --progress false --threads 1)
+"${MPI[@]}" -np 2 "$SGT_TRAIN" "${G[@]}" --output_dir "$W/gpt2" > "$W/gpt2.log" 2>&1 ||
+  { cat "$W/gpt2.log"; bad "mpirun -np 2 --config gpt2-nano failed"; }
+python3 - "$W/gpt2/gpt2/train_log.json" <<'PY' || bad "gpt2 on 2 ranks: the loss did not fall"
+import json, sys
+l = [e["loss"] for e in json.load(open(sys.argv[1]))["log"]]
+assert len(l) == 32 and l[-1] < l[0] - 1, (len(l), l[0], l[-1])
+print(f"gpt2-nano on 2 ranks: {len(l)} steps, loss {l[0]:.4f} -> {l[-1]:.4f}")
+PY
 
 # a rank killed mid-run: mpirun stops the others, the last checkpoint still resumes
 "${MPI[@]}" -np 2 "$SGT_TRAIN" "${N[@]}" --max_tokens 1M --output_dir "$W/die" > "$W/die.log" 2>&1 &
