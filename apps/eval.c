@@ -138,6 +138,15 @@ static void free_model(loaded_model *lm) {
     free(lm->window_nll);
 }
 
+/* A model's training tokens/s from training_summary.json (NAN when absent), also put in jt. */
+static double summary_tps(const cJSON *sum, const char *kind, cJSON *jt) {
+    const cJSON *mo = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(sum, "models"), kind);
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(mo, "tokens_per_s");
+    if (!cJSON_IsNumber(v)) return NAN;
+    cJSON_AddNumberToObject(jt, kind, v->valuedouble);
+    return v->valuedouble;
+}
+
 /* Scores the windows (their NLLs kept for the bootstrap); T and the data as for every model. */
 static void score(loaded_model *lm, sgt_ctx *ctx, const uint16_t *etok, uint64_t en, const eval_args *a, int64_t T) {
     lm->window_nll = malloc(sizeof(double) * (size_t)(en / (uint64_t)T + 1));
@@ -602,22 +611,9 @@ int main(int argc, char **argv) {
     snprintf(path, sizeof path, "%s/training_summary.json", a.output_dir);
     cJSON *sum = exp_read_json(path, err, sizeof err);
     cJSON *jt = cJSON_AddObjectToObject(res, "training_throughput");
-    double tps[2] = {NAN, NAN};
-    for (int k = 0; k < 2; k++) {
-        const cJSON *mo = sum ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(sum, "models"), lm[k].kind) : NULL;
-        const cJSON *v = mo ? cJSON_GetObjectItemCaseSensitive(mo, "tokens_per_s") : NULL;
-        if (cJSON_IsNumber(v)) {
-            tps[k] = v->valuedouble;
-            cJSON_AddNumberToObject(jt, lm[k].kind, tps[k]);
-        }
-    }
-    double tps_ot[MAX_OTHER];
-    for (int k = 0; k < n_ot; k++) {
-        const cJSON *mo = sum ? cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(sum, "models"), ot[k].kind) : NULL;
-        const cJSON *v = mo ? cJSON_GetObjectItemCaseSensitive(mo, "tokens_per_s") : NULL;
-        tps_ot[k] = cJSON_IsNumber(v) ? v->valuedouble : NAN;
-        if (cJSON_IsNumber(v)) cJSON_AddNumberToObject(jt, ot[k].kind, tps_ot[k]);
-    }
+    double tps[2], tps_ot[MAX_OTHER];
+    for (int k = 0; k < 2; k++) tps[k] = summary_tps(sum, lm[k].kind, jt);
+    for (int k = 0; k < n_ot; k++) tps_ot[k] = summary_tps(sum, ot[k].kind, jt);
     if (isfinite(tps[0]) && isfinite(tps[1])) {
         cJSON_AddNumberToObject(jt, "sparse_to_dense", tps[1] / tps[0]);
         cJSON_AddNumberToObject(jt, "router_overhead", 1 - tps[1] / tps[0]);
