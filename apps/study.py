@@ -2,7 +2,7 @@
 """study.py: a grid of train + eval runs (model, k, router, seed, tokens, ...), resumable, skipping
 finished runs, collected into one table and plots for docs/RESULTS.md.
 
-Usage: python3 apps/study.py GRID.json --out DIR [--bin build/apps] [--dry_run] [--only NAME]
+Usage: python3 apps/study.py GRID.json --out DIR [--bin build/apps] [--dry_run] [--only NAME] [--parallel_models]
 
 GRID.json (every flag is a flag of apps/train or apps/eval, without the dashes):
   {"common": {"dataset": "../shared/data/tinystories-sample.jsonl", "val_fraction": 0.2},  # both
@@ -25,6 +25,12 @@ but not eval is only evaluated. A run whose run.json differs from the grid's is 
 changed under an existing directory: use a new --out). Failures are reported and the others go on;
 the exit status is non-zero if any run failed.
 
+--parallel_models trains a run's dense and sparse models at once, as two processes (two cores, one
+thread each: half the wall time of one run). The sparse model trains in NAME/lane-sparse with
+--model sparse (its batches depend on the seed and the data only, so it is the model a sequential
+run trains) and is then moved to NAME/sparse, its summary merged into NAME's. Interrupted, each
+lane resumes where it stopped.
+
 Outputs: DIR/results.json (one row per run), DIR/results.md (the table, with 95% intervals), and
 DIR/gap_vs_tokens.svg (the sparse-vs-dense gap against training tokens, one series per setting of
 the other axes, seeds side by side, interval bars), DIR/utilisation.svg (per-layer normalised
@@ -35,6 +41,7 @@ import itertools
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -138,7 +145,66 @@ def link_dense(rundir, dense_from):
     os.symlink(target, link)
 
 
-def run_one(name, rundir, train_cmd, eval_cmd, dry, dense_from=None):
+def summary_models(d):
+    try:
+        with open(os.path.join(d, TRAIN_ONLY_DONE)) as f:
+            return json.load(f).get("models", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def lane_command(train_cmd, d, model):
+    cmd = list(train_cmd)
+    cmd[cmd.index("--output_dir") + 1] = d
+    cmd += ["--model", model]
+    return cmd + (["--resume"] if os.path.exists(os.path.join(d, model, "checkpoint.safetensors")) else [])
+
+
+def train_lanes(name, rundir, train_cmd, dry):
+    """the dense model in rundir and the sparse one in rundir/lane-sparse at once, then joined"""
+    side = os.path.join(rundir, "lane-sparse")
+    procs = []
+    for model, d in (("dense", rundir), ("sparse", side)):
+        if model in summary_models(rundir) or model in summary_models(d):
+            continue
+        cmd = lane_command(train_cmd, d, model)
+        print(f"study: {name}: train {model} (lane): {' '.join(cmd)}", flush=True)
+        if dry:
+            continue
+        os.makedirs(d, exist_ok=True)
+        log = open(os.path.join(d, f"train_{model}.log"), "a")
+        procs.append((model, d, subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log))
+    ok = True
+    for model, d, p, log in procs:
+        r = p.wait()
+        log.close()
+        if r != 0:
+            print(f"study: {name}: train {model} failed (exit {r}); see {d}/train_{model}.log", flush=True)
+            ok = False
+    if dry or not ok or not os.path.isdir(side):
+        return ok
+    # join: lane-sparse/sparse -> sparse, its summary entry merged, its log kept beside dense's
+    lane = summary_models(side).get("sparse")
+    if lane is None:
+        print(f"study: {name}: {side} has no finished sparse model", flush=True)
+        return False
+    if os.path.lexists(os.path.join(rundir, "sparse")):
+        print(f"study: {name}: {rundir}/sparse exists; cannot move the lane's sparse model there", flush=True)
+        return False
+    os.replace(os.path.join(side, "sparse"), os.path.join(rundir, "sparse"))
+    path = os.path.join(rundir, TRAIN_ONLY_DONE)
+    with open(path) as f:
+        summary = json.load(f)
+    summary.setdefault("models", {})["sparse"] = lane
+    with open(path + ".tmp", "w") as f:
+        json.dump(summary, f, indent=1)
+    os.replace(path + ".tmp", path)
+    os.replace(os.path.join(side, "train_sparse.log"), os.path.join(rundir, "train_sparse.log"))
+    shutil.rmtree(side)
+    return True
+
+
+def run_one(name, rundir, train_cmd, eval_cmd, dry, dense_from=None, parallel=False):
     os.makedirs(rundir, exist_ok=True)
     meta_path = os.path.join(rundir, "run.json")
     meta = {"train": train_cmd[1:], "eval": eval_cmd[1:]}
@@ -158,7 +224,10 @@ def run_one(name, rundir, train_cmd, eval_cmd, dry, dense_from=None):
         print(f"study: {name}: finished, skipped", flush=True)
         return "skipped"
     steps = []
-    if not training_done(rundir, train_cmd):
+    if parallel and "--model" not in train_cmd and not training_done(rundir, train_cmd):
+        if not train_lanes(name, rundir, train_cmd, dry):
+            return "failed"
+    if not training_done(rundir, train_cmd) and not (dry and parallel and "--model" not in train_cmd):
         steps.append(("train (resumed)" if has_checkpoint(rundir) else "train",
                       train_cmd + (["--resume"] if has_checkpoint(rundir) else [])))
     steps.append(("eval", eval_cmd))
@@ -324,6 +393,8 @@ def main():
     ap.add_argument("--bin", default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "build", "apps"))
     ap.add_argument("--dry_run", action="store_true")
     ap.add_argument("--only", help="run only the run of this name")
+    ap.add_argument("--parallel_models", action="store_true",
+                    help="train a run's dense and sparse models at once, as two processes")
     a = ap.parse_args()
     grid = load_grid(a.grid)
     for exe in ("train", "eval"):
@@ -341,7 +412,7 @@ def main():
         if a.only and name != a.only:
             continue
         tc, ec = commands(grid, point, rundir, a.bin, sparse_only=dense_from is not None)
-        status[name] = run_one(name, rundir, tc, ec, a.dry_run, dense_from)
+        status[name] = run_one(name, rundir, tc, ec, a.dry_run, dense_from, a.parallel_models)
     rows = collect(grid, a.out)
     write_table(grid, rows, a.out)
     write_gap_plot(grid, rows, a.out)

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # test_study.sh: apps/study.py end to end on a two-run nano grid: both runs train and evaluate,
 # a second call skips both, a deleted eval_results.json is evaluated again without training,
-# a run interrupted in training (summary gone) resumes with --resume, a changed grid under the
-# same --out is refused, and a bad grid file is a one-line error. Env: SGT_STUDY, SGT_BIN, SGT_SHARED.
+# a run interrupted in training (summary gone) resumes with --resume, --parallel_models trains
+# the same models in two lanes, a changed grid under the same --out is refused, and a bad grid
+# file is a one-line error. Env: SGT_STUDY, SGT_BIN, SGT_SHARED.
 set -uo pipefail
 W=$(mktemp -d /tmp/sgt-study-XXXXXX)
 trap 'rm -rf "$W"' EXIT
@@ -86,6 +87,35 @@ a, b = (json.load(open(f"{sys.argv[1]}/{n}/eval_results.json"))["perplexity"] fo
 assert a["dense"]["ppl"] == b["dense"]["ppl"] and a["sparse"]["ppl"] != b["sparse"]["ppl"], (a, b)
 PY
 
+# --parallel_models: dense and sparse trained at once (sparse in lane-sparse, then moved): the same
+# models as the sequential run of that seed (seed=2 above), bit for bit
+sed 's/"seed": \[1, 2\]/"seed": [2]/' "$W/grid.json" > "$W/grid4.json"
+R4="$W/out4/runs/seed=2"
+study "$W/grid4.json" --out "$W/out4" --parallel_models || { cat "$W/out.log"; bad "parallel call failed"; }
+grep -q "seed=2: train sparse (lane):.*lane-sparse --progress false --model sparse" "$W/out.log" \
+  || { cat "$W/out.log"; bad "no sparse lane"; }
+[[ -s "$R4/sparse/checkpoint.safetensors" && ! -e "$R4/lane-sparse" && -s "$R4/train_sparse.log" ]] \
+  || bad "the sparse lane was not joined into the run"
+same_ppl() {
+  python3 - "$R/seed=2/eval_results.json" "$R4/eval_results.json" <<'PY'
+import json, sys
+a, b = (json.load(open(f))["perplexity"] for f in sys.argv[1:])
+assert a["dense"]["ppl"] == b["dense"]["ppl"] and a["sparse"]["ppl"] == b["sparse"]["ppl"], (a, b)
+PY
+}
+same_ppl || bad "parallel lanes trained other models than the sequential run"
+# the sparse lane lost (killed before its join): only it trains again, and joins
+python3 - "$R4/training_summary.json" <<'PY'
+import json, sys
+s = json.load(open(sys.argv[1])); del s["models"]["sparse"]; json.dump(s, open(sys.argv[1], "w"))
+PY
+rm -r "$R4/sparse" "$R4/eval_results.json"
+dsz=$(wc -c < "$R4/train_dense.log")
+study "$W/grid4.json" --out "$W/out4" --parallel_models || { cat "$W/out.log"; bad "parallel resume failed"; }
+grep -q "train dense (lane)" "$W/out.log" && bad "the finished dense lane trained again"
+[[ $(wc -c < "$R4/train_dense.log") == "$dsz" ]] || bad "train_dense.log grew"
+same_ppl || bad "the retrained sparse lane differs"
+
 # bad grid files: one-line errors naming the file
 echo '{"axes": {"seed": []}}' > "$W/empty.json"
 study "$W/empty.json" --out "$W/o2" && bad "an empty axis was accepted"
@@ -96,4 +126,4 @@ grep -q "broken.json" "$W/out.log" || { cat "$W/out.log"; bad "broken JSON messa
 python3 "$SGT_STUDY" "$W/grid.json" --out "$W/o3" --bin /nonexistent > "$W/out.log" 2>&1 && bad "a bad --bin was accepted"
 grep -q -- "--bin: no executable train in /nonexistent" "$W/out.log" || { cat "$W/out.log"; bad "bad --bin message"; }
 
-((fails == 0)) && echo "test_study: all passed" || { echo "test_study: $fails failures"; exit 1; }
+if ((fails == 0)); then echo "test_study: all passed"; else echo "test_study: $fails failures"; exit 1; fi
