@@ -118,13 +118,25 @@ def commands(grid, point, rundir, bindir, sparse_only=False):
     return ([os.path.join(bindir, "train")] + flag_args(train), [os.path.join(bindir, "eval")] + flag_args(ev))
 
 
+def summary_models(d):
+    """the models d's training_summary.json names ({} when there is none)"""
+    try:
+        with open(os.path.join(d, TRAIN_ONLY_DONE)) as f:
+            return json.load(f).get("models", {})
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
+def write_json(path, obj):
+    """path written whole or not at all (a .tmp renamed over it)"""
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
 def training_done(rundir, train_cmd):
     """training_summary.json names every model this run trains (train writes it after the last)"""
-    try:
-        with open(os.path.join(rundir, TRAIN_ONLY_DONE)) as f:
-            models = json.load(f).get("models", {})
-    except (OSError, ValueError, AttributeError):
-        return False
+    models = summary_models(rundir)
     which = train_cmd[train_cmd.index("--model") + 1] if "--model" in train_cmd else "both"
     want = {"both": ("dense", "sparse")}.get(which, (which,))
     return all(m in models for m in want)
@@ -143,14 +155,6 @@ def link_dense(rundir, dense_from):
     if os.path.lexists(link):
         raise OSError(f"{link} exists and is not the link to {target}")
     os.symlink(target, link)
-
-
-def summary_models(d):
-    try:
-        with open(os.path.join(d, TRAIN_ONLY_DONE)) as f:
-            return json.load(f).get("models", {})
-    except (OSError, ValueError, AttributeError):
-        return {}
 
 
 def lane_command(train_cmd, d, model):
@@ -196,9 +200,7 @@ def train_lanes(name, rundir, train_cmd, dry):
     with open(path) as f:
         summary = json.load(f)
     summary.setdefault("models", {})["sparse"] = lane
-    with open(path + ".tmp", "w") as f:
-        json.dump(summary, f, indent=1)
-    os.replace(path + ".tmp", path)
+    write_json(path, summary)
     os.replace(os.path.join(side, "train_sparse.log"), os.path.join(rundir, "train_sparse.log"))
     shutil.rmtree(side)
     return True
@@ -217,19 +219,18 @@ def run_one(name, rundir, train_cmd, eval_cmd, dry, dense_from=None, parallel=Fa
             print(f"study: {name}: {meta_path} holds other command lines than the grid's; use a new --out", flush=True)
             return "failed"
     elif not dry:
-        with open(meta_path + ".tmp", "w") as f:
-            json.dump(meta, f, indent=1)
-        os.replace(meta_path + ".tmp", meta_path)
+        write_json(meta_path, meta)
     if os.path.exists(os.path.join(rundir, "eval_results.json")):
         print(f"study: {name}: finished, skipped", flush=True)
         return "skipped"
     steps = []
-    if parallel and "--model" not in train_cmd and not training_done(rundir, train_cmd):
-        if not train_lanes(name, rundir, train_cmd, dry):
+    lanes = parallel and "--model" not in train_cmd  # a run of one model has nothing to run beside it
+    if not training_done(rundir, train_cmd):
+        if lanes and not train_lanes(name, rundir, train_cmd, dry):
             return "failed"
-    if not training_done(rundir, train_cmd) and not (dry and parallel and "--model" not in train_cmd):
-        steps.append(("train (resumed)" if has_checkpoint(rundir) else "train",
-                      train_cmd + (["--resume"] if has_checkpoint(rundir) else [])))
+        if not (dry and lanes) and not training_done(rundir, train_cmd):
+            steps.append(("train (resumed)" if has_checkpoint(rundir) else "train",
+                          train_cmd + (["--resume"] if has_checkpoint(rundir) else [])))
     steps.append(("eval", eval_cmd))
     for what, cmd in steps:
         print(f"study: {name}: {what}: {' '.join(cmd)}", flush=True)
